@@ -1,0 +1,50 @@
+# RAG-Autotune. `make help` lists the targets. Everything runs from .venv, which the targets create.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint check bench bench-query bench-loop openapi clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: the CPU wheel on local disk. Anything unpinned would pull a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[serve,train,local,dev]'
+	touch $@
+
+install: $(STAMP) ## create .venv and install serve+train+local+dev extras
+
+run: $(STAMP) ## serve everything locally (moto as AWS) with the demo corpus on http://127.0.0.1:8000
+	$(VENV)/bin/rag-autotune up
+
+test: $(STAMP) ## run the whole test suite (unit, contract, integration, e2e)
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check layers functions tests scripts
+	$(VENV)/bin/mypy
+
+check: lint test ## what CI runs, plus lint
+
+bench: bench-query ## all benchmarks that print figures
+
+bench-query: $(STAMP) ## /ask latency over HTTP on a 20k-chunk corpus, cold start, serving deps size
+	$(PY) scripts/bench_query.py
+
+openapi: $(STAMP) ## regenerate functions/api/openapi.json from the pydantic models
+	$(PY) -c "import json; from rag_autotune.openapi import openapi_document as d; \
+	open('functions/api/openapi.json','w').write(json.dumps(d(), indent=2) + '\n')"
+
+clean: ## remove .venv, caches and local state
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,246 @@
+"""FeedbackStore on one DynamoDB table (the FeedbackTable in template.yaml).
+
+Items (pk, sk are strings):
+  query log      pk=Q#<query_id>  sk=Q                               expires_at = created_at + query_ttl_s
+  vote           pk=Q#<query_id>  sk=V#<created_at:017.6f>#<rand8>   gsi1pk=VOTE, gsi1sk=created_at (N)
+  dedupe marker  pk=D#<dedupe_key> sk=D  last_at (N)                 expires_at = last_at + window_s
+
+TTL only collects garbage: it is lazy (days on AWS, never on moto), so the dedupe window is enforced by the
+write condition on last_at, never by the marker being gone.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import uuid
+from decimal import Decimal
+from typing import Any, cast
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..domain import Citation, QueryLog, VersionPair, Vote, VoteKind
+from ..errors import UpstreamError
+
+_SER = TypeSerializer()
+_DES = TypeDeserializer()
+_VOTE_GSI_PK = "VOTE"
+_CONFLICT_RETRIES = 5  # TransactionConflict: another transaction held one of our items; botocore won't retry it
+
+
+def _num(x: float) -> Decimal:
+    """float → Decimal without binary noise: str() is the shortest repr, so float(_num(x)) == x."""
+    return Decimal(str(x))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _marshal(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _SER.serialize(_plain(v)) for k, v in item.items() if v is not None}
+
+
+def _unmarshal(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _DES.deserialize(v) for k, v in raw.items()}
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class DynamoFeedbackStore:
+    def __init__(self, client: Any, table: str, query_ttl_s: int) -> None:
+        self._ddb = client
+        self.table = table
+        self.query_ttl_s = query_ttl_s
+
+    # ---- query log -------------------------------------------------------------------------------------
+
+    def log_query(self, entry: QueryLog) -> None:
+        item = {
+            "pk": f"Q#{entry.query_id}",
+            "sk": "Q",
+            "type": "query",
+            "query_id": entry.query_id,
+            "query": entry.query,
+            "model_version": entry.pair.model_version,
+            "index_version": entry.pair.index_version,
+            "client_id": entry.client_id,
+            "created_at": entry.created_at,
+            "citations": [
+                {
+                    "doc_id": c.doc_id,
+                    "chunk_id": c.chunk_id,
+                    "title": c.title,
+                    "snippet": c.snippet,
+                    "score": float(c.score),
+                    "rank": int(c.rank),
+                }
+                for c in entry.citations
+            ],
+            "expires_at": math.ceil(entry.created_at) + self.query_ttl_s,
+        }
+        try:
+            self._ddb.put_item(TableName=self.table, Item=_marshal(item))
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"dynamodb log_query {entry.query_id}: {exc}") from exc
+
+    def get_query(self, query_id: str) -> QueryLog | None:
+        try:
+            resp = self._ddb.get_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"Q#{query_id}"}, "sk": {"S": "Q"}},
+                ConsistentRead=True,  # a vote can follow its /ask within milliseconds
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"dynamodb get_query {query_id}: {exc}") from exc
+        if "Item" not in resp:
+            return None
+        it = _unmarshal(resp["Item"])
+        return QueryLog(
+            query_id=str(it["query_id"]),
+            query=str(it["query"]),
+            pair=VersionPair(str(it["model_version"]), str(it["index_version"])),
+            citations=tuple(
+                Citation(
+                    doc_id=str(c["doc_id"]),
+                    chunk_id=str(c["chunk_id"]),
+                    title=str(c["title"]),
+                    snippet=str(c["snippet"]),
+                    score=float(c["score"]),
+                    rank=int(c["rank"]),
+                )
+                for c in it.get("citations", [])
+            ),
+            created_at=float(it["created_at"]),
+            client_id=str(it.get("client_id", "anonymous")),
+        )
+
+    # ---- votes -----------------------------------------------------------------------------------------
+
+    def record_vote(self, vote: Vote, dedupe_key: str, window_s: int) -> bool:
+        marker = {
+            "pk": f"D#{dedupe_key}",
+            "sk": "D",
+            "type": "dedupe",
+            "last_at": vote.created_at,
+            "expires_at": math.ceil(vote.created_at) + window_s,
+        }
+        cutoff = vote.created_at - window_s
+        for attempt in range(_CONFLICT_RETRIES):
+            vote_item = self._vote_item(vote)  # fresh sk per attempt
+            try:
+                self._ddb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": _marshal(marker),
+                                "ConditionExpression": "attribute_not_exists(pk) OR last_at <= :cutoff",
+                                "ExpressionAttributeValues": {":cutoff": {"N": str(_num(cutoff))}},
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": self.table,
+                                "Item": _marshal(vote_item),
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                    ],
+                    # Makes botocore's own retries of this call idempotent (a lost response is not a duplicate).
+                    ClientRequestToken=uuid.uuid4().hex,
+                )
+                return True
+            except ClientError as exc:
+                codes = self._cancel_codes(exc)
+                if codes and codes[0] == "ConditionalCheckFailed":
+                    return False
+                if "TransactionConflict" in codes and attempt + 1 < _CONFLICT_RETRIES:
+                    time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
+                    continue
+                raise UpstreamError(f"dynamodb record_vote {vote.query_id}: {exc}") from exc
+            except BotoCoreError as exc:
+                raise UpstreamError(f"dynamodb record_vote {vote.query_id}: {exc}") from exc
+        raise UpstreamError(f"dynamodb record_vote {vote.query_id}: transaction conflicts persisted")
+
+    @staticmethod
+    def _cancel_codes(exc: ClientError) -> list[str]:
+        if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            return []
+        reasons = cast(list[dict[str, Any]], exc.response.get("CancellationReasons") or [])
+        return [str(r.get("Code", "None")) for r in reasons]
+
+    @staticmethod
+    def _vote_item(vote: Vote) -> dict[str, Any]:
+        return {
+            "pk": f"Q#{vote.query_id}",
+            "sk": f"V#{vote.created_at:017.6f}#{uuid.uuid4().hex[:8]}",
+            "type": "vote",
+            "gsi1pk": _VOTE_GSI_PK,
+            "gsi1sk": vote.created_at,
+            "query_id": vote.query_id,
+            "doc_id": vote.doc_id,
+            "chunk_id": vote.chunk_id,
+            "vote": vote.vote,
+            "rank": int(vote.rank),
+            "query": vote.query,
+            "model_version": vote.pair.model_version,
+            "index_version": vote.pair.index_version,
+            "created_at": vote.created_at,
+            "user_id": vote.user_id,
+            "client_id": vote.client_id,
+            "comment": vote.comment,
+        }
+
+    @staticmethod
+    def _vote_from(it: dict[str, Any]) -> Vote:
+        return Vote(
+            query_id=str(it["query_id"]),
+            doc_id=str(it["doc_id"]),
+            chunk_id=str(it["chunk_id"]),
+            vote=cast(VoteKind, str(it["vote"])),
+            rank=int(it["rank"]),
+            query=str(it["query"]),
+            pair=VersionPair(str(it["model_version"]), str(it["index_version"])),
+            created_at=float(it["created_at"]),
+            user_id=_opt_str(it.get("user_id")),
+            client_id=str(it.get("client_id", "anonymous")),
+            comment=_opt_str(it.get("comment")),
+        )
+
+    def votes(self, since: float | None = None, limit: int = 10_000) -> list[Vote]:
+        if limit <= 0:
+            return []
+        values: dict[str, Any] = {":pk": {"S": _VOTE_GSI_PK}}
+        condition = "gsi1pk = :pk"
+        if since is not None:
+            condition += " AND gsi1sk > :since"
+            values[":since"] = {"N": str(_num(since))}
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": True,
+        }
+        out: list[Vote] = []
+        try:
+            while len(out) < limit:
+                resp = self._ddb.query(**kwargs, Limit=min(limit - len(out), 1000))
+                out.extend(self._vote_from(_unmarshal(raw)) for raw in resp.get("Items", []))
+                if "LastEvaluatedKey" not in resp:
+                    break
+                kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise UpstreamError(f"dynamodb votes since {since}: {exc}") from exc
+        return out[:limit]

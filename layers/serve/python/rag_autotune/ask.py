@@ -1,0 +1,117 @@
+"""/ask: encode with the live encoder, search the same pair's index, keep the best chunk per document,
+generate, and log what was shown (the raw material of tomorrow's training data)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+from .domain import Answer, Citation, Hit, QueryLog, Timings, VersionPair
+from .generate import Generator, Passage, best_sentence
+from .live import LivePair
+from .ports import FeedbackStore
+
+# Chunks fetched per cited document: several chunks of one document must not crowd out the others.
+OVERSAMPLE = 4
+
+
+def citations_from_hits(query: str, hits: Sequence[Hit], top_k: int) -> tuple[Citation, ...]:
+    """Best chunk per document, in score order, at most top_k."""
+    out: list[Citation] = []
+    seen: set[str] = set()
+    for hit in hits:
+        if hit.chunk.doc_id in seen:
+            continue
+        seen.add(hit.chunk.doc_id)
+        out.append(
+            Citation(
+                doc_id=hit.chunk.doc_id,
+                chunk_id=hit.chunk.chunk_id,
+                title=hit.chunk.title,
+                snippet=best_sentence(query, hit.chunk.text, max_chars=240) or hit.chunk.text[:240],
+                score=round(hit.score, 6),
+                rank=len(out) + 1,
+            )
+        )
+        if len(out) == top_k:
+            break
+    return tuple(out)
+
+
+@dataclass
+class Retrieval:
+    """Everything decided before generation: used by both the JSON and the streaming answer."""
+
+    query_id: str
+    query: str
+    pair: VersionPair
+    citations: tuple[Citation, ...]
+    passages: tuple[Passage, ...]
+    encode_ms: float
+    search_ms: float
+    started: float
+
+
+def retrieve(
+    query: str, top_k: int, live: LivePair, *, new_id: Callable[[], str] = lambda: uuid.uuid4().hex
+) -> Retrieval:
+    started = time.perf_counter()
+    vector = live.encoder.encode([query])[0]
+    encoded = time.perf_counter()
+    hits = live.index.search(live.pair.index_version, vector, top_k * OVERSAMPLE)
+    searched = time.perf_counter()
+    citations = citations_from_hits(query, hits, top_k)
+    texts = {h.chunk.chunk_id: h.chunk.text for h in hits}
+    passages = tuple(Passage(c.rank, c.title, texts[c.chunk_id]) for c in citations)
+    return Retrieval(
+        query_id=new_id(),
+        query=query,
+        pair=live.pair,
+        citations=citations,
+        passages=passages,
+        encode_ms=(encoded - started) * 1000,
+        search_ms=(searched - encoded) * 1000,
+        started=started,
+    )
+
+
+def log_shown(r: Retrieval, store: FeedbackStore, client_id: str, now: float) -> None:
+    store.log_query(QueryLog(r.query_id, r.query, r.pair, r.citations, now, client_id))
+
+
+def ask(
+    query: str,
+    top_k: int,
+    live: LivePair,
+    store: FeedbackStore,
+    generator: Generator,
+    *,
+    client_id: str = "anonymous",
+    now: Callable[[], float] = time.time,
+) -> Answer:
+    r = retrieve(query, top_k, live)
+    gen_start = time.perf_counter()
+    text = generator.answer(query, r.passages)
+    gen_ms = (time.perf_counter() - gen_start) * 1000
+    log_shown(r, store, client_id, now())
+    total = (time.perf_counter() - r.started) * 1000
+    return Answer(r.query_id, text, r.pair, r.citations, Timings(r.encode_ms, r.search_ms, gen_ms, total))
+
+
+def ask_stream(
+    query: str,
+    top_k: int,
+    live: LivePair,
+    store: FeedbackStore,
+    generator: Generator,
+    *,
+    client_id: str = "anonymous",
+    now: Callable[[], float] = time.time,
+) -> tuple[Retrieval, Iterator[str]]:
+    """The retrieval (for the citations event) and the answer deltas. The query is logged before the
+    first delta, so a `done` event's query_id can always be voted on."""
+    r = retrieve(query, top_k, live)
+    log_shown(r, store, client_id, now())
+    return r, generator.stream(query, r.passages)

@@ -1,0 +1,50 @@
+"""Split documents into overlapping chunks on paragraph/sentence boundaries, with stable ids."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from .domain import Chunk, Document
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _pieces(text: str, size: int) -> Iterator[str]:
+    """Paragraphs, and sentences of paragraphs longer than size, and hard cuts of sentences longer still."""
+    for para in re.split(r"\n\s*\n", text):
+        para = " ".join(para.split())
+        if not para:
+            continue
+        if len(para) <= size:
+            yield para
+            continue
+        for sentence in _SENTENCE_END.split(para):
+            for start in range(0, len(sentence), size):
+                yield sentence[start : start + size]
+
+
+def chunk_document(doc: Document, size: int = 1200, overlap: int = 150) -> list[Chunk]:
+    """Greedy packing of pieces up to `size` chars; each chunk after the first starts with the tail
+    (≤ overlap chars) of the previous one, so a sentence split across chunks is still found.
+    Chunk ids are "<doc_id>#<n>": the same text always gives the same ids."""
+    chunks: list[str] = []
+    current = ""
+    for piece in _pieces(doc.text, size):
+        if current and len(current) + 1 + len(piece) > size:
+            chunks.append(current)
+            tail = current[-overlap:] if overlap else ""
+            tail = tail[tail.find(" ") + 1 :] if " " in tail else tail
+            current = f"{tail} {piece}".strip() if tail and len(tail) + 1 + len(piece) <= size else piece
+        else:
+            current = f"{current} {piece}" if current else piece
+    if current:
+        chunks.append(current)
+    if not chunks:
+        chunks = [doc.title]  # an empty body is still findable by its title
+    return [Chunk(f"{doc.doc_id}#{i}", doc.doc_id, doc.title, text) for i, text in enumerate(chunks)]
+
+
+def embed_text(chunk: Chunk) -> str:
+    """What the encoder sees for a chunk: title then text, so short chunks keep their subject."""
+    return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text

@@ -1,0 +1,122 @@
+"""Domain values. Plain, frozen dataclasses: no I/O, no SDK types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+VoteKind = Literal["up", "down"]
+
+
+@dataclass(frozen=True)
+class VersionPair:
+    """The one thing a response is computed from: an encoder and the vectors that encoder made."""
+
+    model_version: str
+    index_version: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"model_version": self.model_version, "index_version": self.index_version}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The live pointer (manifest.json in S3). `previous` is newest first, for rollback."""
+
+    live: VersionPair
+    previous: tuple[VersionPair, ...] = ()
+    updated_at: str = ""
+    reason: str = ""
+    documents: int = 0  # of the live index, so /health needs no scan
+    chunks: int = 0
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    chunk_id: str  # "<doc_id>#<n>": stable across re-ingests of the same text
+    doc_id: str
+    title: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True)
+class Citation:
+    doc_id: str
+    chunk_id: str
+    title: str
+    snippet: str
+    score: float
+    rank: int  # 1-based
+
+
+@dataclass(frozen=True)
+class QueryLog:
+    """What /ask showed, kept so that a vote can be checked and turned into training data."""
+
+    query_id: str
+    query: str
+    pair: VersionPair
+    citations: tuple[Citation, ...]
+    created_at: float  # epoch seconds
+    client_id: str = "anonymous"
+
+
+@dataclass(frozen=True)
+class Vote:
+    query_id: str
+    doc_id: str
+    chunk_id: str
+    vote: VoteKind
+    rank: int
+    query: str
+    pair: VersionPair
+    created_at: float
+    user_id: str | None = None
+    client_id: str = "anonymous"
+    comment: str | None = None
+
+
+@dataclass(frozen=True)
+class Timings:
+    encode_ms: float
+    search_ms: float
+    generate_ms: float
+    total_ms: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    query_id: str
+    answer: str
+    pair: VersionPair
+    citations: tuple[Citation, ...]
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class Health:
+    pair: VersionPair
+    documents: int
+    chunks: int
+
+
+@dataclass
+class IngestReport:
+    index_version: str
+    model_version: str
+    documents: int
+    chunks: int
+    errors: list[str] = field(default_factory=list)

@@ -1,0 +1,55 @@
+"""Domain exceptions. Logic raises these; api/http_errors.py maps them to HTTP; the ASL Catch routes on names."""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    code = "error"
+
+
+class InvalidInput(RagError):
+    code = "invalid_input"
+
+
+class InvalidJson(InvalidInput):
+    code = "invalid_json"
+
+
+class UnknownQuery(RagError):
+    code = "unknown_query"
+
+
+class DocNotCited(RagError):
+    code = "doc_not_cited"
+
+
+class NotReady(RagError):
+    """No live model/index pair yet (run `rag-autotune bootstrap` and `ingest`)."""
+
+    code = "not_ready"
+
+
+class ArtifactNotFound(RagError):
+    code = "artifact_not_found"
+
+
+class ConflictError(RagError):
+    """A conditional write lost: somebody else moved the pointer first."""
+
+    code = "conflict"
+
+
+class CorruptArtifact(RagError):
+    code = "corrupt_artifact"
+
+
+class IngestError(RagError):
+    code = "ingest_error"
+
+
+class UpstreamError(RagError):
+    """A dependency (Bedrock, S3, DynamoDB) failed in a way the caller cannot fix."""
+
+    code = "upstream_error"

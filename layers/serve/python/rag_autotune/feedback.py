@@ -1,0 +1,51 @@
+"""/feedback: a vote is accepted only on a document that the named query actually showed, and counted once
+per (voter, query, document, vote) per dedupe window."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from .domain import Vote, VoteKind
+from .errors import DocNotCited, UnknownQuery
+from .ports import FeedbackStore
+
+
+def dedupe_key(voter: str, query_id: str, doc_id: str, vote: VoteKind) -> str:
+    return "|".join((voter, query_id, doc_id, vote))
+
+
+def record_feedback(
+    store: FeedbackStore,
+    *,
+    query_id: str,
+    doc_id: str,
+    vote: VoteKind,
+    user_id: str | None,
+    client_id: str,
+    comment: str | None,
+    window_s: int,
+    now: Callable[[], float] = time.time,
+) -> bool:
+    """True when recorded, False when a duplicate within the window."""
+    shown = store.get_query(query_id)
+    if shown is None:
+        raise UnknownQuery(f"no query with id {query_id!r}")
+    cited = next((c for c in shown.citations if c.doc_id == doc_id), None)
+    if cited is None:
+        raise DocNotCited(f"document {doc_id!r} was not among the citations of query {query_id!r}")
+    voter = f"user:{user_id}" if user_id else f"client:{client_id}"
+    entry = Vote(
+        query_id=query_id,
+        doc_id=doc_id,
+        chunk_id=cited.chunk_id,
+        vote=vote,
+        rank=cited.rank,
+        query=shown.query,
+        pair=shown.pair,
+        created_at=now(),
+        user_id=user_id,
+        client_id=client_id,
+        comment=comment,
+    )
+    return store.record_vote(entry, dedupe_key(voter, query_id, doc_id, vote), window_s)

@@ -1,0 +1,150 @@
+"""HTTP translation for the API Lambda, free of any web framework: raw body in, (status, headers, body) out.
+functions/api/app.py is a thin Chalice shell around these functions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, ValidationError
+
+from . import ask as ask_logic
+from .domain import Answer, Citation
+from .errors import InvalidInput, InvalidJson, RagError
+from .feedback import record_feedback
+from .http_errors import error_body, status_of
+from .observability import logger, metrics
+from .runtime import Runtime
+from .schemas import AskRequest, FeedbackRequest
+
+M = TypeVar("M", bound=BaseModel)
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int
+    body: str
+    headers: dict[str, str] = field(default_factory=lambda: dict(JSON))
+
+
+def json_response(status: int, obj: Any) -> HttpResponse:
+    return HttpResponse(status, json.dumps(obj))
+
+
+def error_response(exc: RagError) -> HttpResponse:
+    status = status_of(exc)
+    (logger.warning if status < 500 else logger.error)("request failed", extra={"code": exc.code, "error": str(exc)})
+    return HttpResponse(status, error_body(exc.code, str(exc)))
+
+
+def parse(model: type[M], raw: bytes | None) -> M:
+    if raw is None or not raw.strip():
+        raise InvalidJson("request body is empty: send a JSON object")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidJson(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidInput(problems) from exc
+
+
+def client_id(source_ip: str | None) -> str:
+    """An anonymous voter's identity for dedupe: a hash, so raw IPs are never stored."""
+    if not source_ip:
+        return "anonymous"
+    return "ip-" + hashlib.sha256(source_ip.encode()).hexdigest()[:16]
+
+
+def _citation(c: Citation) -> dict[str, Any]:
+    return {"doc_id": c.doc_id, "chunk_id": c.chunk_id, "title": c.title, "snippet": c.snippet,
+            "score": c.score, "rank": c.rank}
+
+
+def _answer_body(a: Answer) -> dict[str, Any]:
+    t = a.timings
+    return {
+        "query_id": a.query_id,
+        "answer": a.answer,
+        **a.pair.as_dict(),
+        "citations": [_citation(c) for c in a.citations],
+        "timings_ms": {"encode": round(t.encode_ms, 3), "search": round(t.search_ms, 3),
+                       "generate": round(t.generate_ms, 3), "total": round(t.total_ms, 3)},
+    }
+
+
+def _sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def _sse_events(rt: Runtime, req: AskRequest, voter: str) -> Iterator[str]:
+    live = rt.live.current()
+    retrieval, deltas = ask_logic.ask_stream(req.query, req.top_k, live, rt.feedback, rt.generator,
+                                             client_id=voter)
+    yield _sse("citations", {"query_id": retrieval.query_id, **retrieval.pair.as_dict(),
+                             "citations": [_citation(c) for c in retrieval.citations]})
+    for text in deltas:
+        yield _sse("delta", {"text": text})
+    yield _sse("done", {"query_id": retrieval.query_id})
+
+
+def ask(rt: Runtime, raw: bytes | None, accept: str | None, source_ip: str | None) -> HttpResponse:
+    try:
+        req = parse(AskRequest, raw)
+        voter = client_id(source_ip)
+        if req.stream or (accept or "").startswith("text/event-stream"):
+            # API Gateway REST + Chalice buffer the whole body: the client gets every event at once.
+            body = "".join(_sse_events(rt, req, voter))
+            return HttpResponse(200, body, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        answer = ask_logic.ask(req.query, req.top_k, rt.live.current(), rt.feedback, rt.generator,
+                               client_id=voter)
+    except RagError as exc:
+        return error_response(exc)
+    metrics.add_metric(name="AskLatency", unit=MetricUnit.Milliseconds, value=answer.timings.total_ms)
+    logger.info("ask", extra={"query_id": answer.query_id, **answer.pair.as_dict(),
+                              "timings_ms": round(answer.timings.total_ms, 3)})
+    return json_response(200, _answer_body(answer))
+
+
+def feedback(rt: Runtime, raw: bytes | None, source_ip: str | None) -> HttpResponse:
+    try:
+        req = parse(FeedbackRequest, raw)
+        recorded = record_feedback(
+            rt.feedback,
+            query_id=req.query_id,
+            doc_id=req.doc_id,
+            vote=req.vote,
+            user_id=req.user_id,
+            client_id=client_id(source_ip),
+            comment=req.comment,
+            window_s=rt.settings.dedupe_window_s,
+        )
+    except RagError as exc:
+        return error_response(exc)
+    metrics.add_metric(name="FeedbackRecorded" if recorded else "FeedbackDuplicate", unit=MetricUnit.Count,
+                       value=1)
+    if recorded:
+        metrics.add_metric(name="VoteUp" if req.vote == "up" else "VoteDown", unit=MetricUnit.Count, value=1)
+        return json_response(201, {"status": "recorded"})
+    return json_response(200, {"status": "duplicate"})
+
+
+def health(rt: Runtime) -> HttpResponse:
+    try:
+        live = rt.live.current()
+    except RagError as exc:
+        return error_response(exc)
+    m = live.manifest
+    return json_response(200, {"status": "ok", **live.pair.as_dict(), "documents": m.documents,
+                               "chunks": m.chunks})

@@ -1,0 +1,106 @@
+"""Ingest: documents → chunks → vectors (live encoder) → a new index version → one conditional manifest write.
+
+The new version is built completely and made durable before the pointer moves; if anything fails (or
+another writer moved the pointer first) the new version is deleted and live serving never saw it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from .chunking import chunk_document, embed_text
+from .corpus import load_documents
+from .domain import Chunk, IngestReport, VersionPair
+from .errors import IngestError, NotReady
+from .ports import ArtifactStore, Encoder, Vectors, VectorIndex
+from .versions import (
+    index_version,
+    model_versions,
+    next_generation,
+    read_manifest,
+    swap,
+    write_stats,
+)
+
+Progress = Callable[[int, int], None]
+BATCH = 64
+
+
+def embed_batches(
+    chunks: Sequence[Chunk], encoder: Encoder, progress: Progress | None = None, batch: int = BATCH
+) -> Iterator[tuple[Sequence[Chunk], Vectors]]:
+    for start in range(0, len(chunks), batch):
+        part = chunks[start : start + batch]
+        yield part, encoder.encode([embed_text(c) for c in part])
+        if progress:
+            progress(start + len(part), len(chunks))
+
+
+def build_version(
+    version: str,
+    chunks: Sequence[Chunk],
+    encoder: Encoder,
+    index: VectorIndex,
+    store: ArtifactStore,
+    progress: Progress | None = None,
+) -> int:
+    """Embed and write one index version; on any failure nothing of it remains."""
+    try:
+        n = index.build(version, encoder.dim, embed_batches(chunks, encoder, progress))
+        write_stats(store, version, len({c.doc_id for c in chunks}), n)
+        return n
+    except BaseException:
+        index.delete(version)
+        store.delete_prefix(f"corpus/{version}/")
+        raise
+
+
+def ingest(
+    path: Path,
+    *,
+    store: ArtifactStore,
+    index: VectorIndex,
+    load_encoder: Callable[[str], Encoder],
+    replace: bool = False,
+    skip_invalid: bool = False,
+    chunk_chars: int = 1200,
+    chunk_overlap: int = 150,
+    keep: int = 3,
+    progress: Progress | None = None,
+) -> IngestReport:
+    docs, errors = load_documents(path)
+    if errors and not skip_invalid:
+        shown = "\n  ".join(errors[:20]) + (f"\n  … and {len(errors) - 20} more" if len(errors) > 20 else "")
+        raise IngestError(f"{len(errors)} malformed record(s) in {path}, nothing ingested:\n  {shown}")
+
+    current = read_manifest(store)
+    if current:
+        manifest, etag = current
+        model = manifest.live.model_version
+    else:
+        manifest, etag = None, None
+        models = model_versions(store)
+        if not models:
+            raise NotReady("no encoder uploaded yet: run `rag-autotune bootstrap` first")
+        model = models[-1]
+
+    new_ids = {d.doc_id for d in docs}
+    kept: list[Chunk] = []
+    if manifest and not replace:
+        kept = [c for c in index.chunks(manifest.live.index_version) if c.doc_id not in new_ids]
+    chunks = kept + [c for d in docs for c in chunk_document(d, chunk_chars, chunk_overlap)]
+
+    known = index.versions() + ([manifest.live.index_version] if manifest else [])
+    version = index_version(model, next_generation(known))
+    encoder = load_encoder(model)
+    n = build_version(version, chunks, encoder, index, store, progress)
+    documents = len({c.doc_id for c in chunks})
+    try:
+        swap(store, VersionPair(model, version), expected_etag=etag, reason=f"ingest {Path(path).name}",
+             documents=documents, chunks=n, keep=keep)
+    except BaseException:
+        index.delete(version)
+        store.delete_prefix(f"corpus/{version}/")
+        raise
+    index.publish(version)
+    return IngestReport(version, model, documents, n, errors)

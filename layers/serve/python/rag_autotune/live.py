@@ -1,0 +1,93 @@
+"""The serving side of the live pointer: which (encoder, index) pair answers right now.
+
+A request takes one `LivePair` reference and uses only it, so a swap mid-request cannot mix versions.
+The manifest is re-checked at most every `ttl_s` seconds with a HEAD (ETag); a new pair is fully loaded
+(encoder session built, index shard opened) before it replaces the old reference.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .domain import Manifest, VersionPair
+from .errors import NotReady
+from .ports import ArtifactStore, Encoder, VectorIndex
+from .versions import MANIFEST_KEY, read_manifest
+
+
+@dataclass(frozen=True)
+class LivePair:
+    pair: VersionPair
+    encoder: Encoder
+    index: VectorIndex
+    manifest: Manifest
+    etag: str
+
+
+class LiveState:
+    def __init__(
+        self,
+        store: ArtifactStore,
+        index: VectorIndex,
+        load_encoder: Callable[[str], Encoder],
+        ttl_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._index = index
+        self._load_encoder = load_encoder
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._live: LivePair | None = None
+        self._checked_at = float("-inf")
+        self._encoders: dict[str, Encoder] = {}
+        self._lock = threading.Lock()
+
+    def current(self) -> LivePair:
+        """The live pair, re-checking the manifest when the last check is older than ttl_s.
+        Raises NotReady when nothing is live."""
+        live = self._live
+        if live is not None and self._clock() - self._checked_at < self._ttl_s:
+            return live
+        with self._lock:
+            live = self._live
+            if live is not None and self._clock() - self._checked_at < self._ttl_s:
+                return live  # another thread refreshed while we waited
+            etag = self._store.head_etag(MANIFEST_KEY)
+            if live is None or etag != live.etag:
+                live = self._load() if etag is not None else None
+            self._checked_at = self._clock()
+            self._live = live
+        if live is None:
+            raise NotReady("no model/index pair is live: run `rag-autotune bootstrap` then `rag-autotune ingest`")
+        return live
+
+    def _load(self) -> LivePair | None:
+        found = read_manifest(self._store)
+        if found is None:
+            return None
+        manifest, etag = found
+        pair = manifest.live
+        encoder = self._encoders.get(pair.model_version)
+        if encoder is None:
+            encoder = self._load_encoder(pair.model_version)
+            # Keep only the encoder in use and the one before it (rollback is then instant).
+            self._encoders = {k: v for k, v in self._encoders.items() if k == self._current_model()}
+            self._encoders[pair.model_version] = encoder
+        # Open the shard now, not on the first user's request.
+        probe = np.zeros(encoder.dim, dtype=np.float32)
+        probe[0] = 1.0
+        self._index.search(pair.index_version, probe, 1)
+        return LivePair(pair, encoder, self._index, manifest, etag)
+
+    def _current_model(self) -> str | None:
+        return self._live.pair.model_version if self._live else None
+
+    def invalidate(self) -> None:
+        """Force a manifest check on the next request (used after a local swap)."""
+        self._checked_at = float("-inf")

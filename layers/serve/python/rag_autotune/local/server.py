@@ -1,0 +1,65 @@
+"""Serve the Chalice app over HTTP the way API Gateway (REST, payload 1.0) would call it: chalice's local
+gateway builds the same events and calls the same `app` object that Lambda runs.
+
+One request at a time reaches the app, as on one Lambda instance (Chalice keeps `current_request` on the app
+object, so it is not thread-safe); connections are still accepted concurrently."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from chalice.config import Config
+from chalice.local import ChaliceRequestHandler, LocalDevServer
+
+from ..paths import REPO
+
+API_APP = REPO / "functions" / "api" / "app.py"
+
+
+def load_api_module(path: Path = API_APP) -> ModuleType:
+    """Import functions/api/app.py as Lambda would (module name `app`)."""
+    spec = importlib.util.spec_from_file_location("app", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class _OneAtATime(ChaliceRequestHandler):
+    lock = threading.Lock()
+
+    def _generic_handle(self) -> None:
+        with self.lock:
+            super()._generic_handle()
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # the app logs each request as structured JSON already
+
+
+class ApiServer:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
+        config = Config.create(chalice_app=app, lambda_timeout=30)
+        self._dev = LocalDevServer(app, config, host, port, handler_cls=_OneAtATime)
+        self.host, self.port = self._dev.server.server_address[:2]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ApiServer:
+        self._thread = threading.Thread(target=self._dev.server.serve_forever, daemon=True, name="api")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._dev.server.shutdown()
+        self._dev.server.server_close()

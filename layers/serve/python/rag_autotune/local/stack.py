@@ -1,0 +1,107 @@
+"""The embedded default: moto's server on 127.0.0.1 as the AWS endpoint, reached over HTTP by the same boto3
+code that runs on AWS. Only the endpoint differs (AWS_ENDPOINT_URL).
+
+moto keeps state in memory, so `save`/`restore` snapshot the bucket and the table to a folder on stop and
+bring them back on the next start: models, index snapshots, the manifest, the query log and votes survive a
+restart of `make run`. (Step Functions executions and the EventBridge rule are recreated, not restored.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from ..settings import Settings
+from .resources import ensure_resources
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class MotoStack:
+    def __init__(self, port: int = 0) -> None:
+        self.port = port or free_port()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> MotoStack:
+        self._server.start()
+        # Everything in this process (and children) now talks to moto; dummy credentials keep boto3 quiet.
+        os.environ["AWS_ENDPOINT_URL"] = self.url
+        os.environ["MOTO_PORT"] = str(self.port)  # moto's Step Functions calls Lambda at localhost:$MOTO_PORT
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def _clients(settings: Settings) -> tuple[Any, Any]:
+    return boto3.client("s3", region_name=settings.region), boto3.client("dynamodb", region_name=settings.region)
+
+
+def save(settings: Settings, folder: Path) -> tuple[int, int]:
+    """Bucket objects and table items → folder (written to a temp folder, then swapped in)."""
+    s3, ddb = _clients(settings)
+    tmp = folder.with_name(folder.name + ".tmp")
+    objects = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket):
+        for obj in page.get("Contents", []):
+            target = tmp / "s3" / obj["Key"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(settings.bucket, obj["Key"], str(target))
+            objects += 1
+    items = 0
+    tmp.mkdir(parents=True, exist_ok=True)
+    with (tmp / "table.jsonl").open("w") as fh:
+        for page in ddb.get_paginator("scan").paginate(TableName=settings.table):
+            for item in page["Items"]:
+                fh.write(json.dumps(item) + "\n")
+                items += 1
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        folder.rename(old)
+        tmp.rename(folder)
+        _rmtree(old)
+    else:
+        tmp.rename(folder)
+    return objects, items
+
+
+def restore(settings: Settings, folder: Path) -> tuple[int, int]:
+    ensure_resources(settings)
+    if not folder.exists():
+        return 0, 0
+    s3, ddb = _clients(settings)
+    objects = 0
+    root = folder / "s3"
+    for path in sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []:
+        s3.upload_file(str(path), settings.bucket, path.relative_to(root).as_posix())
+        objects += 1
+    items = 0
+    table_file = folder / "table.jsonl"
+    if table_file.exists():
+        with table_file.open() as fh:
+            for line in fh:
+                ddb.put_item(TableName=settings.table, Item=json.loads(line))
+                items += 1
+    return objects, items
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,96 @@
+"""The OpenAPI 3 document, built from the pydantic models in schemas.py (checked in as openapi.json; a test
+keeps the checked-in copy equal to this)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import __version__
+from .schemas import AskRequest, AskResponse, ErrorResponse, FeedbackRequest, FeedbackResponse, HealthResponse
+
+_MODELS: tuple[type[BaseModel], ...] = (
+    AskRequest, AskResponse, FeedbackRequest, FeedbackResponse, HealthResponse, ErrorResponse
+)
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(ErrorResponse, description)
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    schemas: dict[str, Any] = {}
+    for model in _MODELS:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "RAG-Autotune API",
+            "version": __version__,
+            "description": "Ask questions of your documents, vote on the cited documents; the retriever "
+            "is tuned on the votes every night.",
+        },
+        "paths": {
+            "/ask": {
+                "post": {
+                    "operationId": "ask",
+                    "summary": "Answer a question with citations",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(AskRequest)}}},
+                    "responses": {
+                        "200": {
+                            "description": "The answer. With stream=true or Accept: text/event-stream, a "
+                            "Server-Sent-Events body: a `citations` event, `delta` events, then `done` with "
+                            "query_id. API Gateway (REST) buffers it: the events arrive together.",
+                            "content": {
+                                "application/json": {"schema": _ref(AskResponse)},
+                                "text/event-stream": {"schema": {"type": "string"}},
+                            },
+                        },
+                        "400": _error("Body is not JSON"),
+                        "422": _error("Body does not match the schema"),
+                        "503": _error("No model/index pair is live yet"),
+                    },
+                }
+            },
+            "/feedback": {
+                "post": {
+                    "operationId": "feedback",
+                    "summary": "Vote on a document cited by an answer",
+                    "requestBody": {
+                        "required": True, "content": {"application/json": {"schema": _ref(FeedbackRequest)}}
+                    },
+                    "responses": {
+                        "201": _json(FeedbackResponse, "Recorded"),
+                        "200": _json(FeedbackResponse, "The same vote within the dedupe window: not counted again"),
+                        "400": _error("Body is not JSON"),
+                        "404": _error("Unknown query_id"),
+                        "422": _error("Body does not match the schema, or doc_id was not cited by that query"),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "The live model and index versions",
+                    "responses": {
+                        "200": _json(HealthResponse, "Serving"),
+                        "503": _error("No model/index pair is live yet"),
+                    },
+                }
+            },
+        },
+        "components": {"schemas": schemas},
+    }

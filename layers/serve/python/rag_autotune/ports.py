@@ -1,0 +1,112 @@
+"""The four ports. Logic depends on these Protocols; adapters/ implement them; tests/contract checks each
+implementation against the same assertions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from .domain import Chunk, Hit, QueryLog, Vote
+
+Vectors = npt.NDArray[np.float32]
+
+
+class Encoder(Protocol):
+    """Text → L2-normalised float32 vectors, shape (n, dim)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode(self, texts: Sequence[str]) -> Vectors: ...
+
+
+class ArtifactStore(Protocol):
+    """Object storage (S3): models, index snapshots, corpora, reports and the manifest."""
+
+    def get_bytes(self, key: str) -> bytes:
+        """Raises ArtifactNotFound."""
+        ...
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        """Body and ETag read together. Raises ArtifactNotFound."""
+        ...
+
+    def head_etag(self, key: str) -> str | None:
+        """The ETag, or None when the object does not exist. Cheap: the serving hot-reload check."""
+        ...
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        """Unconditional write; returns the new ETag."""
+        ...
+
+    def put_if(self, key: str, data: bytes, expected_etag: str | None) -> str:
+        """Conditional write: If-Match expected_etag, or create-only (If-None-Match: *) when None.
+        Raises ConflictError when the condition fails. Returns the new ETag."""
+        ...
+
+    def upload_file(self, key: str, path: Path) -> None: ...
+
+    def download_file(self, key: str, path: Path) -> None:
+        """Raises ArtifactNotFound."""
+        ...
+
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Deletes every key under prefix; returns how many."""
+        ...
+
+
+class FeedbackStore(Protocol):
+    """DynamoDB: the query log (what was shown) and votes on it."""
+
+    def log_query(self, entry: QueryLog) -> None: ...
+
+    def get_query(self, query_id: str) -> QueryLog | None: ...
+
+    def record_vote(self, vote: Vote, dedupe_key: str, window_s: int) -> bool:
+        """Stores the vote unless the same dedupe_key was recorded less than window_s ago.
+        True when recorded, False for a duplicate. Atomic: the vote and its dedupe marker land together."""
+        ...
+
+    def votes(self, since: float | None = None, limit: int = 10_000) -> list[Vote]:
+        """Votes with created_at > since (all when None), oldest first, at most limit."""
+        ...
+
+
+class VectorIndex(Protocol):
+    """Qdrant: one collection (server) or one Edge shard (embedded) per index version.
+    A version is immutable once built; searches name the version, so a response never mixes versions."""
+
+    def build(self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]]) -> int:
+        """Creates the version from scratch and makes it durable; returns the number of points.
+        On failure nothing of the version remains."""
+        ...
+
+    def search(self, version: str, vector: Vectors, limit: int) -> list[Hit]:
+        """Nearest chunks by cosine, best first. Raises ArtifactNotFound for an unknown version."""
+        ...
+
+    def count(self, version: str) -> int: ...
+
+    def chunks(self, version: str) -> Iterator[Chunk]:
+        """Every chunk of the version (for re-embedding and golden sets)."""
+        ...
+
+    def versions(self) -> list[str]: ...
+
+    def delete(self, version: str) -> None:
+        """Idempotent."""
+        ...
+
+    def publish(self, version: str) -> None:
+        """Points the serving alias at version (server: one atomic alias update; edge: nothing to do,
+        the S3 manifest is the pointer)."""
+        ...

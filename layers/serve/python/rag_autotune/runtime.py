@@ -1,0 +1,91 @@
+"""Wiring: settings → adapters → the objects logic receives. Built once per process (module scope in the
+handlers); tests build their own with fakes. This is the one place that picks an adapter per setting."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from .generate import ExtractiveGenerator, Generator
+from .live import LiveState
+from .ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
+from .settings import Settings
+from .versions import model_prefix
+
+MODEL_FILES = ("model.onnx", "tokenizer.json", "meta.json")
+
+
+def fetch_model(store: ArtifactStore, version: str, cache_dir: Path) -> Path:
+    """Download models/<version>/ into cache_dir once; a half download is never mistaken for a model."""
+    target = cache_dir / "models" / version
+    if all((target / f).exists() for f in MODEL_FILES):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{version}-"))
+    try:
+        for name in MODEL_FILES:
+            store.download_file(model_prefix(version) + name, tmp / name)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+
+    @cached_property
+    def store(self) -> ArtifactStore:
+        from .adapters.aws import make_client
+        from .adapters.s3 import S3ArtifactStore
+
+        return S3ArtifactStore(make_client("s3", self.settings.region), self.settings.bucket)
+
+    @cached_property
+    def feedback(self) -> FeedbackStore:
+        from .adapters.aws import make_client
+        from .adapters.dynamodb import DynamoFeedbackStore
+
+        return DynamoFeedbackStore(
+            make_client("dynamodb", self.settings.region),
+            self.settings.table,
+            query_ttl_s=self.settings.query_log_ttl_days * 86400,
+        )
+
+    @cached_property
+    def index(self) -> VectorIndex:
+        if self.settings.qdrant_url:
+            from qdrant_client import QdrantClient  # noqa: I001 (adapter-side import, server mode only)
+
+            from .adapters.qdrant_server import ServerVectorIndex
+
+            client = QdrantClient(url=self.settings.qdrant_url, api_key=self.settings.qdrant_api_key)
+            return ServerVectorIndex(client)
+        from .adapters.qdrant_edge import EdgeVectorIndex
+
+        return EdgeVectorIndex(self.store, self.settings.cache_dir / "shards")
+
+    def load_encoder(self, version: str) -> Encoder:
+        from .adapters.onnx_encoder import OnnxEncoder
+
+        path = fetch_model(self.store, version, self.settings.cache_dir)
+        return OnnxEncoder(path, version, threads=self.settings.onnx_threads, max_seq_len=self.settings.max_seq_len)
+
+    @cached_property
+    def generator(self) -> Generator:
+        if self.settings.bedrock_model_id:
+            from .adapters.aws import make_client
+            from .adapters.bedrock import BedrockGenerator
+
+            return BedrockGenerator(make_client("bedrock-runtime", self.settings.region),
+                                    self.settings.bedrock_model_id)
+        return ExtractiveGenerator()
+
+    @cached_property
+    def live(self) -> LiveState:
+        return LiveState(self.store, self.index, self.load_encoder, ttl_s=self.settings.manifest_ttl_s)

@@ -1,0 +1,72 @@
+"""API inputs and outputs. Strict: wrong types, unknown fields and out-of-range values are 4xx, never coerced.
+openapi.py builds the published document from these models, so the two cannot drift."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class AskRequest(_Strict):
+    query: str = Field(min_length=1, max_length=2000, description="The question.")
+    top_k: int = Field(5, ge=1, le=20, description="How many documents to cite.")
+    stream: bool = Field(False, description="Answer as Server-Sent Events.")
+
+
+class FeedbackRequest(_Strict):
+    query_id: str = Field(min_length=1, max_length=64)
+    doc_id: str = Field(min_length=1, max_length=512)
+    vote: Literal["up", "down"]
+    user_id: str | None = Field(None, min_length=1, max_length=128)
+    comment: str | None = Field(None, max_length=1000)
+
+
+class CitationOut(BaseModel):
+    doc_id: str
+    chunk_id: str
+    title: str
+    snippet: str
+    score: float
+    rank: int
+
+
+class TimingsOut(BaseModel):
+    encode: float
+    search: float
+    generate: float
+    total: float
+
+
+class AskResponse(BaseModel):
+    query_id: str
+    answer: str
+    model_version: str
+    index_version: str
+    citations: list[CitationOut]
+    timings_ms: TimingsOut
+
+
+class FeedbackResponse(BaseModel):
+    status: Literal["recorded", "duplicate"]
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model_version: str
+    index_version: str
+    documents: int
+    chunks: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,55 @@
+"""The one settings model. Read once per process (`get_settings`); logic receives values, never os.environ."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore", frozen=True)
+
+    # Where state lives. The endpoint is boto3's own AWS_ENDPOINT_URL: AWS, LocalStack and moto differ only there.
+    bucket: str = "rag-autotune-artifacts"
+    table: str = "rag-autotune-feedback"
+    region: str = Field(
+        "us-east-1", validation_alias=AliasChoices("RAG_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    qdrant_url: str | None = Field(None, validation_alias=AliasChoices("RAG_QDRANT_URL", "QDRANT_URL"))
+    qdrant_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("RAG_QDRANT_API_KEY", "QDRANT_API_KEY")
+    )
+    bedrock_model_id: str | None = Field(
+        None, validation_alias=AliasChoices("RAG_BEDROCK_MODEL_ID", "BEDROCK_MODEL_ID")
+    )
+    cache_dir: Path = Path("/tmp/rag-autotune")
+
+    # Serving.
+    warm_on_init: bool = Field(True, description="load the live pair while the Lambda initialises")
+    manifest_ttl_s: float = Field(5.0, ge=0.0, description="how often a serving process re-checks the live pointer")
+    onnx_threads: int = Field(1, ge=1, le=16)
+    max_seq_len: int = Field(256, ge=16, le=512)
+    query_log_ttl_days: int = Field(180, ge=1)
+    dedupe_window_s: int = Field(3600, ge=1)
+
+    # Ingest.
+    chunk_chars: int = Field(1200, ge=200)
+    chunk_overlap: int = Field(150, ge=0)
+
+    # Nightly tune (issue 3 reads these).
+    state_machine_arn: str | None = None
+    tune_min_feedback: int = Field(20, ge=1)
+    tune_max_feedback: int = Field(20000, ge=1)
+    tune_heldout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    tune_margin: float = Field(0.0, description="held-out nDCG@10 must improve by at least this")
+    tune_golden_tolerance: float = Field(0.01, ge=0.0)
+    tune_p99_budget_ms: float = Field(15.0, gt=0.0)
+    tune_retention: int = Field(3, ge=2)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,165 @@
+"""In-memory implementations of the ports, for unit tests. The contract tests hold them to the same
+assertions as the real adapters, so a green unit test means something."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rag_autotune.domain import Chunk, Hit, QueryLog, Vote
+from rag_autotune.errors import ArtifactNotFound, ConflictError
+from rag_autotune.ports import Vectors
+
+
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.md5(data).hexdigest() + '"'
+
+
+class MemoryArtifactStore:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def get_bytes(self, key: str) -> bytes:
+        return self.get_with_etag(key)[0]
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str]:
+        try:
+            data = self.objects[key]
+        except KeyError:
+            raise ArtifactNotFound(key) from None
+        return data, _etag(data)
+
+    def head_etag(self, key: str) -> str | None:
+        data = self.objects.get(key)
+        return None if data is None else _etag(data)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        self.objects[key] = bytes(data)
+        return _etag(data)
+
+    def put_if(self, key: str, data: bytes, expected_etag: str | None) -> str:
+        with self._lock:
+            current = self.head_etag(key)
+            if current != expected_etag:
+                raise ConflictError(f"{key}: expected {expected_etag}, found {current}")
+            return self.put_bytes(key, data)
+
+    def upload_file(self, key: str, path: Path) -> None:
+        self.put_bytes(key, Path(path).read_bytes())
+
+    def download_file(self, key: str, path: Path) -> None:
+        data = self.get_bytes(key)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix))
+
+    def delete_prefix(self, prefix: str) -> int:
+        keys = self.list_keys(prefix)
+        for k in keys:
+            del self.objects[k]
+        return len(keys)
+
+
+class MemoryFeedbackStore:
+    def __init__(self) -> None:
+        self.queries: dict[str, QueryLog] = {}
+        self.vote_log: list[Vote] = []
+        self.dedupe: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def log_query(self, entry: QueryLog) -> None:
+        self.queries[entry.query_id] = entry
+
+    def get_query(self, query_id: str) -> QueryLog | None:
+        return self.queries.get(query_id)
+
+    def record_vote(self, vote: Vote, dedupe_key: str, window_s: int) -> bool:
+        with self._lock:
+            last = self.dedupe.get(dedupe_key)
+            if last is not None and last > vote.created_at - window_s:
+                return False
+            self.dedupe[dedupe_key] = vote.created_at
+            self.vote_log.append(vote)
+            return True
+
+    def votes(self, since: float | None = None, limit: int = 10_000) -> list[Vote]:
+        picked = [v for v in self.vote_log if since is None or v.created_at > since]
+        return sorted(picked, key=lambda v: v.created_at)[:limit]
+
+
+class MemoryVectorIndex:
+    """Brute-force cosine over numpy arrays."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, tuple[list[Chunk], Vectors]] = {}
+        self.published: str | None = None
+
+    def build(self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]]) -> int:
+        chunks: list[Chunk] = []
+        vecs: list[Vectors] = []
+        for batch_chunks, batch_vecs in batches:
+            chunks.extend(batch_chunks)
+            vecs.append(np.asarray(batch_vecs, dtype=np.float32).reshape(-1, dim))
+        matrix = np.concatenate(vecs) if vecs else np.zeros((0, dim), dtype=np.float32)
+        self.data[version] = (chunks, matrix)
+        return len(chunks)
+
+    def search(self, version: str, vector: Vectors, limit: int) -> list[Hit]:
+        if version not in self.data:
+            raise ArtifactNotFound(version)
+        chunks, matrix = self.data[version]
+        if not chunks:
+            return []
+        scores = matrix @ np.asarray(vector, dtype=np.float32).reshape(-1)
+        order = np.argsort(-scores)[:limit]
+        return [Hit(chunks[i], float(scores[i])) for i in order]
+
+    def count(self, version: str) -> int:
+        return len(self.data[version][0]) if version in self.data else 0
+
+    def chunks(self, version: str) -> Iterator[Chunk]:
+        if version not in self.data:
+            raise ArtifactNotFound(version)
+        return iter(list(self.data[version][0]))
+
+    def versions(self) -> list[str]:
+        return sorted(self.data)
+
+    def delete(self, version: str) -> None:
+        self.data.pop(version, None)
+
+    def publish(self, version: str) -> None:
+        self.published = version
+
+
+class HashEncoder:
+    """Deterministic bag-of-words hashing encoder: shared words → higher cosine. Fast stand-in for ONNX."""
+
+    def __init__(self, version: str = "v0", dim: int = 64) -> None:
+        self._version = version
+        self._dim = dim
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                h = int(hashlib.blake2b(word.strip(".,;:()[]").encode(), digest_size=4).hexdigest(), 16)
+                out[row, h % self._dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return out / norms
