@@ -1,0 +1,16 @@
+"""Catch/Reject target: remove the run's shadow model and index, record FAILED or REJECTED, release the lock."""
+
+from typing import Any
+
+from rag_autotune.observability import logger, metrics
+from rag_autotune.runtime import Runtime
+from rag_autotune.settings import get_settings
+from rag_autotune.tune import steps
+
+rt = Runtime(get_settings())
+
+
+@logger.inject_lambda_context(log_event=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return steps.cleanup(event, store=rt.store, index=rt.index)

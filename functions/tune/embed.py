@@ -1,0 +1,17 @@
+"""Tune step 3: re-embed the live corpus with the candidate encoder into the shadow index version."""
+
+from typing import Any
+
+from rag_autotune.observability import logger, metrics
+from rag_autotune.runtime import Runtime
+from rag_autotune.settings import get_settings
+from rag_autotune.tune import steps
+
+rt = Runtime(get_settings())
+
+
+@logger.inject_lambda_context(log_event=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return steps.embed(event, store=rt.store, index=rt.index, load_encoder=rt.load_encoder,
+                       log=steps.progress_logger("embed"))

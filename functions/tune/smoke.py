@@ -1,0 +1,16 @@
+"""Tune step 4: the gate. Live and candidate on the same queries; writes the run report."""
+
+from typing import Any
+
+from rag_autotune.observability import logger, metrics
+from rag_autotune.runtime import Runtime
+from rag_autotune.settings import get_settings
+from rag_autotune.tune import steps
+
+rt = Runtime(get_settings())
+
+
+@logger.inject_lambda_context(log_event=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return steps.smoke(event, store=rt.store, index=rt.index, load_encoder=rt.load_encoder, settings=rt.settings)

@@ -1,0 +1,92 @@
+"""Votes → training triplets and held-out judgements. Grouped by query text (the same question asked twice
+is one query), split into train/held-out by a hash of the text, so the split is stable night after night."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..domain import Vote
+from .metrics import Judged
+
+
+def normalise(query: str) -> str:
+    return " ".join(query.lower().split())
+
+
+def is_heldout(query: str, fraction: float) -> bool:
+    digest = hashlib.sha256(normalise(query).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+@dataclass
+class QueryVotes:
+    query: str
+    up: dict[str, str] = field(default_factory=dict)  # doc_id → chunk_id shown
+    down: dict[str, str] = field(default_factory=dict)
+
+
+def group_votes(votes: Sequence[Vote]) -> dict[str, QueryVotes]:
+    """Latest vote wins per (query, doc): a 👍 changed to 👎 counts as 👎."""
+    groups: dict[str, QueryVotes] = {}
+    for v in sorted(votes, key=lambda v: v.created_at):
+        g = groups.setdefault(normalise(v.query), QueryVotes(v.query))
+        (g.up if v.vote == "up" else g.down)[v.doc_id] = v.chunk_id
+        (g.down if v.vote == "up" else g.up).pop(v.doc_id, None)
+    return groups
+
+
+@dataclass(frozen=True)
+class Triplet:
+    query: str
+    positive: str
+    negative: str
+    hard: bool  # the negative is a 👎 of this query (else a random corpus chunk)
+
+
+@dataclass(frozen=True)
+class Split:
+    train: list[QueryVotes]
+    heldout: list[QueryVotes]
+
+
+def split(groups: dict[str, QueryVotes], fraction: float) -> Split:
+    train, heldout = [], []
+    for key in sorted(groups):
+        (heldout if is_heldout(key, fraction) else train).append(groups[key])
+    return Split(train, heldout)
+
+
+def triplets(
+    train: Sequence[QueryVotes],
+    chunk_text: Callable[[str], str | None],
+    random_chunks: Sequence[str],
+    seed: int = 0,
+) -> list[Triplet]:
+    """One triplet per 👍 chunk, its negative a 👎 chunk of the same query when there is one (cycled), else a
+    random corpus chunk. 👎-only queries contribute nothing: without a positive there is no anchor pair.
+    Text is the chunk that was shown (looked up by chunk id in the live corpus)."""
+    rng = random.Random(seed)
+    out: list[Triplet] = []
+    for g in train:
+        positives = [t for t in (chunk_text(c) for c in g.up.values()) if t]
+        negatives = [t for t in (chunk_text(c) for c in g.down.values()) if t]
+        for i, pos in enumerate(positives):
+            if negatives:
+                out.append(Triplet(g.query, pos, negatives[i % len(negatives)], True))
+            elif random_chunks:
+                neg = rng.choice(random_chunks)
+                if neg != pos:
+                    out.append(Triplet(g.query, pos, neg, False))
+        # More 👎 than 👍: the extra hard negatives still teach, beside a positive of the same query.
+        for j in range(len(positives), len(negatives)):
+            if positives:
+                out.append(Triplet(g.query, positives[j % len(positives)], negatives[j], True))
+    return out
+
+
+def judged(groups: Sequence[QueryVotes]) -> list[Judged]:
+    return [Judged(g.query, frozenset(g.up)) for g in groups if g.up]

@@ -1,0 +1,44 @@
+"""Ranking metrics with binary relevance: P@k, hit@k, nDCG@k."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+def precision_at(ranked: Sequence[str], relevant: set[str], k: int = 5) -> float:
+    return sum(1 for d in ranked[:k] if d in relevant) / k
+
+
+def hit_at(ranked: Sequence[str], relevant: set[str], k: int = 5) -> float:
+    return 1.0 if any(d in relevant for d in ranked[:k]) else 0.0
+
+
+def ndcg_at(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
+    if not relevant:
+        return 0.0
+    dcg = sum(1.0 / math.log2(i + 2) for i, d in enumerate(ranked[:k]) if d in relevant)
+    ideal = sum(1.0 / math.log2(i + 2) for i in range(min(len(relevant), k)))
+    return dcg / ideal
+
+
+@dataclass(frozen=True)
+class Judged:
+    query: str
+    relevant: frozenset[str]
+
+
+def evaluate(rank: Callable[[str], Sequence[str]], queries: Sequence[Judged]) -> dict[str, float]:
+    """Mean P@5, hit@5 and nDCG@10 of `rank` (query → doc ids, best first) over queries with ≥1 relevant."""
+    scored = [q for q in queries if q.relevant]
+    if not scored:
+        return {"p@5": 0.0, "hit@5": 0.0, "ndcg@10": 0.0, "n": 0}
+    sums = {"p@5": 0.0, "hit@5": 0.0, "ndcg@10": 0.0}
+    for q in scored:
+        ranked = rank(q.query)
+        rel = set(q.relevant)
+        sums["p@5"] += precision_at(ranked, rel, 5)
+        sums["hit@5"] += hit_at(ranked, rel, 5)
+        sums["ndcg@10"] += ndcg_at(ranked, rel, 10)
+    return {**{k: round(v / len(scored), 4) for k, v in sums.items()}, "n": len(scored)}

@@ -1,0 +1,319 @@
+"""The step logic behind each Lambda of the tune workflow (train lives in train_step.py: it needs torch).
+
+State passed between steps (the `$.run` object) is small JSON: ids, versions, counts and S3 keys, so each
+step shows readable input/output in the Step Functions console. Data goes through the artifact store."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..domain import VersionPair
+from ..errors import ArtifactNotFound, ConflictError, NotReady, RagError
+from ..ingest import build_version
+from ..ports import ArtifactStore, Encoder, VectorIndex
+from ..settings import Settings
+from ..versions import (
+    corpus_generation,
+    index_version,
+    model_prefix,
+    model_versions,
+    read_manifest,
+    read_stats,
+    swap,
+)
+from . import report as report_mod
+from .dataset import group_votes, judged, split, triplets
+from .gate import GateInput, decide
+from .metrics import Judged, evaluate
+from .runs import RunLocked, acquire_lock, list_runs, release_lock, update_run
+
+GOLDEN_KEY = "golden/golden.jsonl"
+
+
+class ManifestConflict(RagError):
+    """The live pointer moved during the run (an ingest or a rollback): the candidate is stale."""
+
+    code = "manifest_conflict"
+
+
+class NotEnoughFeedback(RagError):
+    code = "not_enough_feedback"
+
+
+def _pair(d: dict[str, str]) -> VersionPair:
+    return VersionPair(d["model_version"], d["index_version"])
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _write_jsonl(store: ArtifactStore, key: str, rows: Iterable[dict[str, Any]]) -> int:
+    lines = [json.dumps(r) for r in rows]
+    store.put_bytes(key, ("\n".join(lines) + "\n").encode() if lines else b"", "application/x-ndjson")
+    return len(lines)
+
+
+def read_jsonl(store: ArtifactStore, key: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in store.get_bytes(key).decode().splitlines() if line.strip()]
+
+
+def _step(store: ArtifactStore, run_id: str, name: str, started: float, **fields: Any) -> None:
+    record_steps = update_run(store, run_id).get("steps", {})
+    record_steps[name] = {"seconds": round(time.time() - started, 2)}
+    update_run(store, run_id, step=name, steps=record_steps, **fields)
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def prepare(event: dict[str, Any], *, store: ArtifactStore, feedback: Any, index: VectorIndex,
+            settings: Settings, now: Callable[[], float] = _now) -> dict[str, Any]:
+    run_id = str(event["run_id"])
+    started = now()
+    try:
+        acquire_lock(store, run_id, started)
+    except RunLocked as exc:
+        update_run(store, run_id, status="FAILED", reason=f"RunLocked: {exc}", started_at=started,
+                   finished_at=now(), trigger=event.get("trigger", "cli"))
+        raise
+    update_run(store, run_id, status="RUNNING", step="prepare", started_at=started,
+               trigger=event.get("trigger", "cli"), steps={})
+    found = read_manifest(store)
+    if found is None:
+        raise NotReady("nothing is live: ingest a corpus first")
+    manifest, etag = found
+    live = manifest.live
+
+    history = feedback.votes(None, limit=10**9)[-settings.tune_max_feedback :]
+    last_ok = max((float(r.get("finished_at", 0)) for r in list_runs(store, 1000)
+                   if r.get("status") == "SWAPPED"), default=0.0)
+    new_votes = sum(1 for v in history if v.created_at > last_ok)
+    counts: dict[str, int] = {"votes": len(history), "new_votes": new_votes}
+    state: dict[str, Any] = {"run_id": run_id, "live": live.as_dict(), "live_etag": etag, "counts": counts}
+    if new_votes < settings.tune_min_feedback:
+        reason = f"not enough feedback: {new_votes} new vote(s) since the last swap, need {settings.tune_min_feedback}"
+        update_run(store, run_id, status="SKIPPED", reason=reason, counts=counts, finished_at=now())
+        release_lock(store, run_id)
+        return {**state, "status": "SKIPPED", "reason": reason}
+
+    groups = group_votes(history)
+    parts = split(groups, settings.tune_heldout_fraction)
+    texts = {c.chunk_id: c.text for c in index.chunks(live.index_version)}
+    corpus_sample = list(texts.values())
+    rows = triplets(parts.train, texts.get, corpus_sample, seed=len(history))
+    counts.update(queries=len(groups), train_queries=len(parts.train), heldout_queries=len(parts.heldout),
+                  triplets=len(rows), hard_negatives=sum(1 for t in rows if t.hard))
+    prefix = f"runs/{run_id}/"
+    _write_jsonl(store, prefix + "train.jsonl",
+                 ({"query": t.query, "positive": t.positive, "negative": t.negative} for t in rows))
+    _write_jsonl(store, prefix + "heldout.jsonl",
+                 ({"query": j.query, "relevant": sorted(j.relevant)} for j in judged(parts.heldout)))
+    _write_jsonl(store, prefix + "repeated.jsonl",
+                 ({"query": j.query, "relevant": sorted(j.relevant)} for j in judged(parts.train)))
+    if not rows:
+        reason = "not enough feedback: no 👍 on training queries"
+        update_run(store, run_id, status="SKIPPED", reason=reason, counts=counts, finished_at=now())
+        release_lock(store, run_id)
+        return {**state, "status": "SKIPPED", "reason": reason}
+
+    model = _next_model(store, live.model_version)
+    candidate = VersionPair(model, index_version(model, corpus_generation(live.index_version)))
+    update_run(store, run_id, counts=counts, live=live.as_dict(), candidate=candidate.as_dict())
+    _step(store, run_id, "prepare", started)
+    return {**state, "status": "RUNNING", "candidate": candidate.as_dict(), "prefix": prefix}
+
+
+def _next_model(store: ArtifactStore, live_model: str) -> str:
+    """One past every model ever started (a failed run's number is not reused: its leftovers are gone, but
+    logs and reports still name it)."""
+    started = [k.split("/")[1] for k in store.list_keys("models/")]
+    numbers = [int(v[1:]) for v in {*started, *model_versions(store), live_model} if v[1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1}"
+
+
+# ---------------------------------------------------------------- embed
+
+
+def embed(state: dict[str, Any], *, store: ArtifactStore, index: VectorIndex,
+          load_encoder: Callable[[str], Encoder], log: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    started = time.time()
+    live, candidate = _pair(state["live"]), _pair(state["candidate"])
+    chunks = list(index.chunks(live.index_version))
+    encoder = load_encoder(candidate.model_version)
+    n = build_version(candidate.index_version, chunks, encoder, index, store, progress=log)
+    _step(store, state["run_id"], "embed", started)
+    return {**state, "embedded": n}
+
+
+# ---------------------------------------------------------------- smoke
+
+
+def ranker(encoder: Encoder, index: VectorIndex, version: str, depth: int = 40) -> Callable[[str], list[str]]:
+    def rank(query: str) -> list[str]:
+        hits = index.search(version, encoder.encode([query])[0], depth)
+        seen: dict[str, None] = {}
+        for h in hits:
+            seen.setdefault(h.chunk.doc_id, None)
+        return list(seen)
+
+    return rank
+
+
+def latency_p99(encoder: Encoder, index: VectorIndex, version: str, queries: Sequence[str],
+                n: int = 300) -> tuple[float, list[float]]:
+    """Encode+search wall time per query (ms), over n queries cycling through `queries`."""
+    samples: list[float] = []
+    pool = list(queries) or ["warm-up query"]
+    for i in range(n):
+        t = time.perf_counter()
+        index.search(version, encoder.encode([pool[i % len(pool)]])[0], 5)
+        samples.append((time.perf_counter() - t) * 1000)
+    return float(np.percentile(samples, 99)), samples
+
+
+def _judged(rows: list[dict[str, Any]]) -> list[Judged]:
+    return [Judged(r["query"], frozenset(r["relevant"])) for r in rows]
+
+
+def golden_set(store: ArtifactStore) -> list[Judged]:
+    try:
+        return _judged(read_jsonl(store, GOLDEN_KEY))
+    except ArtifactNotFound:
+        return []
+
+
+def smoke(state: dict[str, Any], *, store: ArtifactStore, index: VectorIndex,
+          load_encoder: Callable[[str], Encoder], settings: Settings) -> dict[str, Any]:
+    started = time.time()
+    run_id, prefix = state["run_id"], state["prefix"]
+    live, candidate = _pair(state["live"]), _pair(state["candidate"])
+    live_enc, cand_enc = load_encoder(live.model_version), load_encoder(candidate.model_version)
+    live_rank = ranker(live_enc, index, live.index_version)
+    cand_rank = ranker(cand_enc, index, candidate.index_version)
+
+    sets = {"heldout": _judged(read_jsonl(store, prefix + "heldout.jsonl")),
+            "repeated": _judged(read_jsonl(store, prefix + "repeated.jsonl")),
+            "golden": golden_set(store)}
+    metrics = {name: {"before": evaluate(live_rank, qs), "after": evaluate(cand_rank, qs)}
+               for name, qs in sets.items() if qs}
+    queries = [q.query for qs in sets.values() for q in qs]
+    p99, samples = latency_p99(cand_enc, index, candidate.index_version, queries)
+    live_p99, _ = latency_p99(live_enc, index, live.index_version, queries)
+    decision = decide(GateInput(metrics=metrics, p99_ms=p99, margin=settings.tune_margin,
+                                golden_tolerance=settings.tune_golden_tolerance,
+                                p99_budget_ms=settings.tune_p99_budget_ms))
+    report = {"run_id": run_id, "live": live.as_dict(), "candidate": candidate.as_dict(), "metrics": metrics,
+              "latency_ms": {"candidate_p99": round(p99, 3), "live_p99": round(live_p99, 3),
+                             "samples": len(samples)},
+              "decision": {"passed": decision.passed, "reasons": decision.reasons},
+              "counts": state.get("counts", {})}
+    store.put_bytes(prefix + "report.json", json.dumps(report, indent=2).encode(), "application/json")
+    store.put_bytes(prefix + "report.html", report_mod.html(report, samples).encode(), "text/html")
+    status = "PASSED" if decision.passed else "REJECTED"
+    _step(store, run_id, "smoke", started, metrics=metrics, latency_ms=report["latency_ms"],
+          gate=report["decision"])
+    return {**state, "status": status, "reasons": decision.reasons}
+
+
+# ---------------------------------------------------------------- swap
+
+
+def swap_step(state: dict[str, Any], *, store: ArtifactStore, index: VectorIndex, settings: Settings,
+              now: Callable[[], float] = _now) -> dict[str, Any]:
+    started = time.time()
+    run_id = state["run_id"]
+    candidate = _pair(state["candidate"])
+    documents, chunks = read_stats(store, candidate.index_version)
+    try:
+        swap(store, candidate, expected_etag=state["live_etag"], reason=f"tune {run_id}", documents=documents,
+             chunks=chunks, keep=settings.tune_retention)
+    except ConflictError as exc:
+        raise ManifestConflict(str(exc)) from exc
+    index.publish(candidate.index_version)
+    removed = collect_garbage(store, index)
+    _step(store, run_id, "swap", started, status="SWAPPED", finished_at=now(), garbage_collected=removed)
+    release_lock(store, run_id)
+    return {**state, "status": "SWAPPED"}
+
+
+def collect_garbage(store: ArtifactStore, index: VectorIndex) -> list[str]:
+    """Delete model and index versions that the manifest no longer names and that are older than live.
+    Newer ones may belong to a run or an ingest in progress, so they are left alone."""
+    found = read_manifest(store)
+    if found is None:
+        return []
+    manifest = found[0]
+    keep = {p.model_version for p in (manifest.live, *manifest.previous)} | {
+        p.index_version for p in (manifest.live, *manifest.previous)}
+    live_model = int(manifest.live.model_version[1:])
+    live_gen = corpus_generation(manifest.live.index_version)
+    removed: list[str] = []
+    for v in index.versions():
+        if v not in keep and int(v.split("-")[0][1:]) <= live_model and corpus_generation(v) <= live_gen:
+            index.delete(v)
+            store.delete_prefix(f"corpus/{v}/")
+            removed.append(v)
+    for m in model_versions(store):
+        if m not in keep and int(m[1:]) < live_model:
+            store.delete_prefix(model_prefix(m))
+            removed.append(m)
+    return removed
+
+
+# ---------------------------------------------------------------- cleanup (Catch and Reject)
+
+
+def cleanup(event: dict[str, Any], *, store: ArtifactStore, index: VectorIndex,
+            now: Callable[[], float] = _now) -> dict[str, Any]:
+    """Remove what this run made (never what is live), record the outcome, release the lock."""
+    state = event.get("run") or {}
+    run_id = str(state.get("run_id") or event["run_id"])
+    error = event.get("error")
+    rejected = state.get("status") == "REJECTED" and not error
+    status = "REJECTED" if rejected else "FAILED"
+    if rejected:
+        reason = "; ".join(state.get("reasons", [])) or "smoke gate rejected the candidate"
+    else:
+        err = error or {}
+        cause = str(err.get("Cause", ""))
+        try:
+            cause = json.loads(cause).get("errorMessage", cause)
+        except (ValueError, AttributeError):
+            pass
+        reason = f"{err.get('Error', 'Error')}: {cause}"[:2000]
+    removed: list[str] = []
+    if "candidate" in state:
+        candidate = _pair(state["candidate"])
+        found = read_manifest(store)
+        live = found[0].live if found else None
+        if live is None or live.index_version != candidate.index_version:
+            index.delete(candidate.index_version)
+            store.delete_prefix(f"corpus/{candidate.index_version}/")
+            removed.append(candidate.index_version)
+        if live is None or live.model_version != candidate.model_version:
+            store.delete_prefix(model_prefix(candidate.model_version))
+            removed.append(candidate.model_version)
+    update_run(store, run_id, status=status, reason=reason, finished_at=now(), removed=removed)
+    release_lock(store, run_id)
+    return {**state, "run_id": run_id, "status": status, "reason": reason}
+
+
+def progress_logger(step: str, every_pct: int = 10) -> Callable[[int, int], None]:
+    """Structured progress lines (every_pct apart) for long steps: visible in CloudWatch and locally."""
+    from ..observability import logger
+
+    last = [-1]
+
+    def log(done: int, total: int) -> None:
+        bucket = done * 100 // max(total, 1) // every_pct
+        if bucket != last[0]:
+            last[0] = bucket
+            logger.info(f"{step} progress", extra={"done": done, "total": total})
+
+    return log

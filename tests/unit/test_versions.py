@@ -1,0 +1,60 @@
+import pytest
+
+from rag_autotune.domain import VersionPair
+from rag_autotune.errors import ConflictError, NotReady
+from rag_autotune.versions import (
+    index_version,
+    next_generation,
+    next_model_version,
+    read_manifest,
+    rollback,
+    swap,
+    write_stats,
+)
+from tests.fakes import MemoryArtifactStore
+
+
+def test_version_names() -> None:
+    assert next_model_version([]) == "v0"
+    assert next_model_version(["v0", "v7", "junk"]) == "v8"
+    assert index_version("v3", 4) == "v3-c4"
+    assert next_generation(["v0-c1", "v2-c3", "other"]) == 4
+
+
+def test_swap_is_conditional_and_keeps_previous_pairs() -> None:
+    store = MemoryArtifactStore()
+    a, b, c = VersionPair("v0", "v0-c1"), VersionPair("v1", "v1-c1"), VersionPair("v2", "v2-c1")
+    swap(store, a, expected_etag=None, reason="ingest", documents=3, chunks=5)
+    with pytest.raises(ConflictError):
+        swap(store, b, expected_etag=None, reason="second creator", documents=3, chunks=5)
+    manifest, etag = read_manifest(store)  # type: ignore[misc]
+    swap(store, b, expected_etag=etag, reason="tune", documents=3, chunks=5)
+    with pytest.raises(ConflictError):  # a stale etag loses, and the manifest is unchanged
+        swap(store, c, expected_etag=etag, reason="stale", documents=3, chunks=5)
+    manifest, _ = read_manifest(store)  # type: ignore[misc]
+    assert manifest.live == b and manifest.previous == (a,)
+
+
+def test_retention_limits_previous() -> None:
+    store = MemoryArtifactStore()
+    etag = None
+    for i in range(5):
+        swap(store, VersionPair(f"v{i}", f"v{i}-c1"), expected_etag=etag, reason="", documents=1, chunks=1, keep=3)
+        etag = read_manifest(store)[1]  # type: ignore[index]
+    manifest = read_manifest(store)[0]  # type: ignore[index]
+    assert [p.model_version for p in manifest.previous] == ["v3", "v2"]
+
+
+def test_rollback_restores_previous_pair_and_its_counts() -> None:
+    store = MemoryArtifactStore()
+    with pytest.raises(NotReady):
+        rollback(store)
+    a, b = VersionPair("v0", "v0-c1"), VersionPair("v1", "v1-c1")
+    write_stats(store, "v0-c1", 10, 20)
+    swap(store, a, expected_etag=None, reason="", documents=10, chunks=20)
+    with pytest.raises(ConflictError):
+        rollback(store)  # nothing to go back to
+    swap(store, b, expected_etag=read_manifest(store)[1], reason="", documents=10, chunks=21)  # type: ignore[index]
+    manifest = rollback(store)
+    assert manifest.live == a and manifest.previous[0] == b
+    assert (manifest.documents, manifest.chunks) == (10, 20)
