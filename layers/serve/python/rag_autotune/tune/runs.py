@@ -88,5 +88,8 @@ def update_run(store: ArtifactStore, run_id: str, **fields: Any) -> dict[str, An
 
 
 def list_runs(store: ArtifactStore, limit: int = 50) -> list[dict[str, Any]]:
-    ids = sorted({k.split("/")[1] for k in store.list_keys("runs/") if k.endswith("/run.json")}, reverse=True)
-    return [read_run(store, i) for i in ids[:limit]]
+    """Newest first (by start time: scheduled runs are named by EventBridge, CLI runs by time)."""
+    ids = {k.split("/")[1] for k in store.list_keys("runs/") if k.endswith("/run.json")}
+    records = [read_run(store, i) for i in ids]
+    records.sort(key=lambda r: float(r.get("started_at", 0)), reverse=True)
+    return records[:limit]

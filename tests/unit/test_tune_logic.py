@@ -1,0 +1,158 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from rag_autotune.domain import Citation, QueryLog, Vote, VersionPair
+from rag_autotune.ingest import ingest
+from rag_autotune.settings import Settings
+from rag_autotune.tune import steps
+from rag_autotune.tune.dataset import group_votes, is_heldout, split, triplets
+from rag_autotune.tune.gate import GateInput, decide
+from rag_autotune.tune.metrics import Judged, evaluate, hit_at, ndcg_at, precision_at
+from rag_autotune.tune.runs import RunLocked, acquire_lock, list_runs, read_run, release_lock
+from rag_autotune.versions import read_manifest
+from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
+
+
+def test_metrics_by_hand() -> None:
+    ranked = ["a", "x", "b", "y", "z"]
+    assert precision_at(ranked, {"a", "b"}, 5) == pytest.approx(0.4)
+    assert hit_at(ranked, {"b"}, 5) == 1.0 and hit_at(ranked, {"q"}, 5) == 0.0
+    ideal = 1 + 1 / math.log2(3)
+    assert ndcg_at(ranked, {"a", "b"}, 10) == pytest.approx((1 + 1 / math.log2(4)) / ideal)
+    out = evaluate(lambda q: ranked, [Judged("q", frozenset({"a"})), Judged("empty", frozenset())])
+    assert out == {"p@5": 0.2, "hit@5": 1.0, "ndcg@10": 1.0, "n": 1}
+
+
+def _vote(q: str, doc: str, kind: str, t: float) -> Vote:
+    return Vote(f"id-{q}-{t}", doc, f"{doc}#0", kind, 1, q, VersionPair("v0", "v0-c1"), t)  # type: ignore[arg-type]
+
+
+def test_grouping_latest_vote_wins_and_split_is_deterministic() -> None:
+    votes = [_vote("Open A File", "open.2", "up", 1), _vote("open a  file", "open.2", "down", 2),
+             _vote("open a file", "creat.2", "up", 3)]
+    groups = group_votes(votes)
+    assert list(groups) == ["open a file"]
+    g = groups["open a file"]
+    assert g.up == {"creat.2": "creat.2#0"} and g.down == {"open.2": "open.2#0"}
+    qs = [f"query {i}" for i in range(400)]
+    held = [q for q in qs if is_heldout(q, 0.2)]
+    assert held == [q for q in qs if is_heldout(q, 0.2)]
+    assert 50 < len(held) < 110
+
+
+def test_triplets_use_shown_chunk_text_and_hard_negatives() -> None:
+    votes = [_vote("q1", "a", "up", 1), _vote("q1", "b", "down", 2), _vote("q1", "c", "down", 3),
+             _vote("q2", "d", "up", 4), _vote("q3", "e", "down", 5)]
+    parts = split(group_votes(votes), 0.0)
+    text = {"a#0": "A", "b#0": "B", "c#0": "C", "d#0": "D", "e#0": "E"}
+    rows = triplets(parts.train, text.get, ["R1", "R2"], seed=1)
+    q1 = [(t.positive, t.negative, t.hard) for t in rows if t.query == "q1"]
+    assert q1 == [("A", "B", True), ("A", "C", True)]  # the 2nd 👎 goes beside the only 👍
+    (q2,) = [t for t in rows if t.query == "q2"]
+    assert q2.positive == "D" and q2.negative in {"R1", "R2"} and not q2.hard
+    assert not [t for t in rows if t.query == "q3"]  # 👎 only: no anchor pair
+
+
+def _gate(before: float, after: float, **kw: float) -> bool:
+    m = {"heldout": {"before": {"ndcg@10": before, "n": 3}, "after": {"ndcg@10": after, "n": 3}}}
+    args = {"p99_ms": 5.0, "margin": 0.03, "golden_tolerance": 0.01, "p99_budget_ms": 15.0, **kw}
+    return decide(GateInput(metrics=m, **args)).passed  # type: ignore[arg-type]
+
+
+def test_gate() -> None:
+    assert _gate(0.5, 0.54)
+    assert not _gate(0.5, 0.52)
+    assert not _gate(0.5, 0.6, p99_ms=20.0)
+    golden_drop = {"golden": {"before": {"ndcg@10": 0.8, "n": 2}, "after": {"ndcg@10": 0.7, "n": 2}},
+                   "heldout": {"before": {"ndcg@10": 0.5, "n": 3}, "after": {"ndcg@10": 0.6, "n": 3}}}
+    d = decide(GateInput(golden_drop, 5.0, 0.03, 0.01, 15.0))
+    assert not d.passed and "golden" in d.reasons[0]
+    assert not decide(GateInput({}, 1.0, 0.0, 0.01, 15.0)).passed  # no held-out evidence, no swap
+
+
+def test_run_lock() -> None:
+    store = MemoryArtifactStore()
+    acquire_lock(store, "r1", now=100)
+    acquire_lock(store, "r1", now=101)  # the same run retrying Prepare
+    with pytest.raises(RunLocked):
+        acquire_lock(store, "r2", now=102)
+    release_lock(store, "r2")  # not the holder: no effect
+    with pytest.raises(RunLocked):
+        acquire_lock(store, "r2", now=103)
+    acquire_lock(store, "r3", now=100 + 7201)  # a stale lock is taken over
+    release_lock(store, "r3")
+    acquire_lock(store, "r2", now=104)
+
+
+DOCS = [("pipe.2", "create a pipe channel with two file descriptors"),
+        ("open.2", "open and possibly create a file by pathname"),
+        ("malloc.3", "allocate and free dynamic memory"),
+        ("signal.7", "overview of signals and their default actions")]
+
+
+@pytest.fixture
+def tune_world(tmp_path: Path) -> dict:  # type: ignore[type-arg]
+    store, index, fb = MemoryArtifactStore(), MemoryVectorIndex(), MemoryFeedbackStore()
+    store.put_bytes("models/v0/meta.json", b"{}")
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(json.dumps({"id": i, "title": i, "text": t}) for i, t in DOCS))
+    ingest(corpus, store=store, index=index, load_encoder=lambda v: HashEncoder(v))
+    settings = Settings(tune_min_feedback=3, tune_heldout_fraction=0.5, tune_margin=0.0)
+    return {"store": store, "index": index, "fb": fb, "settings": settings}
+
+
+def _log_and_vote(fb: MemoryFeedbackStore, q: str, up: str, down: str, t: float) -> None:
+    cites = tuple(Citation(d, f"{d}#0", d, "", 0.5, r) for r, d in enumerate((up, down), 1))
+    fb.log_query(QueryLog(f"q{t}", q, VersionPair("v0", "v0-c1"), cites, t))
+    fb.record_vote(Vote(f"q{t}", up, f"{up}#0", "up", 1, q, VersionPair("v0", "v0-c1"), t), f"u{t}", 3600)
+    fb.record_vote(Vote(f"q{t}", down, f"{down}#0", "down", 2, q, VersionPair("v0", "v0-c1"), t + 0.1),
+                   f"d{t}", 3600)
+
+
+def test_prepare_skips_without_enough_feedback_and_releases_lock(tune_world: dict) -> None:  # type: ignore[type-arg]
+    w = tune_world
+    out = steps.prepare({"run_id": "r1"}, store=w["store"], feedback=w["fb"], index=w["index"], settings=w["settings"])
+    assert out["status"] == "SKIPPED" and "not enough feedback" in out["reason"]
+    assert read_run(w["store"], "r1")["status"] == "SKIPPED"
+    acquire_lock(w["store"], "r2", now=1)  # the lock was released
+
+
+def test_whole_loop_with_fakes_then_cleanup_of_a_failed_run(tune_world: dict) -> None:  # type: ignore[type-arg]
+    w = tune_world
+    for i, q in enumerate(["make a pipe", "open a file", "allocate memory", "signals overview",
+                           "pipe with descriptors", "create file"]):
+        _log_and_vote(w["fb"], q, DOCS[i % 4][0], DOCS[(i + 1) % 4][0], 10.0 + i)
+    kw = {"store": w["store"], "index": w["index"]}
+    state = steps.prepare({"run_id": "r1"}, feedback=w["fb"], settings=w["settings"], **kw)
+    assert state["status"] == "RUNNING" and state["candidate"] == {"model_version": "v1",
+                                                                  "index_version": "v1-c1"}
+    with pytest.raises(RunLocked):
+        steps.prepare({"run_id": "r2"}, feedback=w["fb"], settings=w["settings"], **kw)
+    w["store"].put_bytes("models/v1/meta.json", b"{}")  # what the train step uploads (last)
+    state = steps.embed(state, load_encoder=lambda v: HashEncoder(v), **kw)
+    assert w["index"].count("v1-c1") == 4
+    state = steps.smoke(state, load_encoder=lambda v: HashEncoder(v), settings=w["settings"], **kw)
+    assert state["status"] == "PASSED", state["reasons"]
+    report = json.loads(w["store"].get_bytes("runs/r1/report.json"))
+    assert report["latency_ms"]["samples"] >= 300
+    assert "<svg" in w["store"].get_bytes("runs/r1/report.html").decode()
+    steps.swap_step(state, settings=w["settings"], now=lambda: 50.0, **kw)
+    manifest, _ = read_manifest(w["store"])  # type: ignore[misc]
+    assert manifest.live == VersionPair("v1", "v1-c1") and manifest.previous[0] == VersionPair("v0", "v0-c1")
+    assert read_run(w["store"], "r1")["status"] == "SWAPPED"
+    assert {r["run_id"]: r["status"] for r in list_runs(w["store"])} == {"r1": "SWAPPED", "r2": "FAILED"}
+
+    # A second run fails in embed: cleanup removes its shadow, live stays v1.
+    for i in range(3):
+        _log_and_vote(w["fb"], f"another question {i}", "pipe.2", "open.2", 100.0 + i)
+    state = steps.prepare({"run_id": "r3"}, feedback=w["fb"], settings=w["settings"], now=lambda: 99.0, **kw)
+    assert state["counts"]["new_votes"] == 6 and state["candidate"]["model_version"] == "v2"
+    w["index"].build("v2-c1", 64, [])  # a half-made shadow
+    out = steps.cleanup({"run_id": "r3", "run": state, "error": {"Error": "RuntimeError", "Cause": "boom"}}, **kw)
+    assert out["status"] == "FAILED" and "boom" in out["reason"]
+    assert "v2-c1" not in w["index"].versions()
+    assert read_manifest(w["store"])[0].live == VersionPair("v1", "v1-c1")  # type: ignore[index]
+    acquire_lock(w["store"], "r4", now=1)
