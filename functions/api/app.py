@@ -39,7 +39,8 @@ def uniform_errors_and_metrics(event: Any, get_response: Any) -> Response:
     try:
         response = get_response(event)
     finally:
-        metrics.flush_metrics()
+        if metrics.metric_set:  # health/openapi add none: no empty EMF blobs
+            metrics.flush_metrics()
     if response.status_code >= 400 and isinstance(response.body, dict) and "Code" in response.body:
         body = {"error": {"code": str(response.body["Code"]), "message": str(response.body.get("Message"))}}
         response = Response(body=json.dumps(body), status_code=response.status_code,
