@@ -21,10 +21,10 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from multiprocessing import Pool
 from pathlib import Path
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 MAN_DIR = Path("/usr/share/man")
 WIDTH = 100
@@ -35,6 +35,8 @@ BODY_INDENT = 7  # man macros indent running text by 7; anything less is a (sub)
 # "name - description": \- renders as "-" but tolerate the Unicode dashes groff may emit.
 NAME_SEP = re.compile(r"\s+[-\u2010\u2011\u2012\u2013\u2014\u2212]+\s+")
 WS = re.compile(r"\s+")
+SPDX = re.compile(r"SPDX-License-Identifier:\s*(\S+)")
+COPYRIGHT = re.compile(r"^\.?\\\".*?(copyright\b.*)$", re.IGNORECASE | re.MULTILINE)
 # Pages that re-enable hyphenation leave "cre‐ ation" once lines are joined.
 BROKEN_WORD = re.compile(r"(\w)\u2010 (\w)")
 DASHES = str.maketrans({"\u2010": "-", "\u2011": "-", "\u2212": "-"})
@@ -84,6 +86,17 @@ def is_redirect(source: str) -> bool:
     lines = [ln.strip() for ln in source.splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith(('.\\"', "'\\\""))]
     return len(lines) == 1 and lines[0].startswith(".so ")
+
+
+def spdx_license(source: str) -> str | None:
+    """The page's `SPDX-License-Identifier` (Linux man-pages >= 6.0 tag every page), if any."""
+    m = SPDX.search(source)
+    return m.group(1) if m else None
+
+
+def copyright_lines(source: str) -> list[str]:
+    """'Copyright (C) 1992 Drew Eckhardt;' ... from the page's leading comments (for attribution)."""
+    return [norm_ws(m.group(1)).rstrip(" ;") for m in COPYRIGHT.finditer(source)]
 
 
 def is_linux_man_pages(source: str) -> bool:
@@ -188,17 +201,25 @@ def render_page(path: str | Path) -> Rendered | None:
     return names, section_of(path), desc, body
 
 
-def _work(path: Path) -> tuple[Path, str, bool, Rendered | None]:
-    """Pool worker: (path, content hash, from Linux man-pages?, rendered page or None)."""
+class _Page(NamedTuple):
+    path: Path
+    digest: str  # of the troff source, to skip duplicate files
+    man_pages: bool  # from the Linux man-pages project
+    license: str | None  # SPDX id
+    rendered: Rendered | None
+
+
+def _work(path: Path) -> _Page:
+    """Pool worker: read, classify and render one page."""
     source = read_source(path)
     digest = hashlib.sha1(source.encode()).hexdigest()
     if is_redirect(source):
-        return path, digest, False, None
+        return _Page(path, digest, False, None, None)
     try:
         rendered = render_page(path)
     except (subprocess.SubprocessError, OSError):
         rendered = None
-    return path, digest, is_linux_man_pages(source), rendered
+    return _Page(path, digest, is_linux_man_pages(source), spdx_license(source), rendered)
 
 
 def list_pages(sections: Sequence[str], man_dir: Path = MAN_DIR) -> list[Path]:
@@ -273,6 +294,7 @@ def build(
     max_chars: int = 6000,
     man_dir: Path = MAN_DIR,
     man_pages_only: bool = False,
+    licenses: Collection[str] | None = None,
     section_limits: dict[str, int] | None = None,
     max_relevant: int = 10,
     jobs: int = 2,
@@ -280,7 +302,8 @@ def build(
     """Render the pages and return (docs, queries), both sorted, docs capped at `limit`.
 
     Descriptions shared by more than `max_relevant` pages (e.g. libtasn1's 60 x "API function") make
-    useless queries; those pages are dropped altogether.
+    useless queries; those pages are dropped altogether. `licenses` keeps only pages whose SPDX id is
+    listed; `man_pages_only` only pages of the Linux man-pages project.
     """
     paths = list_pages(sections, man_dir)
     seen_src: set[str] = set()
@@ -289,11 +312,16 @@ def build(
     descs: dict[str, str] = {}
     with Pool(jobs) as pool:
         # imap keeps input (sorted) order, so "first of duplicates wins" is deterministic.
-        for path, digest, from_mp, rendered in pool.imap(_work, paths, chunksize=8):
-            if digest in seen_src or rendered is None or (man_pages_only and not from_mp):
+        for page in pool.imap(_work, paths, chunksize=8):
+            if (
+                page.digest in seen_src
+                or page.rendered is None
+                or (man_pages_only and not page.man_pages)
+                or (licenses is not None and page.license not in licenses)
+            ):
                 continue
-            seen_src.add(digest)
-            _names, sec, desc, body = rendered
+            seen_src.add(page.digest)
+            path, (_names, sec, desc, body) = page.path, page.rendered
             text = truncate(body, max_chars)
             if text in seen_body:
                 continue
@@ -309,6 +337,15 @@ def build(
     queries: list[Query] = [{"query": norm_ws(descs[groups[k][0]]), "relevant": groups[k]} for k in keep]
     queries.sort(key=lambda q: q["query"].lower())
     return docs, queries
+
+
+def attribution(doc_ids: Iterable[str], man_dir: Path = MAN_DIR) -> dict[str, list[str]]:
+    """Copyright lines per doc id, read back from the page sources (processed copies must credit them)."""
+    out: dict[str, list[str]] = {}
+    for pid in doc_ids:
+        path = man_dir / f"man{_base_section(pid)}" / f"{pid}.gz"
+        out[pid] = copyright_lines(read_source(path)) if path.exists() else []
+    return out
 
 
 def write_jsonl(path: Path, rows: Iterable[Doc] | Iterable[Query]) -> None:
@@ -334,10 +371,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-chars", type=int, default=6000, help="truncate each doc text")
     ap.add_argument("--man-pages-only", action="store_true", help="only Linux man-pages project pages")
     ap.add_argument("--max-relevant", type=int, default=10, help="drop descriptions shared by more pages")
+    ap.add_argument(
+        "--licenses", default=None, help="keep only these SPDX ids, e.g. Linux-man-pages-copyleft"
+    )
     ap.add_argument("--man-dir", type=Path, default=MAN_DIR)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out-docs", type=Path, required=True)
     ap.add_argument("--out-queries", type=Path, required=True)
+    ap.add_argument("--out-attribution", type=Path, default=None, help="write per-doc copyright lines (md)")
     a = ap.parse_args(argv)
 
     t0 = time.monotonic()
@@ -348,12 +389,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_chars=a.max_chars,
         man_dir=a.man_dir,
         man_pages_only=a.man_pages_only,
+        licenses=a.licenses.split(",") if a.licenses else None,
         section_limits=_parse_section_limits(a.section_limits),
         max_relevant=a.max_relevant,
         jobs=a.jobs,
     )
     write_jsonl(a.out_docs, docs)
     write_jsonl(a.out_queries, queries)
+    if a.out_attribution:
+        credits = attribution((d["id"] for d in docs), a.man_dir)
+        a.out_attribution.write_text(
+            "".join(
+                f"- {pid}: {'; '.join(lines) or 'no copyright line in source'}\n"
+                for pid, lines in credits.items()
+            ),
+            encoding="utf-8",
+        )
     multi = sum(1 for q in queries if len(q["relevant"]) > 1)
     print(
         f"{len(docs)} docs, {len(queries)} queries ({multi} with >1 relevant) "

@@ -11,8 +11,10 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import RagError
 from .paths import REPO
@@ -60,7 +62,7 @@ def cmd_ingest(rt: Runtime, args: argparse.Namespace) -> int:
 
     s = rt.settings
     report = ingest(
-        Path(args.path), store=rt.store, index=rt.index, load_encoder=rt.load_encoder, replace=args.replace,
+        Path(args.path), store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder, replace=args.replace,
         skip_invalid=args.skip_invalid, chunk_chars=s.chunk_chars, chunk_overlap=s.chunk_overlap,
         keep=s.tune_retention, progress=_progress("embedding"),
     )
@@ -80,9 +82,76 @@ def cmd_rollback(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(rt: Runtime, args: argparse.Namespace) -> int:
+    from .tune import launch
+
+    run_id, execution_arn = launch.start(rt.launcher)
+    print(execution_arn, flush=True)
+    if not args.wait:
+        return 0
+    started = time.monotonic()
+
+    def show(record: dict[str, Any]) -> None:
+        step = record.get("step") or "-"
+        print(f"[{time.monotonic() - started:6.1f}s] {record.get('status', '?'):<9} step: {step}", flush=True)
+
+    final = launch.follow(rt.launcher, rt.store, run_id, execution_arn, show, timeout_s=args.timeout)
+    print(_run_summary(final))
+    return launch.EXIT_CODES.get(str(final.get("status")), 1)
+
+
+def _run_summary(r: dict[str, Any]) -> str:
+    parts = [f"run {r.get('run_id')}: {r.get('status')}"]
+    if r.get("reason"):
+        parts.append(f"  reason: {r['reason']}")
+    for name, ba in (r.get("metrics") or {}).items():
+        b, a = ba["before"], ba["after"]
+        parts.append(f"  {name:<9} nDCG@10 {b['ndcg@10']:.3f} → {a['ndcg@10']:.3f}   P@5 {b['p@5']:.3f} → "
+                     f"{a['p@5']:.3f}   hit@5 {b['hit@5']:.3f} → {a['hit@5']:.3f}   (n={a['n']})")
+    if r.get("candidate"):
+        parts.append(f"  candidate: {r['candidate']['model_version']} / {r['candidate']['index_version']}")
+    return "\n".join(parts)
+
+
+def cmd_runs(rt: Runtime, args: argparse.Namespace) -> int:
+    from .tune.runs import list_runs
+
+    rows = list_runs(rt.store, args.limit)
+    if not rows:
+        print("no tune runs yet")
+        return 0
+    header = f"{'run':<26} {'status':<9} {'started (UTC)':<20} {'secs':>6} {'votes':>6} {'trip':>5} " \
+             f"{'held-out nDCG@10':>17} {'repeated nDCG@10':>17} {'model':<6}"
+    print(header)
+    for r in rows:
+        start = float(r.get("started_at", 0))
+        secs = float(r.get("finished_at", start)) - start if r.get("finished_at") else 0.0
+        counts = r.get("counts") or {}
+        print(f"{r['run_id'][:26]:<26} {r.get('status', '?'):<9} "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(start)):<20} {secs:>6.0f} "
+              f"{counts.get('votes', 0):>6} {counts.get('triplets', 0):>5} "
+              f"{_delta(r, 'heldout'):>17} {_delta(r, 'repeated'):>17} "
+              f"{(r.get('candidate') or {}).get('model_version', '-'):<6}")
+    return 0
+
+
+def _delta(r: dict[str, Any], name: str) -> str:
+    m = (r.get("metrics") or {}).get(name)
+    return f"{m['before']['ndcg@10']:.3f}→{m['after']['ndcg@10']:.3f}" if m else "-"
+
+
+def cmd_golden(rt: Runtime, args: argparse.Namespace) -> int:
+    from .golden import add_golden
+
+    total = add_golden(rt.store, query=args.query, relevant=args.relevant, path=args.file)
+    print(f"golden set: {total} queries")
+    return 0
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The whole system on this machine: moto as AWS, the API over HTTP, state kept across restarts."""
-    from .local import stack
+    from .local import sfn, stack
+    from .local.scheduler import Scheduler
     from .local.server import ApiServer, load_api_module
     from .versions import read_manifest
 
@@ -101,6 +170,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
             cmd_ingest(rt, argparse.Namespace(path=args.corpus, replace=False, skip_invalid=False))
         stack.save(settings, state)
         api = ApiServer(load_api_module().app, port=args.port).start()
+        machine = sfn.deploy(settings)
+        cron = sfn.schedule() or "cron(0 3 * * ? *)"
+        nightly = Scheduler(cron, lambda: sfn.start(machine, trigger="schedule")).start()
     except BaseException:
         moto.stop()
         raise
@@ -108,6 +180,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 RAG-Autotune is up (embedded default: moto on {moto.url}).
   API       {api.url}/ask  {api.url}/feedback  {api.url}/health  {api.url}/openapi.json
   Try       curl -s {api.url}/ask -H 'content-type: application/json' -d '{{"query": "how do I create a pipe"}}'
+  Tune      nightly at {cron} (UTC) by the local scheduler, or now: rag-autotune tune --wait
   Other CLI commands in another shell: export AWS_ENDPOINT_URL={moto.url}
 Ctrl-C stops it; state is saved to {state}.""", flush=True)
     stop = threading.Event()
@@ -118,6 +191,7 @@ Ctrl-C stops it; state is saved to {state}.""", flush=True)
     except KeyboardInterrupt:
         pass
     print("\nstopping: saving state…", flush=True)
+    nightly.stop()
     api.stop()
     stack.save(settings, state)
     moto.stop()
@@ -134,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--replace", action="store_true", help="rebuild the corpus from scratch")
     i.add_argument("--skip-invalid", action="store_true", help="ingest the good records, skip malformed ones")
     sub.add_parser("rollback", help="make the previous model/index pair live again")
+    t = sub.add_parser("tune", help="start a tune run now and print its execution ARN")
+    t.add_argument("--wait", action="store_true", help="follow the steps; exit 0 SWAPPED, 3 REJECTED/SKIPPED, 1 FAILED")
+    t.add_argument("--timeout", type=float, default=3600.0)
+    r = sub.add_parser("runs", help="past tune runs")
+    r.add_argument("--limit", type=int, default=20)
+    g = sub.add_parser("golden", help="the golden query set the smoke gate must not regress on")
+    gsub = g.add_subparsers(dest="golden_command", required=True)
+    ga = gsub.add_parser("add", help="add one query (--query, --relevant) or a JSONL file of them (--file)")
+    ga.add_argument("--query")
+    ga.add_argument("--relevant", nargs="+", default=[], help="doc ids that answer the query")
+    ga.add_argument("--file", help='JSONL of {"query": ..., "relevant": [doc ids]}')
     u = sub.add_parser("up", help="run everything locally (moto as AWS) and serve the API")
     u.add_argument("--port", type=int, default=8000)
     u.add_argument("--moto-port", type=int, default=0)
@@ -147,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = get_settings()
     commands: dict[str, Callable[[Runtime, argparse.Namespace], int]] = {
-        "bootstrap": cmd_bootstrap, "ingest": cmd_ingest, "rollback": cmd_rollback,
+        "bootstrap": cmd_bootstrap, "ingest": cmd_ingest, "rollback": cmd_rollback, "tune": cmd_tune,
+        "runs": cmd_runs, "golden": cmd_golden,
     }
     try:
         if args.command == "up":

@@ -3,17 +3,23 @@ handlers); tests build their own with fakes. This is the one place that picks an
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .generate import ExtractiveGenerator, Generator
 from .live import LiveState
 from .ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
 from .settings import Settings
 from .versions import model_prefix
+
+if TYPE_CHECKING:
+    from .adapters.stepfunctions import TuneLauncher
 
 MODEL_FILES = ("model.onnx", "tokenizer.json", "meta.json")
 
@@ -71,10 +77,18 @@ class Runtime:
         return EdgeVectorIndex(self.store, self.settings.cache_dir / "shards")
 
     def load_encoder(self, version: str) -> Encoder:
+        """The serving encoder: one thread per query."""
+        return self._encoder(version, self.settings.onnx_threads)
+
+    def load_bulk_encoder(self, version: str) -> Encoder:
+        """For ingest and the tune's re-embed: every core on big batches."""
+        return self._encoder(version, self.settings.embed_threads or os.cpu_count() or 1)
+
+    def _encoder(self, version: str, threads: int) -> Encoder:
         from .adapters.onnx_encoder import OnnxEncoder
 
         path = fetch_model(self.store, version, self.settings.cache_dir)
-        return OnnxEncoder(path, version, threads=self.settings.onnx_threads, max_seq_len=self.settings.max_seq_len)
+        return OnnxEncoder(path, version, threads=threads, max_seq_len=self.settings.max_seq_len)
 
     @cached_property
     def generator(self) -> Generator:
@@ -85,6 +99,13 @@ class Runtime:
             return BedrockGenerator(make_client("bedrock-runtime", self.settings.region),
                                     self.settings.bedrock_model_id)
         return ExtractiveGenerator()
+
+    @cached_property
+    def launcher(self) -> TuneLauncher:
+        from .adapters.aws import make_client
+        from .adapters.stepfunctions import TuneLauncher
+
+        return TuneLauncher(make_client("stepfunctions", self.settings.region), self.settings.state_machine_arn)
 
     @cached_property
     def live(self) -> LiveState:

@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     # Serving.
     warm_on_init: bool = Field(True, description="load the live pair while the Lambda initialises")
     manifest_ttl_s: float = Field(5.0, ge=0.0, description="how often a serving process re-checks the live pointer")
-    onnx_threads: int = Field(1, ge=1, le=16)
+    onnx_threads: int = Field(1, ge=1, le=16, description="per query: one Lambda vCPU")
+    embed_threads: int = Field(0, ge=0, le=64, description="bulk embedding (ingest, tune); 0 = all cores")
     max_seq_len: int = Field(256, ge=16, le=512)
     query_log_ttl_days: int = Field(180, ge=1)
     dedupe_window_s: int = Field(3600, ge=1)

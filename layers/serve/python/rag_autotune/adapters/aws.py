@@ -1,4 +1,4 @@
-"""boto3 clients, built once per process and shared (boto3 clients are thread-safe; building them is not cheap).
+"""boto3 clients, built once per process and shared (clients are thread-safe; building one is not cheap).
 
 The endpoint is boto3's own business: it reads AWS_ENDPOINT_URL (moto, LocalStack) itself.
 """
@@ -12,7 +12,7 @@ import boto3
 from botocore.config import Config
 
 CLIENT_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
+    retries={"mode": "standard", "total_max_attempts": 3},  # 3 attempts in all (1 try + 2 retries)
     connect_timeout=2,
     read_timeout=10,
     tcp_keepalive=True,

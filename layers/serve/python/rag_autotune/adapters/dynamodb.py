@@ -27,7 +27,9 @@ from ..errors import UpstreamError
 _SER = TypeSerializer()
 _DES = TypeDeserializer()
 _VOTE_GSI_PK = "VOTE"
-_CONFLICT_RETRIES = 5  # TransactionConflict: another transaction held one of our items; botocore won't retry it
+_CONFLICT_RETRIES = (
+    5  # TransactionConflict: another transaction held one of our items; botocore won't retry it
+)
 
 
 def _num(x: float) -> Decimal:
@@ -157,7 +159,7 @@ class DynamoFeedbackStore:
                             }
                         },
                     ],
-                    # Makes botocore's own retries of this call idempotent (a lost response is not a duplicate).
+                    # botocore's retries of this call are idempotent: a lost response is not a duplicate.
                     ClientRequestToken=uuid.uuid4().hex,
                 )
                 return True

@@ -3,6 +3,12 @@
 A model folder (what `training.export.export_int8` writes) holds `model.onnx`, `tokenizer.json` and
 `meta.json`. The graph outputs token embeddings; pooling (attention-masked mean) and L2 normalisation
 happen here, in numpy.
+
+Batching and int8. A dynamically quantised graph picks one int8 scale per activation tensor, i.e. per
+*batch*: the same text encoded beside different neighbours comes out different (cosine 0.96-0.99). So for
+such a graph the encoder runs one sequence per call (batch_size 1): a text's vector is then a function of
+the text alone, identical at query and index time. It costs nothing for chunk-sized inputs, where the
+matrices are already large. fp32 graphs batch 32 at a time, longest first, padded to the batch maximum.
 """
 
 from __future__ import annotations
@@ -20,31 +26,45 @@ from tokenizers import Encoding, Tokenizer
 from ..errors import CorruptArtifact
 from ..ports import Vectors
 
-BATCH_SIZE = 32
+BATCH_SIZE = 32  # fp32 graphs; quantised graphs run one sequence per call (see the module docstring)
+_QUANTISED_OP = b"DynamicQuantizeLinear"
 _TOKEN_OUTPUTS = ("last_hidden_state", "token_embeddings")
-_FEEDS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class OnnxEncoder:
     """Text → L2-normalised float32 vectors (n, dim) from an ONNX sentence-transformers model."""
 
-    def __init__(self, model_dir: Path, version: str, threads: int = 1, max_seq_len: int = 256) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        version: str,
+        threads: int = 1,
+        max_seq_len: int = 256,
+        *,
+        batch_size: int | None = None,
+    ) -> None:
+        """batch_size None: 1 for a dynamically quantised graph, BATCH_SIZE otherwise."""
         model_dir = Path(model_dir)
         self._version = version
-        self._max_seq_len = int(max_seq_len)
-        self._tokenizer = _load_tokenizer(model_dir / "tokenizer.json", self._max_seq_len)
-        self._session = _load_session(model_dir / "model.onnx", threads)
+        self._tokenizer = _load_tokenizer(model_dir / "tokenizer.json", int(max_seq_len))
+        model_file = model_dir / "model.onnx"
+        model_bytes = _read_model(model_file)
+        self._session = _load_session(model_file, model_bytes, threads)
+        if batch_size is None:
+            batch_size = 1 if _QUANTISED_OP in model_bytes else BATCH_SIZE
+        self._batch_size = max(1, int(batch_size))
+        del model_bytes
 
         declared = {i.name for i in self._session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - declared
         if missing:
-            raise CorruptArtifact(f"{model_dir / 'model.onnx'}: model does not declare inputs {sorted(missing)}")
-        self._feeds = tuple(name for name in _FEEDS if name in declared)
+            raise CorruptArtifact(f"{model_file}: model does not declare inputs {sorted(missing)}")
+        self._token_types = "token_type_ids" in declared  # BERT graphs declare it, others may not
 
         outputs = self._session.get_outputs()
         chosen = next((o for o in outputs if o.name in _TOKEN_OUTPUTS), outputs[0] if outputs else None)
         if chosen is None:
-            raise CorruptArtifact(f"{model_dir / 'model.onnx'}: model has no outputs")
+            raise CorruptArtifact(f"{model_file}: model has no outputs")
         self._output = chosen.name
         self._dim = _read_dim(model_dir, chosen.shape)
 
@@ -67,10 +87,15 @@ class OnnxEncoder:
             return self._run(ids, np.ones_like(ids))
 
         encodings: list[Encoding] = self._tokenizer.encode_batch(list(texts))
-        order = sorted(range(n), key=lambda i: len(encodings[i].ids), reverse=True)
         out = np.empty((n, self._dim), dtype=np.float32)
-        for start in range(0, n, BATCH_SIZE):
-            rows = order[start : start + BATCH_SIZE]
+        if self._batch_size == 1:
+            for i, enc in enumerate(encodings):
+                ids = np.asarray(enc.ids, dtype=np.int64)[None, :]
+                out[i] = self._run(ids, np.ones_like(ids))[0]
+            return out
+        order = sorted(range(n), key=lambda i: len(encodings[i].ids), reverse=True)
+        for start in range(0, n, self._batch_size):
+            rows = order[start : start + self._batch_size]
             width = len(encodings[rows[0]].ids)  # longest first: the first row sets the width
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -81,10 +106,13 @@ class OnnxEncoder:
             out[rows] = self._run(ids, mask)
         return out
 
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
     def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Vectors:
-        available = {"input_ids": ids, "attention_mask": mask}
-        feed: dict[str, Any] = {name: available.get(name) for name in self._feeds}
-        if "token_type_ids" in feed:
+        feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+        if self._token_types:
             feed["token_type_ids"] = np.zeros_like(ids)
         (hidden,) = self._session.run([self._output], feed)
         weights = mask[:, :, None].astype(np.float32)
@@ -105,7 +133,14 @@ def _load_tokenizer(path: Path, max_seq_len: int) -> Tokenizer:
     return tokenizer
 
 
-def _load_session(path: Path, threads: int) -> ort.InferenceSession:
+def _read_model(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise CorruptArtifact(f"{path}: cannot read ONNX model: {exc}") from exc
+
+
+def _load_session(path: Path, model_bytes: bytes, threads: int) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = max(1, int(threads))
     opts.inter_op_num_threads = 1
@@ -113,7 +148,7 @@ def _load_session(path: Path, threads: int) -> ort.InferenceSession:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # missing file, truncated download, not an ONNX graph
         raise CorruptArtifact(f"{path}: cannot load ONNX model: {exc}") from exc
 

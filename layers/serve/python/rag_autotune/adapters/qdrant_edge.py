@@ -41,11 +41,12 @@ from qdrant_edge import (
     Query,
     QueryRequest,
     ScrollRequest,
+    SearchParams,
     UpdateOperation,
 )
 
 from ..domain import Chunk, Hit
-from ..errors import ArtifactNotFound, ConflictError, CorruptArtifact, InvalidInput, UpstreamError
+from ..errors import ConflictError, CorruptArtifact, InvalidInput, RagError, UpstreamError
 from ..ports import ArtifactStore, Vectors
 
 FORMAT = "qdrant-edge-0.9/tar+gzip"
@@ -79,13 +80,25 @@ def chunk_payload(c: Chunk) -> dict[str, Any]:
 
 def payload_chunk(p: dict[str, Any] | None) -> Chunk:
     p = p or {}
-    return Chunk(str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")),
-                 str(p.get("text", "")))
+    return Chunk(
+        str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", ""))
+    )
 
 
 def _vec(row: np.ndarray) -> Any:
     """Edge takes numpy rows directly (2.5x faster queries than a list); its stubs only say list[float]."""
     return row
+
+
+@contextlib.contextmanager
+def _edge(what: str) -> Iterator[None]:
+    """Edge raises bare Exception("Service runtime error: ..."); callers get UpstreamError."""
+    try:
+        yield
+    except RagError:
+        raise
+    except Exception as exc:
+        raise UpstreamError(f"qdrant edge {what}: {exc}") from exc
 
 
 @dataclass
@@ -105,12 +118,18 @@ class EdgeVectorIndex:
         prefix: str = "indexes/",
         *,
         hnsw_threshold: int = 50_000,
+        hnsw_ef: int | None = None,
         max_open: int = 3,
     ) -> None:
+        """hnsw_threshold: build an HNSW graph (optimize()) only for shards with at least this many points;
+        below it Edge scans every vector, which is exact and about as fast (20k x 384: see
+        scripts/bench_vector_index.py). hnsw_ef: search-time ef for HNSW shards (None: Qdrant's default).
+        max_open: shards kept open (and unpacked on disk) at once, least recently used closed first."""
         self._store = store
         self._cache = Path(cache_dir)
         self._prefix = prefix if prefix.endswith("/") else prefix + "/"
         self._hnsw_threshold = hnsw_threshold
+        self._params = SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
         self._max_open = max(1, max_open)
         self._lock = threading.Lock()
         self._open: OrderedDict[str, _Open] = OrderedDict()  # LRU order: oldest first
@@ -134,27 +153,34 @@ class EdgeVectorIndex:
         tmp = Path(tempfile.mkdtemp(dir=self._cache, prefix=f".build-{version}-"))
         shard: EdgeShard | None = None
         try:
-            shard = EdgeShard.create(
-                str(tmp / "shard"),
-                # No WAL: the shard is written once, and flush() makes it durable (saves 64 MB of WAL files).
-                EdgeConfig(vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine), wal_enabled=False),
-            )
+            with _edge(f"create shard for {version}"):
+                shard = EdgeShard.create(
+                    str(tmp / "shard"),
+                    # No WAL: written once, and flush() makes it durable (saves 64 MB of WAL files).
+                    EdgeConfig(
+                        vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine), wal_enabled=False
+                    ),
+                )
             n = 0
             for chunks, vectors in batches:
+                if not chunks:
+                    continue
                 rows = batch_rows(chunks, vectors, dim)
                 for start in range(0, len(chunks), _UPSERT_BATCH):
                     points = [
                         Point(n + i, _vec(rows[start + i]), chunk_payload(c))
                         for i, c in enumerate(chunks[start : start + _UPSERT_BATCH])
                     ]
-                    shard.update(UpdateOperation.upsert_points(points))
+                    with _edge(f"upsert into {version}"):
+                        shard.update(UpdateOperation.upsert_points(points))
                     n += len(points)
-            shard.flush()
             hnsw = n >= self._hnsw_threshold
-            if hnsw:
-                shard.optimize()
+            with _edge(f"seal shard {version}"):
                 shard.flush()
-            shard.close()
+                if hnsw:
+                    shard.optimize()
+                    shard.flush()
+                shard.close()
             shard = None
             archive = tmp / "shard.tar.gz"
             with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
@@ -182,12 +208,12 @@ class EdgeVectorIndex:
                 raise InvalidInput(f"query has dim {query.shape[0]}, index {version} has {entry.dim}")
             if limit <= 0 or entry.points == 0:
                 return []
-            try:
+            with _edge(f"query {version}"):
                 found = entry.shard.query(
-                    QueryRequest(limit=limit, query=Query.Nearest(_vec(query)), with_payload=True)
+                    QueryRequest(
+                        limit=limit, query=Query.Nearest(_vec(query)), with_payload=True, params=self._params
+                    )
                 )
-            except Exception as exc:
-                raise UpstreamError(f"edge query on {version}: {exc}") from exc
         return [Hit(payload_chunk(p.payload), float(p.score)) for p in found]
 
     def count(self, version: str) -> int:
@@ -211,12 +237,10 @@ class EdgeVectorIndex:
         with self._use(version) as entry:
             if entry.points == 0:
                 return [], None
-            try:
+            with _edge(f"scroll {version}"):
                 records, nxt = entry.shard.scroll(
                     ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=True, with_vector=False)
                 )
-            except Exception as exc:
-                raise UpstreamError(f"edge scroll on {version}: {exc}") from exc
         return [payload_chunk(r.payload) for r in records], nxt
 
     def versions(self) -> list[str]:

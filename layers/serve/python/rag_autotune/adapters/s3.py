@@ -66,9 +66,7 @@ class S3ArtifactStore:
     def put_if(self, key: str, data: bytes, expected_etag: str | None) -> str:
         cond = {"IfNoneMatch": "*"} if expected_etag is None else {"IfMatch": expected_etag}
         try:
-            resp = self._s3.put_object(
-                Bucket=self.bucket, Key=key, Body=data, **cond
-            )
+            resp = self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, **cond)
         except (ClientError, BotoCoreError) as exc:
             err = self._fail(exc, key, "put_if")
             if isinstance(err, ArtifactNotFound):  # If-Match on a key that is gone: the condition failed

@@ -5,7 +5,7 @@ local runs and tests cannot drift from what is deployed. Idempotent."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from botocore.exceptions import ClientError
@@ -14,8 +14,13 @@ from ..adapters.aws import make_client
 from ..settings import Settings
 
 TABLE_RESOURCE = "FeedbackTable"
-_TABLE_KEYS = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "LocalSecondaryIndexes",
-               "BillingMode")
+_TABLE_KEYS = (
+    "AttributeDefinitions",
+    "KeySchema",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+    "BillingMode",
+)
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -23,12 +28,12 @@ class _CfnLoader(yaml.SafeLoader):
 
 
 def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        value: Any = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        value = loader.construct_scalar(cast(yaml.ScalarNode, node))
     return {f"Fn::{tag_suffix}" if tag_suffix != "Ref" else "Ref": value}
 
 
@@ -54,8 +59,8 @@ def load_template(path: Path | None = None) -> dict[str, Any]:
 
 
 def table_spec(template: dict[str, Any]) -> dict[str, Any]:
-    """create_table keyword arguments (minus TableName) from the FeedbackTable resource, plus its TTL attribute
-    under the key "TtlAttribute" (None when the template enables no TTL)."""
+    """create_table keyword arguments (minus TableName) from the FeedbackTable resource, plus its TTL
+    attribute under the key "TtlAttribute" (None when the template enables no TTL)."""
     props = template["Resources"][TABLE_RESOURCE]["Properties"]
     spec = {k: props[k] for k in _TABLE_KEYS if k in props}
     ttl = props.get("TimeToLiveSpecification") or {}

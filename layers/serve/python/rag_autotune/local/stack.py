@@ -8,6 +8,7 @@ restart of `make run`. (Step Functions executions and the EventBridge rule are r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -36,6 +37,7 @@ class MotoStack:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> MotoStack:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
         self._server.start()
         # Everything in this process (and children) now talks to moto; dummy credentials keep boto3 quiet.
         os.environ["AWS_ENDPOINT_URL"] = self.url
@@ -50,7 +52,9 @@ class MotoStack:
 
 
 def _clients(settings: Settings) -> tuple[Any, Any]:
-    return boto3.client("s3", region_name=settings.region), boto3.client("dynamodb", region_name=settings.region)
+    return boto3.client("s3", region_name=settings.region), boto3.client(
+        "dynamodb", region_name=settings.region
+    )
 
 
 def save(settings: Settings, folder: Path) -> tuple[int, int]:

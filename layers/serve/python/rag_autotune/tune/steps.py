@@ -32,7 +32,7 @@ from .gate import GateInput, decide
 from .metrics import Judged, evaluate
 from .runs import RunLocked, acquire_lock, list_runs, release_lock, update_run
 
-GOLDEN_KEY = "golden/golden.jsonl"
+from ..golden import GOLDEN_KEY
 
 
 class ManifestConflict(RagError):

@@ -1,0 +1,257 @@
+"""VectorIndex on a Qdrant server (or qdrant-client's local mode): one collection per index version.
+
+A collection is created with metadata {"rag_autotune": "building"} and marked "ready" (with its point count)
+only after the last upsert; versions() lists ready collections only, and a build that finds a collection
+that never became ready (a run that died) drops it and starts over.
+
+publish() moves the serving alias with ONE update_collection_aliases call (delete + create is atomic on
+the server). Searches name the version's collection directly, so a response never mixes versions; the
+alias is for other readers of the cluster. The collection the alias points to cannot be deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from ..domain import Chunk, Hit
+from ..errors import ArtifactNotFound, ConflictError, InvalidInput, RagError, UpstreamError
+from ..ports import Vectors
+
+_STATE = "rag_autotune"
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_SCROLL_PAGE = 1024
+
+
+def _check_version(version: str) -> str:
+    if not _VERSION_RE.match(version):
+        raise InvalidInput(f"bad index version name: {version!r}")
+    return version
+
+
+def _rows(chunks: Sequence[Chunk], vectors: Vectors, dim: int) -> np.ndarray:
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim == 1 and len(chunks) == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape != (len(chunks), dim):
+        raise InvalidInput(f"batch of {len(chunks)} chunks with vectors of shape {arr.shape}, want dim {dim}")
+    return arr
+
+
+def _payload(c: Chunk) -> dict[str, Any]:
+    return {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text}
+
+
+def _chunk(p: dict[str, Any] | None) -> Chunk:
+    p = p or {}
+    return Chunk(
+        str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", ""))
+    )
+
+
+@contextlib.contextmanager
+def _sdk(what: str) -> Iterator[None]:
+    """SDK errors → domain errors. Server: HTTP status; local mode: ValueError('Collection x not found')."""
+    try:
+        yield
+    except RagError:
+        raise
+    except UnexpectedResponse as exc:
+        if exc.status_code == 404:
+            raise ArtifactNotFound(what) from exc
+        if exc.status_code == 409:
+            raise ConflictError(f"{what}: {exc}") from exc
+        if exc.status_code in (400, 422):
+            raise InvalidInput(f"{what}: {exc}") from exc
+        raise UpstreamError(f"qdrant {what}: {exc}") from exc
+    except ValueError as exc:
+        if "not found" in str(exc).lower():
+            raise ArtifactNotFound(what) from exc
+        raise UpstreamError(f"qdrant {what}: {exc}") from exc
+    except Exception as exc:
+        raise UpstreamError(f"qdrant {what}: {exc}") from exc
+
+
+class ServerVectorIndex:
+    def __init__(
+        self,
+        client: QdrantClient,
+        alias: str = "rag-live",
+        collection_prefix: str = "rag_",
+        *,
+        batch_size: int = 256,
+    ) -> None:
+        self._client = client
+        self._alias = alias
+        self._prefix = collection_prefix
+        self._batch = batch_size
+        self._dims: dict[str, int] = {}  # ready versions seen by this process: version → dim
+        self._lock = threading.Lock()
+
+    def _name(self, version: str) -> str:
+        return self._prefix + _check_version(version)
+
+    def _state(self, name: str) -> dict[str, Any] | None:
+        """The collection's build state, or None when there is no such collection."""
+        try:
+            with _sdk(name):
+                meta = self._client.get_collection(name).config.metadata or {}
+        except ArtifactNotFound:
+            return None
+        state = meta.get(_STATE)
+        return state if isinstance(state, dict) else {"state": "unknown"}
+
+    def _dim(self, version: str) -> int:
+        with self._lock:
+            dim = self._dims.get(version)
+        if dim is None:
+            state = self._state(self._name(version))
+            if state is None or state.get("state") != "ready":
+                raise ArtifactNotFound(f"index version {version}")
+            dim = int(state["dim"])
+            with self._lock:
+                self._dims[version] = dim
+        return dim
+
+    # -- build ---------------------------------------------------------------------------------------------
+
+    def build(self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]]) -> int:
+        name = self._name(version)
+        if dim <= 0:
+            raise InvalidInput(f"dim must be positive, got {dim}")
+        state = self._state(name)
+        if state is not None:
+            if state.get("state") == "ready":
+                raise ConflictError(f"index version {version} already exists")
+            with _sdk(f"drop orphan {name}"):
+                self._client.delete_collection(name)
+        with _sdk(f"create {name}"):
+            self._client.create_collection(
+                name,
+                vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+                metadata={_STATE: {"state": "building", "dim": dim}},
+            )
+        try:
+            n = 0
+            for chunks, vectors in batches:
+                if not chunks:
+                    continue
+                rows = _rows(chunks, vectors, dim)
+                for start in range(0, len(chunks), self._batch):
+                    part = chunks[start : start + self._batch]
+                    batch = models.Batch(
+                        ids=list(range(n, n + len(part))),
+                        vectors=rows[start : start + len(part)].tolist(),
+                        payloads=[_payload(c) for c in part],
+                    )
+                    with _sdk(f"upsert {name}"):
+                        self._client.upsert(name, points=batch, wait=True)
+                    n += len(part)
+            with _sdk(f"seal {name}"):
+                self._client.update_collection(
+                    name, metadata={_STATE: {"state": "ready", "dim": dim, "points": n}}
+                )
+            return n
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._client.delete_collection(name)
+            raise
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    def search(self, version: str, vector: Vectors, limit: int) -> list[Hit]:
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        dim = self._dim(version)
+        if query.shape[0] != dim:
+            raise InvalidInput(f"query has dim {query.shape[0]}, index {version} has {dim}")
+        if limit <= 0:
+            return []
+        name = self._name(version)
+        with _sdk(f"query {name}"):
+            found = self._client.query_points(name, query=query.tolist(), limit=limit, with_payload=True)
+        return [Hit(_chunk(p.payload), float(p.score)) for p in found.points]
+
+    def count(self, version: str) -> int:
+        self._dim(version)  # ArtifactNotFound unless ready
+        name = self._name(version)
+        with _sdk(f"count {name}"):
+            return int(self._client.count(name, exact=True).count)
+
+    def chunks(self, version: str) -> Iterator[Chunk]:
+        self._dim(version)  # eager: an unknown version raises here, not on next()
+        return self._scroll(self._name(version))
+
+    def _scroll(self, name: str) -> Iterator[Chunk]:
+        offset: Any = None
+        while True:
+            with _sdk(f"scroll {name}"):
+                records, offset = self._client.scroll(
+                    name, limit=_SCROLL_PAGE, offset=offset, with_payload=True, with_vectors=False
+                )
+            for r in records:
+                yield _chunk(r.payload)
+            if offset is None:
+                return
+
+    def versions(self) -> list[str]:
+        with _sdk("list collections"):
+            names = [c.name for c in self._client.get_collections().collections]
+        found = []
+        for name in names:
+            if name.startswith(self._prefix):
+                state = self._state(name)
+                if state is not None and state.get("state") == "ready":
+                    found.append(name[len(self._prefix) :])
+        return sorted(found)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def published(self) -> str | None:
+        """The version the alias points to, or None."""
+        target = self._alias_target()
+        if target is None or not target.startswith(self._prefix):
+            return None
+        return target[len(self._prefix) :]
+
+    def _alias_target(self) -> str | None:
+        with _sdk("get aliases"):
+            aliases = self._client.get_aliases().aliases
+        return next((a.collection_name for a in aliases if a.alias_name == self._alias), None)
+
+    def publish(self, version: str) -> None:
+        name = self._name(version)
+        self._dim(version)  # only a ready version goes live
+        current = self._alias_target()
+        if current == name:
+            return
+        ops: list[models.CreateAliasOperation | models.DeleteAliasOperation] = []
+        if current is not None:
+            ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self._alias)))
+        ops.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=name, alias_name=self._alias)
+            )
+        )
+        with _sdk(f"move alias {self._alias} to {name}"):
+            self._client.update_collection_aliases(change_aliases_operations=ops)
+
+    def delete(self, version: str) -> None:
+        name = self._name(version)
+        if self._alias_target() == name:
+            raise ConflictError(
+                f"index version {version} is live (alias {self._alias}); publish another first"
+            )
+        with self._lock:
+            self._dims.pop(version, None)
+        try:
+            with _sdk(f"delete {name}"):
+                self._client.delete_collection(name)
+        except ArtifactNotFound:
+            pass

@@ -1,0 +1,203 @@
+"""LoRA fine-tuning of the live sentence-transformers encoder on (query, 👍 chunk, 👎 chunk) triplets.
+
+    model = load_model(folder)                 # torch, cpu
+    result = train_lora(model, rows, config)   # adds a LoRA adapter in place and trains it (MNRL)
+    merged = merge_adapter(model)              # the same model, adapter folded into plain nn.Linear weights
+
+The adapter is added through sentence-transformers' PEFT support (`model.add_adapter(LoraConfig)`), which
+injects peft `LoraLayer`s into the BertModel in place (no `PeftModel` wrapper). Such a model cannot simply
+be saved for export: transformers' `save_pretrained` writes only the adapter while `_hf_peft_config_loaded`
+is set, and the ONNX exporter would then trace the bare base model (sentence-transformers#3246).
+`merge_adapter` therefore folds every LoRA layer into its base Linear, puts the base Linear back in its
+parent and clears the PEFT flags, so the saved folder is an ordinary BertModel holding the tuned weights.
+Always check parity after merging (train_step does, against the adapter model's own embeddings).
+
+torch, peft, datasets and sentence-transformers are imported inside the functions: importing this module
+for TrainConfig stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+Triplet = tuple[str, str, str]  # (query, positive chunk text, hard-negative chunk text)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one nightly LoRA run. Defaults chosen with scripts/recipe_probe.py (man pages,
+    ~1.7k docs, 500 simulated votes, 2 busy cores); see the module docstring there for the sweep."""
+
+    rank: int = 32
+    alpha: int = 64  # LoRA scale alpha/rank = 2
+    dropout: float = 0.1
+    target_modules: tuple[str, ...] = ("query", "key", "value", "dense")  # "dense": every other Linear
+    lr: float = 5e-4
+    epochs: int = 2
+    batch_size: int = 32
+    max_seq_len: int = 128  # training only; serving keeps settings.max_seq_len
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    seed: int = 0
+    threads: int = 2
+    logging_steps: int = 2
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["target_modules"] = list(self.target_modules)
+        return d
+
+
+@dataclass
+class TrainResult:
+    loss_curve: list[list[float]] = field(default_factory=list)  # [[step, loss], ...]
+    seconds: float = 0.0
+    steps: int = 0
+    examples: int = 0  # triplets trained on (per epoch)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_model(model_dir: Path | str) -> Any:
+    """A sentence-transformers folder → SentenceTransformer on cpu (offline: local files only)."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+
+
+def train_lora(model: Any, rows: Sequence[Triplet], config: TrainConfig | None = None) -> TrainResult:
+    """Add a LoRA adapter to `model` (in place) and train it with MultipleNegativesRankingLoss over
+    (anchor, positive, negative) columns: each query against its 👍 chunk, its 👎 chunk and every other
+    chunk in the batch. NO_DUPLICATES keeps a text from appearing twice in one batch (a query with several
+    👎 yields several rows; in one batch its positive would otherwise be a false negative of itself)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, TaskType
+    from sentence_transformers import (
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
+    from sentence_transformers.base.sampler import BatchSamplers
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from transformers import TrainerCallback
+    from transformers.utils import logging as hf_logging
+
+    config = config or TrainConfig()
+    rows = [(str(q), str(p), str(n)) for q, p, n in rows]
+    if not rows:
+        raise ValueError("no training triplets")
+    torch.set_num_threads(max(1, config.threads))
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+
+    model.add_adapter(
+        LoraConfig(
+            r=config.rank,
+            lora_alpha=config.alpha,
+            lora_dropout=config.dropout,
+            target_modules=list(config.target_modules),
+            task_type=TaskType.FEATURE_EXTRACTION,
+            bias="none",
+        )
+    )
+    dataset = Dataset.from_dict(
+        {"anchor": [r[0] for r in rows], "positive": [r[1] for r in rows], "negative": [r[2] for r in rows]}
+    )
+    loss = MultipleNegativesRankingLoss(model)
+    batch_size = max(2, min(config.batch_size, len(rows)))
+
+    result = TrainResult(examples=len(rows))
+
+    class _Curve(TrainerCallback):  # type: ignore[misc]
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
+                   **kwargs: Any) -> None:
+            if logs and "loss" in logs and math.isfinite(float(logs["loss"])):
+                result.loss_curve.append([int(state.global_step), round(float(logs["loss"]), 5)])
+
+    saved_len = model.max_seq_length
+    model.max_seq_length = config.max_seq_len
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="rag-lora-") as tmp:
+            args = SentenceTransformerTrainingArguments(
+                output_dir=tmp,
+                num_train_epochs=config.epochs,
+                per_device_train_batch_size=batch_size,
+                learning_rate=config.lr,
+                warmup_ratio=config.warmup_ratio,
+                weight_decay=config.weight_decay,
+                lr_scheduler_type="linear",
+                seed=config.seed,
+                data_seed=config.seed,
+                batch_sampler=BatchSamplers.NO_DUPLICATES,
+                logging_strategy="steps",
+                logging_steps=max(1, config.logging_steps),
+                eval_strategy="no",
+                save_strategy="no",
+                report_to="none",
+                use_cpu=True,
+                dataloader_num_workers=0,
+                dataloader_drop_last=False,
+                disable_tqdm=True,
+            )
+            trainer = SentenceTransformerTrainer(
+                model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[_Curve()]
+            )
+            output = trainer.train()
+            result.steps = int(output.global_step)
+    finally:
+        model.max_seq_length = saved_len
+        hf_logging.set_verbosity(verbosity)
+    result.seconds = round(time.perf_counter() - started, 2)
+    model.eval()
+    return result
+
+
+def has_adapter(model: Any) -> bool:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(isinstance(m, BaseTunerLayer) for m in model[0].auto_model.modules())
+
+
+def merge_adapter(model: Any) -> Any:
+    """Fold the LoRA adapter into the base weights, in place, and return the model: every peft LoraLayer
+    is replaced by its (now updated) base nn.Linear and the PEFT flags are cleared, so `save` writes a plain
+    BertModel (model.safetensors, no adapter_config.json) that the ONNX exporter traces as is."""
+    import torch
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    transformer = model[0]
+    auto = transformer.auto_model
+    if hasattr(auto, "merge_and_unload"):  # a peft.PeftModel wrapper (a model loaded with its adapter)
+        transformer.auto_model = auto.merge_and_unload(safe_merge=True)
+        auto = transformer.auto_model
+    else:
+        tuner_names = [name for name, m in auto.named_modules() if isinstance(m, BaseTunerLayer)]
+        with torch.no_grad():
+            for name in tuner_names:
+                layer = auto.get_submodule(name)
+                layer.merge(safe_merge=True)
+                parent_name, _, child = name.rpartition(".")
+                parent = auto.get_submodule(parent_name) if parent_name else auto
+                setattr(parent, child, layer.get_base_layer())
+    if hasattr(auto, "peft_config"):
+        del auto.peft_config
+    if getattr(auto, "_hf_peft_config_loaded", False):
+        auto._hf_peft_config_loaded = False
+    leftover = [n for n, m in auto.named_modules() if isinstance(m, BaseTunerLayer) or "lora_" in n]
+    if leftover:
+        raise RuntimeError(f"adapter layers left after merging: {leftover[:5]}")
+    for p in auto.parameters():
+        p.requires_grad_(False)
+    model.eval()
+    return model

@@ -1,0 +1,212 @@
+"""FeedbackStore contract: the same assertions against the in-memory fake and DynamoFeedbackStore on moto's
+server, with the table built from template.yaml."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import boto3
+import pytest
+from rag_autotune.adapters.aws import CLIENT_CONFIG
+from rag_autotune.adapters.dynamodb import DynamoFeedbackStore
+from rag_autotune.domain import Citation, QueryLog, VersionPair, Vote
+from rag_autotune.errors import UpstreamError
+from rag_autotune.local.resources import ensure_table, load_template, table_spec
+from rag_autotune.ports import FeedbackStore
+
+from tests.fakes import MemoryFeedbackStore
+
+T0 = 1_700_000_000.5  # exactly representable, so T0 + W - W == T0
+W = 3600
+PAIR = VersionPair("model-v1", "index-v1")
+
+
+def _serialize_moto_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto's transact_write_items is not thread-safe on its threaded server: it snapshots the whole table,
+    checks, writes and on failure restores the snapshot, so concurrent calls can both win, lose a committed
+    write or leak a cancelled one. DynamoDB serialises transactions; one lock over moto's item operations
+    makes the race test test our code, not moto's."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()  # transact_write_items calls put_item on the same thread
+    for name in ("transact_write_items", "put_item", "update_item", "delete_item", "get_item", "query"):
+        orig: Callable[..., Any] = getattr(DynamoDBBackend, name)
+
+        def locked(self: Any, *args: Any, __orig: Callable[..., Any] = orig, **kwargs: Any) -> Any:
+            with lock:
+                return __orig(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, name, locked)
+
+
+@pytest.fixture(scope="module")
+def dynamodb_client(moto_url: str) -> Any:
+    """One client per module: building a boto3 client costs ~0.3 s."""
+    return boto3.session.Session().client(
+        "dynamodb", region_name="us-east-1", endpoint_url=moto_url, config=CLIENT_CONFIG
+    )
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def store(request: pytest.FixtureRequest) -> FeedbackStore:
+    if request.param == "memory":
+        return MemoryFeedbackStore()
+    unique: str = request.getfixturevalue("unique")
+    _serialize_moto_dynamodb(request.getfixturevalue("monkeypatch"))
+    client = request.getfixturevalue("dynamodb_client")
+    table = f"rag-contract-{unique}"
+    ensure_table(client, table, table_spec(load_template()))
+    return DynamoFeedbackStore(client, table, query_ttl_s=180 * 86400)
+
+
+def _vote(created_at: float = T0, **kw: Any) -> Vote:
+    base = Vote(
+        query_id="q1",
+        doc_id="doc-a",
+        chunk_id="doc-a#0",
+        vote="up",
+        rank=1,
+        query="how do I open a file?",
+        pair=PAIR,
+        created_at=created_at,
+    )
+    return replace(base, **kw)
+
+
+def test_query_log_round_trip(store: FeedbackStore) -> None:
+    entry = QueryLog(
+        query_id="3f2a9c",
+        query="wie öffne ich eine Datei? ✓",
+        pair=PAIR,
+        citations=(
+            Citation("open.2", "open.2#0", "open(2)", "open and possibly create a file", 0.1 + 0.2, 1),
+            Citation("fopen.3", "fopen.3#4", "fopen(3)", "", 1 / 3, 2),
+            Citation("creat.2", "creat.2#1", "creat", "x" * 500, -0.0123456789012345, 3),
+        ),
+        created_at=1_700_000_123.456789,
+        client_id="cli-42",
+    )
+    store.log_query(entry)
+    assert store.get_query("3f2a9c") == entry
+    empty = QueryLog("q-empty", "nothing found", PAIR, (), T0)
+    store.log_query(empty)
+    assert store.get_query("q-empty") == empty
+
+
+def test_get_unknown_query_is_none(store: FeedbackStore) -> None:
+    assert store.get_query("never-logged") is None
+
+
+def test_duplicate_within_window(store: FeedbackStore) -> None:
+    first = _vote(T0, user_id="u1", comment="great")
+    assert store.record_vote(first, "q1|doc-a|up", W) is True
+    assert store.record_vote(_vote(T0 + 1), "q1|doc-a|up", W) is False
+    assert store.record_vote(_vote(T0 + W - 1), "q1|doc-a|up", W) is False
+    assert store.votes() == [first]
+
+
+def test_same_key_after_window_records_again(store: FeedbackStore) -> None:
+    assert store.record_vote(_vote(T0), "k", W) is True
+    assert store.record_vote(_vote(T0 + W + 1), "k", W) is True
+    # The window restarts from the vote just recorded, not from the first one.
+    assert store.record_vote(_vote(T0 + W + 2), "k", W) is False
+    assert store.record_vote(_vote(T0 + 2 * W + 1), "k", W) is True
+    assert [v.created_at for v in store.votes()] == [T0, T0 + W + 1, T0 + 2 * W + 1]
+
+
+def test_window_boundary_is_not_a_duplicate(store: FeedbackStore) -> None:
+    """'recorded less than window_s ago' is a duplicate; exactly window_s ago is not."""
+    assert store.record_vote(_vote(T0), "k", W) is True
+    assert store.record_vote(_vote(T0 + W), "k", W) is True
+
+
+def test_different_keys_are_independent(store: FeedbackStore) -> None:
+    up = _vote(T0)
+    down = _vote(T0 + 1, vote="down")
+    other_doc = _vote(T0 + 2, doc_id="doc-b", chunk_id="doc-b#3", rank=2)
+    assert store.record_vote(up, "q1|doc-a|up", W) is True
+    assert store.record_vote(down, "q1|doc-a|down", W) is True
+    assert store.record_vote(other_doc, "q1|doc-b|up", W) is True
+    assert store.votes() == [up, down, other_doc]
+
+
+def test_votes_order_filter_and_limit(store: FeedbackStore) -> None:
+    offsets = [50, 10, 30, 20, 40]
+    recorded = {}
+    for i, off in enumerate(offsets):
+        v = _vote(
+            T0 + off + 0.123456,
+            query_id=f"q{i}",
+            user_id=None if i % 2 else f"user-{i}",
+            comment=None if i % 2 else f"comment {i}",
+            client_id=f"client-{i}",
+        )
+        assert store.record_vote(v, f"q{i}|doc-a|up", W) is True
+        recorded[off] = v
+    ordered = [recorded[o] for o in sorted(offsets)]
+    assert store.votes() == ordered
+    assert store.votes(since=None, limit=2) == ordered[:2]
+    assert store.votes(since=ordered[1].created_at) == ordered[2:]  # strictly after
+    assert store.votes(since=ordered[1].created_at, limit=1) == ordered[2:3]
+    assert store.votes(since=ordered[-1].created_at) == []
+    assert store.votes(since=T0) == ordered
+
+
+def test_concurrent_votes_same_key_exactly_one(store: FeedbackStore) -> None:
+    barrier = threading.Barrier(8)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def attempt(i: int) -> None:
+        barrier.wait()
+        try:
+            results.append(store.record_vote(_vote(T0, comment=f"thread {i}"), "q1|doc-a|up", W))
+        except BaseException as exc:  # pragma: no cover - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(results) == [False] * 7 + [True]
+    assert len(store.votes()) == 1
+
+
+# ---- DynamoDB-only: the item layout template.yaml's table is designed for, and error mapping ------------
+
+
+def test_dynamodb_item_layout(dynamodb_client: Any, unique: str) -> None:
+    table = f"rag-layout-{unique}"
+    ensure_table(dynamodb_client, table, table_spec(load_template()))
+    store = DynamoFeedbackStore(dynamodb_client, table, query_ttl_s=86400)
+    store.log_query(QueryLog("q1", "q", PAIR, (Citation("d", "d#0", "t", "s", 0.5, 1),), T0))
+    assert store.record_vote(_vote(T0), "q1|d|up", W)
+
+    items = dynamodb_client.scan(TableName=table)["Items"]
+    by_sk = {i["sk"]["S"].split("#")[0]: i for i in items}
+    assert set(by_sk) == {"Q", "V", "D"}
+    query, vote, marker = by_sk["Q"], by_sk["V"], by_sk["D"]
+    assert query["pk"] == {"S": "Q#q1"} and int(query["expires_at"]["N"]) >= T0 + 86400
+    assert vote["pk"] == {"S": "Q#q1"} and vote["sk"]["S"].startswith("V#1700000000.500000#")
+    assert vote["gsi1pk"] == {"S": "VOTE"} and float(vote["gsi1sk"]["N"]) == T0
+    assert "expires_at" not in vote and "user_id" not in vote  # None is omitted, votes are kept
+    assert marker["pk"] == {"S": "D#q1|d|up"} and float(marker["last_at"]["N"]) == T0
+    assert int(marker["expires_at"]["N"]) >= T0 + W
+
+
+def test_dynamodb_other_errors_are_upstream(dynamodb_client: Any, unique: str) -> None:
+    gone = DynamoFeedbackStore(dynamodb_client, f"rag-missing-{unique}", query_ttl_s=60)
+    for call in (
+        lambda: gone.get_query("q"),
+        lambda: gone.log_query(QueryLog("q", "q", PAIR, (), T0)),
+        lambda: gone.record_vote(_vote(), "k", W),
+        lambda: gone.votes(),
+    ):
+        with pytest.raises(UpstreamError) as info:
+            call()
+        assert info.value.__cause__ is not None

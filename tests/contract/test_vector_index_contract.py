@@ -1,0 +1,344 @@
+"""One contract for every VectorIndex: the in-memory fake, Qdrant Edge (shards shipped through an artifact
+store) and a Qdrant server (here qdrant-client's local mode). Adapter-specific behaviour follows below."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+from rag_autotune.adapters.qdrant_edge import EdgeVectorIndex
+from rag_autotune.adapters.qdrant_server import ServerVectorIndex
+from rag_autotune.domain import Chunk
+from rag_autotune.errors import ArtifactNotFound, ConflictError, InvalidInput
+from rag_autotune.ports import VectorIndex, Vectors
+
+from tests.fakes import MemoryArtifactStore, MemoryVectorIndex
+
+DIM = 16
+Batches = list[tuple[Sequence[Chunk], Vectors]]
+
+
+def corpus(n: int, seed: int, tag: str) -> tuple[list[Chunk], Vectors]:
+    rng = np.random.default_rng(seed)
+    vecs = rng.standard_normal((n, DIM)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    chunks = [
+        Chunk(
+            f"{tag}-doc{i // 2}#{i % 2}",
+            f"{tag}-doc{i // 2}",
+            f"Title {tag} {i} — ünïcode",
+            f"text {i}\nline 2",
+        )
+        for i in range(n)
+    ]
+    return chunks, vecs
+
+
+def batches(chunks: list[Chunk], vecs: Vectors, size: int) -> Batches:
+    return [(chunks[i : i + size], vecs[i : i + size]) for i in range(0, len(chunks), size)]
+
+
+@pytest.fixture(params=["memory", "edge", "server"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
+    if request.param == "memory":
+        yield MemoryVectorIndex()
+    elif request.param == "edge":
+        edge = EdgeVectorIndex(MemoryArtifactStore(), tmp_path / "cache")
+        yield edge
+        edge.close()
+    else:
+        client = QdrantClient(":memory:")
+        yield ServerVectorIndex(client)
+        client.close()
+
+
+# -- the contract ----------------------------------------------------------------------------------------
+
+
+def test_build_from_batches_returns_count(index: VectorIndex) -> None:
+    chunks, vecs = corpus(13, 1, "a")
+    assert index.build("v1-c1", DIM, batches(chunks, vecs, 5)) == 13
+    assert index.count("v1-c1") == 13
+    assert index.versions() == ["v1-c1"]
+
+
+def test_search_nearest_first_with_payload_and_cosine(index: VectorIndex) -> None:
+    chunks, vecs = corpus(20, 2, "a")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 8))
+    hits = index.search("v1-c1", vecs[7], 5)
+    assert hits[0].chunk == chunks[7]  # every field round-trips
+    assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    expected = np.argsort(-(vecs @ vecs[7]))[:5]
+    assert [h.chunk for h in hits] == [chunks[i] for i in expected]
+    for h, i in zip(hits, expected, strict=True):
+        assert h.score == pytest.approx(float(vecs[i] @ vecs[7]), abs=1e-4)
+    # a (1, dim) query works as well as a (dim,) one
+    assert index.search("v1-c1", vecs[3:4], 1)[0].chunk == chunks[3]
+
+
+def test_limit_respected(index: VectorIndex) -> None:
+    chunks, vecs = corpus(10, 3, "a")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 4))
+    assert len(index.search("v1-c1", vecs[0], 3)) == 3
+    assert len(index.search("v1-c1", vecs[0], 1)) == 1
+    assert len(index.search("v1-c1", vecs[0], 50)) == 10
+
+
+def test_versions_are_isolated(index: VectorIndex) -> None:
+    c1, v1 = corpus(10, 4, "one")
+    c2, v2 = corpus(12, 5, "two")
+    index.build("v1-c1", DIM, batches(c1, v1, 3))
+    index.build("v1-c2", DIM, batches(c2, v2, 5))
+    assert index.versions() == ["v1-c1", "v1-c2"]
+    assert index.count("v1-c1") == 10
+    assert index.count("v1-c2") == 12
+    assert index.search("v1-c2", v2[4], 1)[0].chunk == c2[4]
+    assert all(h.chunk in c1 for h in index.search("v1-c1", v2[4], 10))
+    assert all(h.chunk in c2 for h in index.search("v1-c2", v1[4], 12))
+
+
+def test_unknown_version_raises(index: VectorIndex) -> None:
+    chunks, vecs = corpus(3, 6, "a")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 2))
+    with pytest.raises(ArtifactNotFound):
+        index.search("v9-c9", vecs[0], 3)
+    with pytest.raises(ArtifactNotFound):
+        list(index.chunks("v9-c9"))
+
+
+def test_delete_is_idempotent(index: VectorIndex) -> None:
+    chunks, vecs = corpus(6, 7, "a")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 4))
+    index.build("v1-c2", DIM, batches(chunks, vecs, 4))
+    index.search("v1-c1", vecs[0], 1)  # opened shards must be deletable too
+    index.delete("v1-c1")
+    index.delete("v1-c1")
+    index.delete("v7-c7")  # never existed
+    assert index.versions() == ["v1-c2"]
+    with pytest.raises(ArtifactNotFound):
+        index.search("v1-c1", vecs[0], 1)
+    assert index.search("v1-c2", vecs[0], 1)[0].chunk == chunks[0]
+
+
+def test_chunks_round_trip(index: VectorIndex) -> None:
+    chunks, vecs = corpus(2500, 8, "a")  # more than one scroll page
+    index.build("v1-c1", DIM, batches(chunks, vecs, 700))
+    got = list(index.chunks("v1-c1"))
+    assert len(got) == len(chunks)
+    assert sorted(got, key=lambda c: c.chunk_id) == sorted(chunks, key=lambda c: c.chunk_id)
+
+
+def test_failed_build_leaves_no_trace(index: VectorIndex) -> None:
+    chunks, vecs = corpus(10, 9, "a")
+
+    def failing() -> Iterator[tuple[Sequence[Chunk], Vectors]]:
+        yield chunks[:5], vecs[:5]
+        raise RuntimeError("encoder died")
+
+    with pytest.raises(RuntimeError, match="encoder died"):
+        index.build("v1-c1", DIM, failing())
+    assert index.versions() == []
+    with pytest.raises(ArtifactNotFound):
+        index.search("v1-c1", vecs[0], 1)
+    # the same version can then be built for real
+    assert index.build("v1-c1", DIM, batches(chunks, vecs, 5)) == 10
+
+
+def test_empty_build_allowed(index: VectorIndex) -> None:
+    assert index.build("v1-c1", DIM, []) == 0
+    assert index.versions() == ["v1-c1"]
+    assert index.count("v1-c1") == 0
+    assert index.search("v1-c1", np.full(DIM, 0.25, dtype=np.float32), 5) == []
+    assert list(index.chunks("v1-c1")) == []
+
+
+# -- Qdrant Edge ---------------------------------------------------------------------------------------------
+
+
+def test_edge_cold_load_from_snapshot(tmp_path: Path) -> None:
+    store = MemoryArtifactStore()
+    chunks, vecs = corpus(300, 10, "a")
+    builder = EdgeVectorIndex(store, tmp_path / "builder")
+    builder.build("v1-c1", DIM, batches(chunks, vecs, 128))
+    assert sorted(store.objects) == ["indexes/v1-c1/info.json", "indexes/v1-c1/shard.tar"]
+
+    reader = EdgeVectorIndex(store, tmp_path / "reader")
+    try:
+        assert reader.versions() == ["v1-c1"]
+        assert reader.count("v1-c1") == 300
+        hits = reader.search("v1-c1", vecs[42], 3)
+        assert hits[0].chunk == chunks[42]
+        assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+        assert (tmp_path / "reader" / "v1-c1" / "shard").is_dir()
+        assert list(reader.chunks("v1-c1")) == chunks
+    finally:
+        reader.close()
+    # a new process with the same cache dir reuses the unpacked shard (no second download needed)
+    store.objects.pop("indexes/v1-c1/shard.tar")
+    again = EdgeVectorIndex(store, tmp_path / "reader")
+    try:
+        assert again.search("v1-c1", vecs[1], 1)[0].chunk == chunks[1]
+    finally:
+        again.close()
+
+
+def test_edge_failed_build_leaves_no_keys_or_files(tmp_path: Path) -> None:
+    store = MemoryArtifactStore()
+    store.put_bytes("indexes/v1-c1/shard.tar", b"orphan of a run that died before info.json")
+    index = EdgeVectorIndex(store, tmp_path / "cache")
+    chunks, vecs = corpus(10, 11, "a")
+
+    def failing() -> Iterator[tuple[Sequence[Chunk], Vectors]]:
+        yield chunks[:5], vecs[:5]
+        raise RuntimeError("boom")
+
+    assert index.versions() == []
+    with pytest.raises(RuntimeError):
+        index.build("v1-c1", DIM, failing())
+    assert store.list_keys("") == []
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_edge_rebuild_of_existing_version_conflicts(tmp_path: Path) -> None:
+    store = MemoryArtifactStore()
+    index = EdgeVectorIndex(store, tmp_path / "cache")
+    chunks, vecs = corpus(5, 12, "a")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 5))
+    with pytest.raises(ConflictError):
+        index.build("v1-c1", DIM, batches(chunks, vecs, 5))
+    assert index.search("v1-c1", vecs[2], 1)[0].chunk == chunks[2]
+
+
+def test_edge_stale_cache_is_not_served(tmp_path: Path) -> None:
+    """A version name deleted and rebuilt elsewhere: the reader's cached files must not be used."""
+    store = MemoryArtifactStore()
+    old, old_v = corpus(5, 13, "old")
+    new, new_v = corpus(5, 14, "new")
+    writer = EdgeVectorIndex(store, tmp_path / "writer")
+    writer.build("v1-c1", DIM, batches(old, old_v, 5))
+    reader = EdgeVectorIndex(store, tmp_path / "reader")
+    assert reader.search("v1-c1", old_v[0], 1)[0].chunk == old[0]
+    reader.close()
+    writer.delete("v1-c1")
+    writer.build("v1-c1", DIM, batches(new, new_v, 5))
+    reader = EdgeVectorIndex(store, tmp_path / "reader")
+    try:
+        assert reader.search("v1-c1", new_v[0], 1)[0].chunk == new[0]
+    finally:
+        reader.close()
+
+
+def test_edge_lru_and_threads(tmp_path: Path) -> None:
+    store = MemoryArtifactStore()
+    index = EdgeVectorIndex(store, tmp_path / "cache", max_open=2)
+    data = {f"v1-c{g}": corpus(40, 20 + g, f"g{g}") for g in range(3)}
+    for version, (chunks, vecs) in data.items():
+        index.build(version, DIM, batches(chunks, vecs, 16))
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(10):
+                version = f"v1-c{rng.integers(3)}"
+                chunks, vecs = data[version]
+                i = int(rng.integers(40))
+                assert index.search(version, vecs[i], 1)[0].chunk == chunks[i]
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    # at most max_open shards stay unpacked locally (Lambda /tmp is small)
+    assert len([p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]) <= 2
+    index.close()
+
+
+def test_edge_rejects_wrong_dims(tmp_path: Path) -> None:
+    index = EdgeVectorIndex(MemoryArtifactStore(), tmp_path / "cache")
+    chunks, vecs = corpus(4, 15, "a")
+    with pytest.raises(InvalidInput):
+        index.build("v1-c1", DIM + 1, batches(chunks, vecs, 4))
+    index.build("v1-c1", DIM, batches(chunks, vecs, 4))
+    with pytest.raises(InvalidInput):
+        index.search("v1-c1", np.ones(DIM + 1, dtype=np.float32), 1)
+    with pytest.raises(InvalidInput):
+        index.search("../etc", vecs[0], 1)
+    index.close()
+
+
+# -- Qdrant server -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[ServerVectorIndex, QdrantClient]]:
+    client = QdrantClient(":memory:")
+    yield ServerVectorIndex(client), client
+    client.close()
+
+
+def _aliases(client: QdrantClient) -> dict[str, str]:
+    return {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
+
+
+def test_server_publish_swaps_alias(server: tuple[ServerVectorIndex, QdrantClient]) -> None:
+    index, client = server
+    chunks, vecs = corpus(5, 16, "a")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 5))
+    index.build("v1-c2", DIM, batches(chunks, vecs, 5))
+    assert _aliases(client) == {}
+    index.publish("v1-c1")  # no alias yet: create only
+    assert _aliases(client) == {"rag-live": "rag_v1-c1"}
+    index.publish("v1-c2")  # delete + create in one call
+    assert _aliases(client) == {"rag-live": "rag_v1-c2"}
+    index.publish("v1-c2")  # idempotent
+    assert _aliases(client) == {"rag-live": "rag_v1-c2"}
+    assert index.published() == "v1-c2"
+    with pytest.raises(ArtifactNotFound):
+        index.publish("v9-c9")
+    assert _aliases(client) == {"rag-live": "rag_v1-c2"}
+
+
+def test_server_refuses_to_delete_the_live_collection(server: tuple[ServerVectorIndex, QdrantClient]) -> None:
+    index, client = server
+    chunks, vecs = corpus(5, 17, "a")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 5))
+    index.build("v1-c2", DIM, batches(chunks, vecs, 5))
+    index.publish("v1-c2")
+    with pytest.raises(ConflictError):
+        index.delete("v1-c2")
+    assert client.collection_exists("rag_v1-c2")
+    index.delete("v1-c1")
+    assert index.versions() == ["v1-c2"]
+
+
+def test_server_orphans_and_conflicts(server: tuple[ServerVectorIndex, QdrantClient]) -> None:
+    index, client = server
+    client.create_collection(
+        "rag_v1-c1",
+        vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
+        metadata={"rag_autotune": {"state": "building", "dim": DIM}},
+    )
+    client.create_collection(
+        "other", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+    )
+    assert index.versions() == []  # a build that never finished is not a version
+    with pytest.raises(ArtifactNotFound):
+        index.search("v1-c1", np.ones(DIM, dtype=np.float32), 1)
+    chunks, vecs = corpus(5, 18, "a")
+    assert index.build("v1-c1", DIM, batches(chunks, vecs, 2)) == 5  # the orphan is replaced
+    with pytest.raises(ConflictError):
+        index.build("v1-c1", DIM, batches(chunks, vecs, 2))
+    with pytest.raises(InvalidInput):
+        index.search("v1-c1", np.ones(DIM + 1, dtype=np.float32), 1)
+    assert index.versions() == ["v1-c1"]
