@@ -18,6 +18,9 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "rag-autotune")
 def moto_url() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    from rag_autotune.local import moto_fixes
+
+    moto_fixes.apply()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

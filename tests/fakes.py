@@ -102,6 +102,8 @@ class MemoryVectorIndex:
         self.published: str | None = None
 
     def build(self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]]) -> int:
+        if version in self.data:
+            raise ConflictError(f"{version} exists: versions are immutable")
         chunks: list[Chunk] = []
         vecs: list[Vectors] = []
         for batch_chunks, batch_vecs in batches:
@@ -122,7 +124,9 @@ class MemoryVectorIndex:
         return [Hit(chunks[i], float(scores[i])) for i in order]
 
     def count(self, version: str) -> int:
-        return len(self.data[version][0]) if version in self.data else 0
+        if version not in self.data:
+            raise ArtifactNotFound(version)
+        return len(self.data[version][0])
 
     def chunks(self, version: str) -> Iterator[Chunk]:
         if version not in self.data:
@@ -133,9 +137,13 @@ class MemoryVectorIndex:
         return sorted(self.data)
 
     def delete(self, version: str) -> None:
+        if version == self.published:
+            raise ConflictError(f"{version} is published")
         self.data.pop(version, None)
 
     def publish(self, version: str) -> None:
+        if version not in self.data:
+            raise ArtifactNotFound(version)
         self.published = version
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,6 @@ from rag_autotune.local.resources import ensure_bucket
 from rag_autotune.ports import ArtifactStore
 
 from tests.fakes import MemoryArtifactStore
-
-
-def _serialize_moto_conditional_puts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto checks If-Match / If-None-Match and then writes, without a lock, on a threaded server; S3 itself
-    is atomic. Serialising moto's put_object makes the race test test our code, not moto's."""
-    from moto.s3.responses import S3Response
-
-    lock = threading.Lock()
-    orig: Callable[..., Any] = S3Response.put_object
-
-    def put_object(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return orig(self, *args, **kwargs)
-
-    monkeypatch.setattr(S3Response, "put_object", put_object)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +32,6 @@ def store(request: pytest.FixtureRequest) -> ArtifactStore:
     if request.param == "memory":
         return MemoryArtifactStore()
     unique: str = request.getfixturevalue("unique")
-    _serialize_moto_conditional_puts(request.getfixturevalue("monkeypatch"))
     client = request.getfixturevalue("s3_client")
     bucket = f"rag-contract-{unique}"
     ensure_bucket(client, bucket, "us-east-1")

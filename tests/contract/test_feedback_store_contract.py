@@ -4,7 +4,6 @@ server, with the table built from template.yaml."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -24,24 +23,6 @@ W = 3600
 PAIR = VersionPair("model-v1", "index-v1")
 
 
-def _serialize_moto_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto's transact_write_items is not thread-safe on its threaded server: it snapshots the whole table,
-    checks, writes and on failure restores the snapshot, so concurrent calls can both win, lose a committed
-    write or leak a cancelled one. DynamoDB serialises transactions; one lock over moto's item operations
-    makes the race test test our code, not moto's."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()  # transact_write_items calls put_item on the same thread
-    for name in ("transact_write_items", "put_item", "update_item", "delete_item", "get_item", "query"):
-        orig: Callable[..., Any] = getattr(DynamoDBBackend, name)
-
-        def locked(self: Any, *args: Any, __orig: Callable[..., Any] = orig, **kwargs: Any) -> Any:
-            with lock:
-                return __orig(self, *args, **kwargs)
-
-        monkeypatch.setattr(DynamoDBBackend, name, locked)
-
-
 @pytest.fixture(scope="module")
 def dynamodb_client(moto_url: str) -> Any:
     """One client per module: building a boto3 client costs ~0.3 s."""
@@ -55,7 +36,6 @@ def store(request: pytest.FixtureRequest) -> FeedbackStore:
     if request.param == "memory":
         return MemoryFeedbackStore()
     unique: str = request.getfixturevalue("unique")
-    _serialize_moto_dynamodb(request.getfixturevalue("monkeypatch"))
     client = request.getfixturevalue("dynamodb_client")
     table = f"rag-contract-{unique}"
     ensure_table(client, table, table_spec(load_template()))

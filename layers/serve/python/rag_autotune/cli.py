@@ -148,6 +148,22 @@ def cmd_golden(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Only the API, against whatever AWS endpoint is configured (AWS, LocalStack, a running `up`)."""
+    from .local.server import ApiServer, load_api_module
+
+    api = ApiServer(load_api_module().app, host=args.host, port=args.port).start()
+    print(f"serving {api.url} (Ctrl-C stops)", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    api.stop()
+    return 0
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The whole system on this machine: moto as AWS, the API over HTTP, state kept across restarts."""
     from .local import sfn, stack
@@ -219,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     ga.add_argument("--query")
     ga.add_argument("--relevant", nargs="+", default=[], help="doc ids that answer the query")
     ga.add_argument("--file", help='JSONL of {"query": ..., "relevant": [doc ids]}')
+    sv = sub.add_parser("serve", help="serve only the API against the configured AWS endpoint")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
     u = sub.add_parser("up", help="run everything locally (moto as AWS) and serve the API")
     u.add_argument("--port", type=int, default=8000)
     u.add_argument("--moto-port", type=int, default=0)
@@ -236,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": cmd_runs, "golden": cmd_golden,
     }
     try:
-        if args.command == "up":
-            return cmd_up(settings, args)
+        if args.command in ("up", "serve"):
+            return (cmd_up if args.command == "up" else cmd_serve)(settings, args)
         return commands[args.command](Runtime(settings), args)
     except RagError as exc:
         print(f"error ({exc.code}): {exc}", file=sys.stderr)

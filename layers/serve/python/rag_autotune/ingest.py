@@ -11,7 +11,7 @@ from pathlib import Path
 from .chunking import chunk_document, embed_text
 from .corpus import load_documents
 from .domain import Chunk, IngestReport, VersionPair
-from .errors import IngestError, NotReady
+from .errors import ConflictError, IngestError, NotReady
 from .ports import ArtifactStore, Encoder, Vectors, VectorIndex
 from .versions import (
     index_version,
@@ -45,6 +45,8 @@ def build_version(
     progress: Progress | None = None,
 ) -> int:
     """Embed and write one index version; on any failure nothing of it remains."""
+    if version in index.versions():
+        raise ConflictError(f"index version {version} already exists")  # never delete a finished version
     try:
         n = index.build(version, encoder.dim, embed_batches(chunks, encoder, progress))
         write_stats(store, version, len({c.doc_id for c in chunks}), n)

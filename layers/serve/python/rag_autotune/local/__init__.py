@@ -1,1 +1,1 @@
-"""Local stand-ins: create the AWS resources template.yaml declares in whatever endpoint boto3 points at."""
+"""Local mode: the stack on one machine, with moto's server standing in for AWS."""

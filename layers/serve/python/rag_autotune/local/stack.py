@@ -18,6 +18,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from ..settings import Settings
+from . import moto_fixes
 from .resources import ensure_resources
 
 
@@ -38,6 +39,7 @@ class MotoStack:
 
     def start(self) -> MotoStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
+        moto_fixes.apply()
         self._server.start()
         # Everything in this process (and children) now talks to moto; dummy credentials keep boto3 quiet.
         os.environ["AWS_ENDPOINT_URL"] = self.url

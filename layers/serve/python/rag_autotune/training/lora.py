@@ -87,7 +87,7 @@ def train_lora(model: Any, rows: Sequence[Triplet], config: TrainConfig | None =
     )
     from sentence_transformers.base.sampler import BatchSamplers
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from transformers import TrainerCallback
+    from transformers import PrinterCallback, TrainerCallback
     from transformers.utils import logging as hf_logging
 
     config = config or TrainConfig()
@@ -103,7 +103,7 @@ def train_lora(model: Any, rows: Sequence[Triplet], config: TrainConfig | None =
             r=config.rank,
             lora_alpha=config.alpha,
             lora_dropout=config.dropout,
-            target_modules=list(config.target_modules),
+            target_modules=_targets(config.target_modules),
             task_type=TaskType.FEATURE_EXTRACTION,
             bias="none",
         )
@@ -153,6 +153,7 @@ def train_lora(model: Any, rows: Sequence[Triplet], config: TrainConfig | None =
             trainer = SentenceTransformerTrainer(
                 model=model, args=args, train_dataset=dataset, loss=loss, callbacks=[_Curve()]
             )
+            trainer.remove_callback(PrinterCallback)  # the per-log print(); the curve is kept below
             output = trainer.train()
             result.steps = int(output.global_step)
     finally:
@@ -161,6 +162,11 @@ def train_lora(model: Any, rows: Sequence[Triplet], config: TrainConfig | None =
     result.seconds = round(time.perf_counter() - started, 2)
     model.eval()
     return result
+
+
+def _targets(modules: Sequence[str]) -> list[str] | str:
+    """peft wants the shorthand "all-linear" as a bare string."""
+    return "all-linear" if list(modules) == ["all-linear"] else list(modules)
 
 
 def has_adapter(model: Any) -> bool:

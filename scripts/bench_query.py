@@ -1,0 +1,237 @@
+"""`make bench-query`: the query path's speed on this machine, printed as a table.
+
+- /ask over HTTP: p50/p99 over >= 1000 sequential requests on a 20k-chunk corpus. The API runs in its own
+  process (`rag-autotune serve`, one request at a time like one Lambda instance); moto is the AWS endpoint.
+- the same handler in-process (API Gateway event in, response out: no HTTP);
+- cold start: a fresh process importing the API module (loading the live encoder and shard) and answering;
+- the installed size of what the ask Lambda's layer carries.
+
+The 20k-chunk corpus is the demo corpus (real man-page chunks, really embedded) grown to 20k points with
+synthetic neighbours (each a real chunk's vector plus noise, re-normalised, with that chunk's text): search
+cost depends on the number and dimension of the vectors, and every query is really encoded."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "layers" / "serve" / "python"), str(REPO)]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from rag_autotune.chunking import chunk_document, embed_text  # noqa: E402
+from rag_autotune.corpus import load_documents  # noqa: E402
+from rag_autotune.domain import Chunk, VersionPair  # noqa: E402
+from rag_autotune.local import stack  # noqa: E402
+from rag_autotune.local.resources import ensure_resources  # noqa: E402
+from rag_autotune.runtime import Runtime  # noqa: E402
+from rag_autotune.settings import get_settings  # noqa: E402
+from rag_autotune.versions import swap, write_stats  # noqa: E402
+
+SERVE_ROOTS = ["onnxruntime", "tokenizers", "numpy", "qdrant-edge-py", "aws-lambda-powertools", "pydantic",
+               "pydantic-settings"]
+
+
+def pct(samples: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(samples), q))
+
+
+def build_corpus(rt: Runtime, target: int, seed: int = 0) -> tuple[str, list[str]]:
+    docs, _ = load_documents(REPO / "demo" / "corpus.jsonl")
+    chunks = [c for d in docs for c in chunk_document(d, rt.settings.chunk_chars, rt.settings.chunk_overlap)]
+    from rag_autotune.training.bootstrap import bootstrap
+
+    bootstrap(rt.store, rt.settings.cache_dir)
+    encoder = rt.load_bulk_encoder("v0")
+    t = time.perf_counter()
+    base = encoder.encode([embed_text(c) for c in chunks])
+    print(f"embedded {len(chunks)} real chunks in {time.perf_counter() - t:.1f} s", flush=True)
+    rng = np.random.default_rng(seed)
+
+    def batches():  # type: ignore[no-untyped-def]
+        yield chunks, base
+        made = len(chunks)
+        while made < target:
+            n = min(2000, target - made)
+            idx = rng.integers(0, len(chunks), n)
+            vecs = base[idx] + rng.normal(0, 0.35 / np.sqrt(base.shape[1]) * 4, (n, base.shape[1]))
+            vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+            syn = [Chunk(f"syn{made + i}#0", f"syn{made + i}", chunks[j].title, chunks[j].text)
+                   for i, j in enumerate(idx)]
+            made += n
+            yield syn, vecs
+
+    version = "v0-c1"
+    t = time.perf_counter()
+    n = rt.index.build(version, encoder.dim, batches())
+    print(f"built index {version}: {n} points in {time.perf_counter() - t:.1f} s", flush=True)
+    write_stats(rt.store, version, len(docs), n)
+    swap(rt.store, VersionPair("v0", version), expected_etag=None, reason="bench", documents=len(docs), chunks=n)
+    queries = [json.loads(x)["query"] for x in (REPO / "demo" / "golden.jsonl").read_text().splitlines()]
+    return version, queries
+
+
+def bench_http(port: int, queries: list[str], n: int) -> list[float]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    samples = []
+    for i in range(n + 50):
+        body = json.dumps({"query": queries[i % len(queries)], "top_k": 5})
+        t = time.perf_counter()
+        conn.request("POST", "/ask", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"/ask answered {resp.status}")
+        if i >= 50:  # the first 50 warm caches and connections
+            samples.append((time.perf_counter() - t) * 1000)
+    return samples
+
+
+def event(query: str) -> dict[str, object]:
+    e = json.loads((REPO / "tests" / "events" / "ask.json").read_text())
+    e["body"] = json.dumps({"query": query, "top_k": 5})
+    return e
+
+
+def bench_in_process(queries: list[str], n: int) -> list[float]:
+    from rag_autotune.local.server import load_api_module
+
+    app = load_api_module().app
+    samples = []
+    for i in range(n + 50):
+        e = event(queries[i % len(queries)])
+        t = time.perf_counter()
+        resp = app(e, None)
+        if i >= 50:
+            samples.append((time.perf_counter() - t) * 1000)
+        assert resp["statusCode"] == 200
+    return samples
+
+
+COLD = """
+import json, sys, time
+t0 = time.perf_counter()
+from rag_autotune.local.server import load_api_module
+app = load_api_module().app
+t1 = time.perf_counter()
+resp = app(json.loads(sys.argv[1]), None)
+t2 = time.perf_counter()
+assert resp["statusCode"] == 200, resp
+print(json.dumps({"init_s": t1 - t0, "first_s": t2 - t1,
+                  "torch": any(m.split('.')[0] == 'torch' for m in sys.modules)}))
+"""
+
+
+def bench_cold(env: dict[str, str], query: str, runs: int = 5) -> list[dict[str, float]]:
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        p = subprocess.run([sys.executable, "-c", COLD, json.dumps(event(query))], env=env, capture_output=True,
+                           text=True, timeout=120)
+        wall = time.perf_counter() - t
+        if p.returncode:
+            raise RuntimeError(p.stderr[-2000:])
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        r["wall_s"] = wall
+        out.append(r)
+    return out
+
+
+def dist_size(name: str) -> int:
+    d = metadata.distribution(name)
+    return sum((Path(str(d.locate_file(f))).stat().st_size for f in d.files or []
+                if Path(str(d.locate_file(f))).is_file()), 0)
+
+
+def closure(roots: list[str]) -> set[str]:
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        seen.add(key)
+        for req in dist.requires or []:
+            r = Requirement(req)
+            if r.marker is None or r.marker.evaluate({"extra": ""}):
+                todo.append(r.name)
+    return seen
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--chunks", type=int, default=20_000)
+    ap.add_argument("--requests", type=int, default=1000)
+    args = ap.parse_args()
+
+    moto = stack.MotoStack().start()
+    suffix = uuid.uuid4().hex[:6]
+    os.environ.update(RAG_BUCKET=f"bench-{suffix}", RAG_TABLE=f"bench-{suffix}",
+                      RAG_CACHE_DIR=f"/tmp/rag-bench-{suffix}", POWERTOOLS_METRICS_DISABLED="false")
+    get_settings.cache_clear()
+    settings = get_settings()
+    ensure_resources(settings)
+    rt = Runtime(settings)
+    _, queries = build_corpus(rt, args.chunks)
+
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'layers' / 'serve' / 'python'}:{REPO}",
+           "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-api"}
+    port = stack.free_port()
+    server = subprocess.Popen([sys.executable, "-m", "rag_autotune.cli", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stdout is not None
+        server.stdout.readline()  # "serving ..." once the live pair is loaded
+        http_ms = bench_http(port, queries, args.requests)
+    finally:
+        server.terminate()
+        server.wait(10)
+    inproc_ms = bench_in_process(queries, args.requests)
+    cold = bench_cold({**env, "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-cold"}, queries[0], 1)
+    cold += bench_cold(env, queries[0], 4)  # later runs find the model and shard already in /tmp, as a warm /tmp
+
+    sizes = {n: dist_size(n) for n in sorted(closure(SERVE_ROOTS))}
+    total = sum(sizes.values())
+    botocore = sum(dist_size(n) for n in ("boto3", "botocore", "s3transfer", "jmespath") if n in sizes or True)
+    moto.stop()
+
+    print("\n## Query path benchmark (this machine: %d cores)\n" % (os.cpu_count() or 0))
+    print("| measure | p50 | p99 | n |\n|---|---|---|---|")
+    print(f"| HTTP POST /ask, {args.chunks} chunks, top_k 5 | {pct(http_ms, 50):.2f} ms | {pct(http_ms, 99):.2f} ms "
+          f"| {len(http_ms)} |")
+    print(f"| in-process handler (API Gateway event → response) | {pct(inproc_ms, 50):.2f} ms | "
+          f"{pct(inproc_ms, 99):.2f} ms | {len(inproc_ms)} |")
+    first = cold[0]
+    print(f"| cold start, empty /tmp: import+init / first answer / whole process | {first['init_s']:.2f} s / "
+          f"{first['first_s'] * 1000:.1f} ms / {first['wall_s']:.2f} s | | 1 |")
+    warm = cold[1:]
+    print(f"| cold start, artifacts in /tmp: import+init / first answer / whole process | "
+          f"{np.median([c['init_s'] for c in warm]):.2f} s / {np.median([c['first_s'] for c in warm]) * 1000:.1f} ms "
+          f"/ {np.median([c['wall_s'] for c in warm]):.2f} s | | {len(warm)} |")
+    print(f"| torch imported by the serving process | {any(c['torch'] for c in cold)} | | |")
+    print(f"\nServing layer (closure of {', '.join(SERVE_ROOTS)}): {total / 1e6:.1f} MB installed "
+          f"in {len(sizes)} distributions; boto3+botocore (in the Lambda runtime already) {botocore / 1e6:.1f} MB")
+    for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"  {name:<28} {size / 1e6:7.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
