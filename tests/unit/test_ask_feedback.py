@@ -158,3 +158,20 @@ def test_extractive_answer_picks_the_matching_sentence() -> None:
     out = ExtractiveGenerator().answer("pipe read end", [Passage(1, "pipe(2)", text)])
     assert out == "The pipe has a read end and a write end. [1]"
     assert "nothing" in ExtractiveGenerator().answer("x", [])
+
+
+def test_live_state_keeps_serving_when_the_new_pair_cannot_load(world: dict) -> None:  # type: ignore[type-arg]
+    from rag_autotune.errors import CorruptArtifact
+
+    live, clock = world["live"], world["clock"]
+    first = live.current()
+
+    def broken(version: str) -> HashEncoder:
+        raise CorruptArtifact("model.onnx does not match its sha256")
+
+    live._load_encoder = broken
+    live._encoders.clear()
+    ingest(world["corpus"], store=world["store"], index=world["index"], load_encoder=world["encoders"].__getitem__,
+           replace=True)
+    clock.t += 5
+    assert live.current() is first  # still the old, whole pair

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .domain import Manifest, VersionPair
-from .errors import NotReady
+from .errors import NotReady, RagError
+from .observability import logger
 from .ports import ArtifactStore, Encoder, VectorIndex
 from .versions import MANIFEST_KEY, read_manifest
 
@@ -60,7 +61,15 @@ class LiveState:
                 return live  # another thread refreshed while we waited
             etag = self._store.head_etag(MANIFEST_KEY)
             if live is None or etag != live.etag:
-                live = self._load() if etag is not None else None
+                try:
+                    live = self._load() if etag is not None else None
+                except RagError:
+                    if live is None:
+                        raise
+                    # The new pair cannot be loaded (e.g. a damaged model): keep answering from the pair we
+                    # have, consistently, and try again after the next TTL.
+                    logger.exception("cannot load the new live pair; still serving the previous one",
+                                     extra={"serving": live.pair.as_dict()})
             self._checked_at = self._clock()
             self._live = live
         if live is None:

@@ -3,6 +3,8 @@ handlers); tests build their own with fakes. This is the one place that picks an
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from .errors import CorruptArtifact
 from .generate import ExtractiveGenerator, Generator
 from .live import LiveState
 from .ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
@@ -34,11 +37,31 @@ def fetch_model(store: ArtifactStore, version: str, cache_dir: Path) -> Path:
     try:
         for name in MODEL_FILES:
             store.download_file(model_prefix(version) + name, tmp / name)
+        verify_model(tmp, version)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_model(folder: Path, version: str) -> None:
+    """meta.json (written last) names the sha256 of model.onnx: a model damaged in storage is refused here,
+    before any session is built from it."""
+    try:
+        expected = json.loads((folder / "meta.json").read_text()).get("sha256")
+    except ValueError as exc:
+        raise CorruptArtifact(f"model {version}: meta.json is not JSON") from exc
+    if expected and file_sha256(folder / "model.onnx") != expected:
+        raise CorruptArtifact(f"model {version}: model.onnx does not match the sha256 in meta.json")
 
 
 @dataclass

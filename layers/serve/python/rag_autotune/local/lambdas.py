@@ -136,6 +136,9 @@ def functions_from_template(
 def run_local(fn: LocalFunction, event: bytes | str, function_arn: str = "") -> tuple[bytes, bool]:
     """Run one invocation in a fresh subprocess. Returns (payload JSON bytes, errored)."""
     env = {**os.environ, **fn.env}
+    # Each function has its own /tmp on Lambda: give each its own cache, so one step never reads another's.
+    cache = Path(env.get("RAG_CACHE_DIR", "/tmp/rag-autotune")) / "lambda" / fn.logical_id
+    env["RAG_CACHE_DIR"] = str(cache)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)
     cmd = [
         sys.executable,

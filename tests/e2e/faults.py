@@ -1,0 +1,43 @@
+"""Fault-injecting stand-ins for tune steps, mapped over the real handlers by the local Lambda runner."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rag_autotune.errors import RagError
+from rag_autotune.runtime import Runtime
+from rag_autotune.settings import get_settings
+from rag_autotune.tune import steps
+
+
+class EmbedCrashed(RagError):
+    code = "embed_crashed"
+
+
+def embed_then_raise(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Leave half a shadow index behind, then die, as a Lambda killed mid-embed would."""
+    rt = Runtime(get_settings())
+    shadow = event["candidate"]["index_version"]
+    rt.store.put_bytes(f"indexes/{shadow}/shard.tar", b"half a shard")
+    rt.store.put_bytes(f"corpus/{shadow}/stats.json", b"{}")
+    raise EmbedCrashed("disk full while embedding")
+
+
+def embed_then_corrupt(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The real embed, then the candidate's model.onnx is damaged in storage before the gate runs."""
+    rt = Runtime(get_settings())
+    out = steps.embed(event, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder)
+    key = f"models/{event['candidate']['model_version']}/model.onnx"
+    data = bytearray(rt.store.get_bytes(key))
+    data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64  # bit rot in the middle of the weights
+    rt.store.put_bytes(key, bytes(data))
+    return out
+
+
+def slow_prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The real Prepare, holding the lock a little longer, so a second start surely overlaps it."""
+    rt = Runtime(get_settings())
+    out = steps.prepare(event, store=rt.store, feedback=rt.feedback, index=rt.index, settings=rt.settings)
+    time.sleep(4)
+    return out
