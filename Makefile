@@ -37,10 +37,13 @@ lint: $(STAMP) ## ruff and mypy
 
 check: lint test ## what CI runs, plus lint
 
-bench: bench-query ## all benchmarks that print figures
+bench: bench-query bench-loop ## all benchmarks that print figures
 
 bench-query: $(STAMP) ## /ask latency over HTTP on a 20k-chunk corpus, cold start, serving deps size
 	$(PY) scripts/bench_query.py
+
+bench-loop: $(STAMP) ## one measured tune run on ~1.7k man pages and 500 simulated votes (~15 min)
+	$(PY) scripts/bench_loop.py
 
 openapi: $(STAMP) ## regenerate functions/api/openapi.json from the pydantic models
 	$(PY) -c "import json; from rag_autotune.openapi import openapi_document as d; \

@@ -1,0 +1,154 @@
+"""`make bench-loop`: one nightly run, measured, on a real corpus with known answers (not part of make test).
+
+1. Man pages of sections 2/3/5/7 (scripts/man_corpus.py): each page a document; its NAME description is a
+   query whose relevant documents are all pages sharing it.
+2. The embedded default: moto as AWS, bootstrap, ingest, the API over HTTP.
+3. Simulated users on half of the queries ask over HTTP, see the top 5, and vote 👍 on relevant documents and
+   👎 on the others, until --votes votes. The other half of the queries is never voted on (held-out).
+4. One tune run: `rag-autotune tune --wait` through the real ASL in moto's Step Functions interpreter.
+5. Prints P@5, hit@5, nDCG@10 before → after for repeated (voted) and held-out queries, the wall time of
+   each step, and the HTTP /ask p99 before and after."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "layers" / "serve" / "python"), str(REPO), str(REPO / "scripts")]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import man_corpus  # noqa: E402
+
+from rag_autotune import cli  # noqa: E402
+from rag_autotune.ingest import ingest  # noqa: E402
+from rag_autotune.local import sfn, stack  # noqa: E402
+from rag_autotune.local.resources import ensure_resources  # noqa: E402
+from rag_autotune.local.server import ApiServer, load_api_module  # noqa: E402
+from rag_autotune.runtime import Runtime  # noqa: E402
+from rag_autotune.settings import get_settings  # noqa: E402
+from rag_autotune.tune.metrics import Judged, evaluate  # noqa: E402
+from rag_autotune.tune.runs import list_runs  # noqa: E402
+from rag_autotune.tune.steps import ranker  # noqa: E402
+from rag_autotune.versions import read_manifest  # noqa: E402
+
+
+class Client:
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def post(self, path: str, body: dict[str, object]) -> tuple[int, dict[str, object], float]:
+        t = time.perf_counter()
+        self.conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        resp = self.conn.getresponse()
+        data = json.loads(resp.read())
+        return resp.status, data, (time.perf_counter() - t) * 1000
+
+
+def ask_p99(client: Client, queries: list[str], n: int = 300) -> float:
+    return float(np.percentile([client.post("/ask", {"query": queries[i % len(queries)]})[2] for i in range(n)], 99))
+
+
+def quality(rt: Runtime, sets: dict[str, list[Judged]]) -> dict[str, dict[str, float]]:
+    found = read_manifest(rt.store)
+    assert found
+    pair = found[0].live
+    rank = ranker(rt.load_encoder(pair.model_version), rt.index, pair.index_version)
+    return {name: evaluate(rank, qs) for name, qs in sets.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=2000, help="at most this many documents (all usable pages: ~1.7k)")
+    ap.add_argument("--votes", type=int, default=500)
+    ap.add_argument("--max-chars", type=int, default=3000, help="page text kept per document")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    docs, queries = man_corpus.build(["2", "3", "5", "7"], args.docs, args.seed, max_chars=args.max_chars)
+    print(f"corpus: {len(docs)} documents, {len(queries)} queries ({time.perf_counter() - t0:.0f} s)", flush=True)
+    work = Path(f"/tmp/rag-bench-loop-{uuid.uuid4().hex[:6]}")
+    work.mkdir(parents=True)
+    corpus = work / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+
+    moto = stack.MotoStack().start()
+    os.environ.update(RAG_BUCKET=f"loop-{work.name[-6:]}", RAG_TABLE=f"loop-{work.name[-6:]}",
+                      RAG_CACHE_DIR=str(work / "cache"), RAG_MANIFEST_TTL_S="1")
+    get_settings.cache_clear()
+    settings = get_settings()
+    ensure_resources(settings)
+    rt = Runtime(settings)
+    from rag_autotune.training.bootstrap import bootstrap
+
+    bootstrap(rt.store, settings.cache_dir)
+    t = time.perf_counter()
+    report = ingest(corpus, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder,
+                    chunk_chars=settings.chunk_chars, chunk_overlap=settings.chunk_overlap)
+    print(f"ingest: {report.chunks} chunks in {time.perf_counter() - t:.0f} s", flush=True)
+    api = ApiServer(load_api_module().app, port=0).start()
+    client = Client(api.port)
+
+    rng = random.Random(args.seed)
+    shuffled = queries[:]
+    rng.shuffle(shuffled)
+    voted, heldout = shuffled[: len(shuffled) // 2], shuffled[len(shuffled) // 2 :]
+    sets = {"repeated": [Judged(q["query"], frozenset(q["relevant"])) for q in voted],
+            "held-out": [Judged(q["query"], frozenset(q["relevant"])) for q in heldout]}
+    before = quality(rt, sets)
+    p99_before = ask_p99(client, [q["query"] for q in heldout])
+
+    t = time.perf_counter()
+    votes = asked = 0
+    for q in voted:
+        if votes >= args.votes:
+            break
+        status, body, _ = client.post("/ask", {"query": q["query"], "top_k": 5})
+        asked += 1
+        for c in body["citations"]:  # type: ignore[union-attr]
+            kind = "up" if c["doc_id"] in q["relevant"] else "down"
+            st, _, _ = client.post("/feedback", {"query_id": body["query_id"], "doc_id": c["doc_id"], "vote": kind})
+            votes += st == 201
+    sets["repeated"] = sets["repeated"][:asked]  # only the queries users actually asked
+    print(f"users: {asked} queries asked, {votes} votes ({time.perf_counter() - t:.0f} s)", flush=True)
+    before["repeated"] = quality(rt, {"repeated": sets["repeated"]})["repeated"]
+
+    sfn.deploy(settings)
+    t = time.perf_counter()
+    code = cli.main(["tune", "--wait", "--timeout", "3600"])
+    wall = time.perf_counter() - t
+    run = list_runs(rt.store, 1)[0]
+    time.sleep(settings.manifest_ttl_s + 0.5)
+    after = quality(rt, sets)
+    p99_after = ask_p99(client, [q["query"] for q in heldout])
+    api.stop()
+    moto.stop()
+
+    print(f"\n## One tune run: {len(docs)} docs, {report.chunks} chunks, {votes} votes on {asked} queries "
+          f"(exit {code}, {run['status']})\n")
+    print("| queries | n | P@5 | hit@5 | nDCG@10 |\n|---|---|---|---|---|")
+    for name in ("repeated", "held-out"):
+        b, a = before[name], after[name]
+        print(f"| {name} | {a['n']} | {b['p@5']:.3f} → {a['p@5']:.3f} | {b['hit@5']:.3f} → {a['hit@5']:.3f} | "
+              f"{b['ndcg@10']:.3f} → {a['ndcg@10']:.3f} ({(a['ndcg@10'] - b['ndcg@10']) * 100:+.1f} pts) |")
+    print("\n| step | wall time |\n|---|---|")
+    for step, info in (run.get("steps") or {}).items():
+        print(f"| {step} | {info['seconds']:.0f} s |")
+    print(f"| whole run (start → final status) | {wall:.0f} s |")
+    print(f"\n/ask over HTTP, p99 over 300 requests: {p99_before:.1f} ms before, {p99_after:.1f} ms after")
+    print(f"gate: {run.get('gate')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
