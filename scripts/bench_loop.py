@@ -83,8 +83,12 @@ def main() -> int:
     corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
 
     moto = stack.MotoStack().start()
-    os.environ.update(RAG_BUCKET=f"loop-{work.name[-6:]}", RAG_TABLE=f"loop-{work.name[-6:]}",
-                      RAG_CACHE_DIR=str(work / "cache"), RAG_MANIFEST_TTL_S="1")
+    os.environ.update(
+        RAG_BUCKET=f"loop-{work.name[-6:]}",
+        RAG_TABLE=f"loop-{work.name[-6:]}",
+        RAG_CACHE_DIR=str(work / "cache"),
+        RAG_MANIFEST_TTL_S="1",
+    )
     get_settings.cache_clear()
     settings = get_settings()
     ensure_resources(settings)
@@ -93,8 +97,14 @@ def main() -> int:
 
     bootstrap(rt.store, settings.cache_dir)
     t = time.perf_counter()
-    report = ingest(corpus, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder,
-                    chunk_chars=settings.chunk_chars, chunk_overlap=settings.chunk_overlap)
+    report = ingest(
+        corpus,
+        store=rt.store,
+        index=rt.index,
+        load_encoder=rt.load_bulk_encoder,
+        chunk_chars=settings.chunk_chars,
+        chunk_overlap=settings.chunk_overlap,
+    )
     print(f"ingest: {report.chunks} chunks in {time.perf_counter() - t:.0f} s", flush=True)
     api = ApiServer(load_api_module().app, port=0).start()
     client = Client(api.port)
@@ -103,8 +113,10 @@ def main() -> int:
     shuffled = queries[:]
     rng.shuffle(shuffled)
     voted, heldout = shuffled[: len(shuffled) // 2], shuffled[len(shuffled) // 2 :]
-    sets = {"repeated": [Judged(q["query"], frozenset(q["relevant"])) for q in voted],
-            "held-out": [Judged(q["query"], frozenset(q["relevant"])) for q in heldout]}
+    sets = {
+        "repeated": [Judged(q["query"], frozenset(q["relevant"])) for q in voted],
+        "held-out": [Judged(q["query"], frozenset(q["relevant"])) for q in heldout],
+    }
     before = quality(rt, sets)
     p99_before = ask_p99(client, [q["query"] for q in heldout])
 
@@ -134,13 +146,17 @@ def main() -> int:
     api.stop()
     moto.stop()
 
-    print(f"\n## One tune run: {len(docs)} docs, {report.chunks} chunks, {votes} votes on {asked} queries "
-          f"(exit {code}, {run['status']})\n")
+    print(
+        f"\n## One tune run: {len(docs)} docs, {report.chunks} chunks, {votes} votes on {asked} queries "
+        f"(exit {code}, {run['status']})\n"
+    )
     print("| queries | n | P@5 | hit@5 | nDCG@10 |\n|---|---|---|---|---|")
     for name in ("repeated", "held-out"):
         b, a = before[name], after[name]
-        print(f"| {name} | {a['n']} | {b['p@5']:.3f} → {a['p@5']:.3f} | {b['hit@5']:.3f} → {a['hit@5']:.3f} | "
-              f"{b['ndcg@10']:.3f} → {a['ndcg@10']:.3f} ({(a['ndcg@10'] - b['ndcg@10']) * 100:+.1f} pts) |")
+        print(
+            f"| {name} | {a['n']} | {b['p@5']:.3f} → {a['p@5']:.3f} | {b['hit@5']:.3f} → {a['hit@5']:.3f} | "
+            f"{b['ndcg@10']:.3f} → {a['ndcg@10']:.3f} ({(a['ndcg@10'] - b['ndcg@10']) * 100:+.1f} pts) |"
+        )
     print("\n| step | wall time |\n|---|---|")
     for step, info in (run.get("steps") or {}).items():
         print(f"| {step} | {info['seconds']:.0f} s |")

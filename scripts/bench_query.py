@@ -38,8 +38,15 @@ from rag_autotune.runtime import Runtime  # noqa: E402
 from rag_autotune.settings import get_settings  # noqa: E402
 from rag_autotune.versions import swap, write_stats  # noqa: E402
 
-SERVE_ROOTS = ["onnxruntime", "tokenizers", "numpy", "qdrant-edge-py", "aws-lambda-powertools", "pydantic",
-               "pydantic-settings"]
+SERVE_ROOTS = [
+    "onnxruntime",
+    "tokenizers",
+    "numpy",
+    "qdrant-edge-py",
+    "aws-lambda-powertools",
+    "pydantic",
+    "pydantic-settings",
+]
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -66,8 +73,9 @@ def build_corpus(rt: Runtime, target: int, seed: int = 0) -> tuple[str, list[str
             idx = rng.integers(0, len(chunks), n)
             vecs = base[idx] + rng.normal(0, 0.35 / np.sqrt(base.shape[1]) * 4, (n, base.shape[1]))
             vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
-            syn = [Chunk(f"syn{made + i}#0", f"syn{made + i}", chunks[j].title, chunks[j].text)
-                   for i, j in enumerate(idx)]
+            syn = [
+                Chunk(f"syn{made + i}#0", f"syn{made + i}", chunks[j].title, chunks[j].text) for i, j in enumerate(idx)
+            ]
             made += n
             yield syn, vecs
 
@@ -136,8 +144,9 @@ def bench_cold(env: dict[str, str], query: str, runs: int = 5) -> list[dict[str,
     out = []
     for _ in range(runs):
         t = time.perf_counter()
-        p = subprocess.run([sys.executable, "-c", COLD, json.dumps(event(query))], env=env, capture_output=True,
-                           text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-c", COLD, json.dumps(event(query))], env=env, capture_output=True, text=True, timeout=120
+        )
         wall = time.perf_counter() - t
         if p.returncode:
             raise RuntimeError(p.stderr[-2000:])
@@ -149,8 +158,9 @@ def bench_cold(env: dict[str, str], query: str, runs: int = 5) -> list[dict[str,
 
 def dist_size(name: str) -> int:
     d = metadata.distribution(name)
-    return sum((Path(str(d.locate_file(f))).stat().st_size for f in d.files or []
-                if Path(str(d.locate_file(f))).is_file()), 0)
+    return sum(
+        (Path(str(d.locate_file(f))).stat().st_size for f in d.files or [] if Path(str(d.locate_file(f))).is_file()), 0
+    )
 
 
 def closure(roots: list[str]) -> set[str]:
@@ -183,19 +193,31 @@ def main() -> int:
 
     moto = stack.MotoStack().start()
     suffix = uuid.uuid4().hex[:6]
-    os.environ.update(RAG_BUCKET=f"bench-{suffix}", RAG_TABLE=f"bench-{suffix}",
-                      RAG_CACHE_DIR=f"/tmp/rag-bench-{suffix}", POWERTOOLS_METRICS_DISABLED="false")
+    os.environ.update(
+        RAG_BUCKET=f"bench-{suffix}",
+        RAG_TABLE=f"bench-{suffix}",
+        RAG_CACHE_DIR=f"/tmp/rag-bench-{suffix}",
+        POWERTOOLS_METRICS_DISABLED="false",
+    )
     get_settings.cache_clear()
     settings = get_settings()
     ensure_resources(settings)
     rt = Runtime(settings)
     _, queries = build_corpus(rt, args.chunks)
 
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'layers' / 'serve' / 'python'}:{REPO}",
-           "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-api"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{REPO / 'layers' / 'serve' / 'python'}:{REPO}",
+        "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-api",
+    }
     port = stack.free_port()
-    server = subprocess.Popen([sys.executable, "-m", "rag_autotune.cli", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rag_autotune.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert server.stdout is not None
         server.stdout.readline()  # "serving ..." once the live pair is loaded
@@ -209,25 +231,35 @@ def main() -> int:
 
     sizes = {n: dist_size(n) for n in sorted(closure(SERVE_ROOTS))}
     total = sum(sizes.values())
-    botocore = sum(dist_size(n) for n in ("boto3", "botocore", "s3transfer", "jmespath") if n in sizes or True)
+    botocore = sum(dist_size(n) for n in ("boto3", "botocore", "s3transfer", "jmespath"))
     moto.stop()
 
-    print("\n## Query path benchmark (this machine: %d cores)\n" % (os.cpu_count() or 0))
+    print(f"\n## Query path benchmark (this machine: {os.cpu_count() or 0} cores)\n")
     print("| measure | p50 | p99 | n |\n|---|---|---|---|")
-    print(f"| HTTP POST /ask, {args.chunks} chunks, top_k 5 | {pct(http_ms, 50):.2f} ms | {pct(http_ms, 99):.2f} ms "
-          f"| {len(http_ms)} |")
-    print(f"| in-process handler (API Gateway event → response) | {pct(inproc_ms, 50):.2f} ms | "
-          f"{pct(inproc_ms, 99):.2f} ms | {len(inproc_ms)} |")
+    print(
+        f"| HTTP POST /ask, {args.chunks} chunks, top_k 5 | {pct(http_ms, 50):.2f} ms | {pct(http_ms, 99):.2f} ms "
+        f"| {len(http_ms)} |"
+    )
+    print(
+        f"| in-process handler (API Gateway event → response) | {pct(inproc_ms, 50):.2f} ms | "
+        f"{pct(inproc_ms, 99):.2f} ms | {len(inproc_ms)} |"
+    )
     first = cold[0]
-    print(f"| cold start, empty /tmp: import+init / first answer / whole process | {first['init_s']:.2f} s / "
-          f"{first['first_s'] * 1000:.1f} ms / {first['wall_s']:.2f} s | | 1 |")
+    print(
+        f"| cold start, empty /tmp: import+init / first answer / whole process | {first['init_s']:.2f} s / "
+        f"{first['first_s'] * 1000:.1f} ms / {first['wall_s']:.2f} s | | 1 |"
+    )
     warm = cold[1:]
-    print(f"| cold start, artifacts in /tmp: import+init / first answer / whole process | "
-          f"{np.median([c['init_s'] for c in warm]):.2f} s / {np.median([c['first_s'] for c in warm]) * 1000:.1f} ms "
-          f"/ {np.median([c['wall_s'] for c in warm]):.2f} s | | {len(warm)} |")
+    print(
+        f"| cold start, artifacts in /tmp: import+init / first answer / whole process | "
+        f"{np.median([c['init_s'] for c in warm]):.2f} s / {np.median([c['first_s'] for c in warm]) * 1000:.1f} ms "
+        f"/ {np.median([c['wall_s'] for c in warm]):.2f} s | | {len(warm)} |"
+    )
     print(f"| torch imported by the serving process | {any(c['torch'] for c in cold)} | | |")
-    print(f"\nServing layer (closure of {', '.join(SERVE_ROOTS)}): {total / 1e6:.1f} MB installed "
-          f"in {len(sizes)} distributions; boto3+botocore (in the Lambda runtime already) {botocore / 1e6:.1f} MB")
+    print(
+        f"\nServing layer (closure of {', '.join(SERVE_ROOTS)}): {total / 1e6:.1f} MB installed "
+        f"in {len(sizes)} distributions; boto3+botocore (in the Lambda runtime already) {botocore / 1e6:.1f} MB"
+    )
     for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])[:8]:
         print(f"  {name:<28} {size / 1e6:7.1f} MB")
     return 0

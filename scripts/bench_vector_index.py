@@ -13,10 +13,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+
 from rag_autotune.adapters.qdrant_edge import EdgeVectorIndex
 from rag_autotune.domain import Chunk
 from rag_autotune.ports import Vectors
-
 from tests.fakes import MemoryArtifactStore
 
 
@@ -85,9 +85,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--text-chars", type=int, default=800)
-    ap.add_argument(
-        "--skip-hnsw", action="store_true", help="skip the optimize() run (minutes on a busy box)"
-    )
+    ap.add_argument("--skip-hnsw", action="store_true", help="skip the optimize() run (minutes on a busy box)")
     args = ap.parse_args()
 
     chunks, vecs = data(args.n, args.dim, args.text_chars)

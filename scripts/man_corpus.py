@@ -270,9 +270,7 @@ def sample_groups(
         if limit is not None and total + len(ids) > limit:
             continue
         need = Counter(_base_section(i) for i in ids)
-        if section_limits and any(
-            s in section_limits and per_sec[s] + n > section_limits[s] for s, n in need.items()
-        ):
+        if section_limits and any(s in section_limits and per_sec[s] + n > section_limits[s] for s, n in need.items()):
             continue
         chosen.append(k)
         total += len(ids)
@@ -371,9 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-chars", type=int, default=6000, help="truncate each doc text")
     ap.add_argument("--man-pages-only", action="store_true", help="only Linux man-pages project pages")
     ap.add_argument("--max-relevant", type=int, default=10, help="drop descriptions shared by more pages")
-    ap.add_argument(
-        "--licenses", default=None, help="keep only these SPDX ids, e.g. Linux-man-pages-copyleft"
-    )
+    ap.add_argument("--licenses", default=None, help="keep only these SPDX ids, e.g. Linux-man-pages-copyleft")
     ap.add_argument("--man-dir", type=Path, default=MAN_DIR)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out-docs", type=Path, required=True)
@@ -400,15 +396,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         credits = attribution((d["id"] for d in docs), a.man_dir)
         a.out_attribution.write_text(
             "".join(
-                f"- {pid}: {'; '.join(lines) or 'no copyright line in source'}\n"
-                for pid, lines in credits.items()
+                f"- {pid}: {'; '.join(lines) or 'no copyright line in source'}\n" for pid, lines in credits.items()
             ),
             encoding="utf-8",
         )
     multi = sum(1 for q in queries if len(q["relevant"]) > 1)
     print(
-        f"{len(docs)} docs, {len(queries)} queries ({multi} with >1 relevant) "
-        f"in {time.monotonic() - t0:.1f}s",
+        f"{len(docs)} docs, {len(queries)} queries ({multi} with >1 relevant) in {time.monotonic() - t0:.1f}s",
         file=sys.stderr,
     )
     return 0

@@ -20,8 +20,9 @@ class Reply:
         return json.loads(self.text)
 
 
-def call(url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None,
-         raw: bytes | None = None) -> Reply:
+def call(
+    url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None, raw: bytes | None = None
+) -> Reply:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     hdrs = {"Content-Type": "application/json", **(headers or {})}
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)

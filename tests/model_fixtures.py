@@ -25,8 +25,9 @@ EXPORT_SECONDS: dict[str, float] = {}
 @functools.cache
 def base_st_model() -> Any:
     """The torch SentenceTransformer of the base model (the parity reference)."""
-    from rag_autotune.training.export import base_model_path
     from sentence_transformers import SentenceTransformer
+
+    from rag_autotune.training.export import base_model_path
 
     return SentenceTransformer(str(base_model_path()), device="cpu")
 

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from chalice import Chalice, Response
+
 from rag_autotune import http_api
 from rag_autotune.errors import RagError
 from rag_autotune.observability import logger, metrics
@@ -43,8 +44,11 @@ def uniform_errors_and_metrics(event: Any, get_response: Any) -> Response:
             metrics.flush_metrics()
     if response.status_code >= 400 and isinstance(response.body, dict) and "Code" in response.body:
         body = {"error": {"code": str(response.body["Code"]), "message": str(response.body.get("Message"))}}
-        response = Response(body=json.dumps(body), status_code=response.status_code,
-                            headers={**response.headers, "Content-Type": "application/json"})
+        response = Response(
+            body=json.dumps(body),
+            status_code=response.status_code,
+            headers={**response.headers, "Content-Type": "application/json"},
+        )
     return response
 
 

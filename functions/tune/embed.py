@@ -13,5 +13,6 @@ rt = Runtime(get_settings())
 @logger.inject_lambda_context(log_event=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return steps.embed(event, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder,
-                       log=steps.progress_logger("embed"))
+    return steps.embed(
+        event, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder, log=steps.progress_logger("embed")
+    )

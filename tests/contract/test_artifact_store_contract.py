@@ -10,21 +10,19 @@ from typing import Any
 
 import boto3
 import pytest
+
 from rag_autotune.adapters.aws import CLIENT_CONFIG
 from rag_autotune.adapters.s3 import S3ArtifactStore
 from rag_autotune.errors import ArtifactNotFound, ConflictError, UpstreamError
 from rag_autotune.local.resources import ensure_bucket
 from rag_autotune.ports import ArtifactStore
-
 from tests.fakes import MemoryArtifactStore
 
 
 @pytest.fixture(scope="module")
 def s3_client(moto_url: str) -> Any:
     """One client per module: building a boto3 client costs ~0.3 s."""
-    return boto3.session.Session().client(
-        "s3", region_name="us-east-1", endpoint_url=moto_url, config=CLIENT_CONFIG
-    )
+    return boto3.session.Session().client("s3", region_name="us-east-1", endpoint_url=moto_url, config=CLIENT_CONFIG)
 
 
 @pytest.fixture(params=["memory", "s3"])

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from rag_autotune.ports import Encoder
 
+from rag_autotune.ports import Encoder
 from tests.fakes import HashEncoder
 
 
@@ -17,7 +17,6 @@ def _hash() -> Encoder:
 
 def _onnx() -> Encoder:
     from rag_autotune.adapters.onnx_encoder import OnnxEncoder
-
     from tests.model_fixtures import exported_base_int8
 
     return OnnxEncoder(exported_base_int8(), "v-onnx", threads=1, max_seq_len=256)

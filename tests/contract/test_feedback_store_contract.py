@@ -9,13 +9,13 @@ from typing import Any
 
 import boto3
 import pytest
+
 from rag_autotune.adapters.aws import CLIENT_CONFIG
 from rag_autotune.adapters.dynamodb import DynamoFeedbackStore
 from rag_autotune.domain import Citation, QueryLog, VersionPair, Vote
 from rag_autotune.errors import UpstreamError
 from rag_autotune.local.resources import ensure_table, load_template, table_spec
 from rag_autotune.ports import FeedbackStore
-
 from tests.fakes import MemoryFeedbackStore
 
 T0 = 1_700_000_000.5  # exactly representable, so T0 + W - W == T0

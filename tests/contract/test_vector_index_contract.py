@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
+
 from rag_autotune.adapters.qdrant_edge import EdgeVectorIndex
 from rag_autotune.adapters.qdrant_server import ServerVectorIndex
 from rag_autotune.domain import Chunk
 from rag_autotune.errors import ArtifactNotFound, ConflictError, InvalidInput
 from rag_autotune.ports import VectorIndex, Vectors
-
 from tests.fakes import MemoryArtifactStore, MemoryVectorIndex
 
 DIM = 16
@@ -329,9 +329,7 @@ def test_server_orphans_and_conflicts(server: tuple[ServerVectorIndex, QdrantCli
         vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
         metadata={"rag_autotune": {"state": "building", "dim": DIM}},
     )
-    client.create_collection(
-        "other", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
-    )
+    client.create_collection("other", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
     assert index.versions() == []  # a build that never finished is not a version
     with pytest.raises(ArtifactNotFound):
         index.search("v1-c1", np.ones(DIM, dtype=np.float32), 1)

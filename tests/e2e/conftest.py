@@ -44,6 +44,5 @@ def stack(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     ingest(corpus, store=rt.store, index=rt.index, load_encoder=rt.load_encoder)
     module = load_api_module()
     server = ApiServer(module.app, port=0).start()
-    yield SimpleNamespace(url=server.url, settings=settings, rt=rt, app=module, corpus=corpus, boot=boot,
-                          tmp=Path(tmp))
+    yield SimpleNamespace(url=server.url, settings=settings, rt=rt, app=module, corpus=corpus, boot=boot, tmp=Path(tmp))
     server.stop()

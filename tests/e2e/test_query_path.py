@@ -52,8 +52,11 @@ def test_ask_vote_dynamodb_item_and_dedupe(stack: SimpleNamespace) -> None:
     assert other_user.status == 201
 
     ddb = boto3.client("dynamodb", region_name=stack.settings.region)
-    items = ddb.query(TableName=stack.settings.table, KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
-                      ExpressionAttributeValues={":pk": {"S": f"Q#{body['query_id']}"}, ":v": {"S": "V#"}})["Items"]
+    items = ddb.query(
+        TableName=stack.settings.table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
+        ExpressionAttributeValues={":pk": {"S": f"Q#{body['query_id']}"}, ":v": {"S": "V#"}},
+    )["Items"]
     assert len(items) == 2
     item = items[0]
     assert item["query"]["S"] == "create a pipe for interprocess communication"
@@ -74,17 +77,20 @@ def test_ask_vote_dynamodb_item_and_dedupe(stack: SimpleNamespace) -> None:
         ("/ask", json.dumps({"query": "ok", "stream": "yes"}).encode(), 422, "invalid_input"),
         ("/ask", json.dumps({"query": "ok", "extra": 1}).encode(), 422, "invalid_input"),
         ("/ask", json.dumps({"top_k": 3}).encode(), 422, "invalid_input"),
-        ("/feedback", json.dumps({"query_id": "nope", "doc_id": "x", "vote": "up"}).encode(), 404,
-         "unknown_query"),
-        ("/feedback", json.dumps({"query_id": "q", "doc_id": "x", "vote": "maybe"}).encode(), 422,
-         "invalid_input"),
-        ("/feedback", json.dumps({"query_id": "q", "doc_id": "x", "vote": "up", "comment": "c" * 1001}).encode(),
-         422, "invalid_input"),
+        ("/feedback", json.dumps({"query_id": "nope", "doc_id": "x", "vote": "up"}).encode(), 404, "unknown_query"),
+        ("/feedback", json.dumps({"query_id": "q", "doc_id": "x", "vote": "maybe"}).encode(), 422, "invalid_input"),
+        (
+            "/feedback",
+            json.dumps({"query_id": "q", "doc_id": "x", "vote": "up", "comment": "c" * 1001}).encode(),
+            422,
+            "invalid_input",
+        ),
         ("/feedback", b"\xff\xfe", 400, "invalid_json"),
     ],
 )
-def test_bad_input_is_a_clear_4xx_json_error(stack: SimpleNamespace, path: str, payload: bytes, status: int,
-                                             code: str) -> None:
+def test_bad_input_is_a_clear_4xx_json_error(
+    stack: SimpleNamespace, path: str, payload: bytes, status: int, code: str
+) -> None:
     r = call(stack.url + path, "POST", raw=payload)
     assert r.status == status, r.text
     assert r.json["error"]["code"] == code and r.json["error"]["message"]

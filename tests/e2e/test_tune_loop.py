@@ -50,8 +50,12 @@ def live(stack: SimpleNamespace) -> dict[str, str]:
 def snapshot(stack: SimpleNamespace) -> tuple[Any, ...]:
     """Everything a failed run must leave exactly as it was."""
     store = stack.rt.store
-    return (store.get_with_etag("manifest.json"), sorted(stack.rt.index.versions()),
-            sorted(k for k in store.list_keys("models/")), store.head_etag(LOCK_KEY))
+    return (
+        store.get_with_etag("manifest.json"),
+        sorted(stack.rt.index.versions()),
+        sorted(k for k in store.list_keys("models/")),
+        store.head_etag(LOCK_KEY),
+    )
 
 
 def tune(*extra: str) -> int:
@@ -70,8 +74,9 @@ def vote_like_users(stack: SimpleNamespace) -> int:
         asked = call(stack.url + "/ask", "POST", {"query": g["query"], "top_k": 5}).json
         for c in asked["citations"]:
             kind = "up" if c["doc_id"] in relevant else "down"
-            r = call(stack.url + "/feedback", "POST", {"query_id": asked["query_id"], "doc_id": c["doc_id"],
-                                                       "vote": kind})
+            r = call(
+                stack.url + "/feedback", "POST", {"query_id": asked["query_id"], "doc_id": c["doc_id"], "vote": kind}
+            )
             assert r.status == 201
             votes += 1
     return votes
@@ -136,14 +141,16 @@ def _failed_run_leaves_everything(tuned: SimpleNamespace, overrides: dict[str, s
 
 def test_3_exception_in_embed_fails_and_removes_the_shadow(tuned: SimpleNamespace) -> None:
     run = _failed_run_leaves_everything(
-        tuned, {"TuneEmbedFunction": "tests/e2e/faults.py:embed_then_raise"}, "EmbedCrashed")
+        tuned, {"TuneEmbedFunction": "tests/e2e/faults.py:embed_then_raise"}, "EmbedCrashed"
+    )
     shadow = run["candidate"]["index_version"]
     assert not tuned.rt.store.list_keys(f"indexes/{shadow}/") and not tuned.rt.store.list_keys(f"corpus/{shadow}/")
 
 
 def test_4_corrupt_model_artifact_fails_smoke(tuned: SimpleNamespace) -> None:
     run = _failed_run_leaves_everything(
-        tuned, {"TuneEmbedFunction": "tests/e2e/faults.py:embed_then_corrupt"}, "CorruptArtifact")
+        tuned, {"TuneEmbedFunction": "tests/e2e/faults.py:embed_then_corrupt"}, "CorruptArtifact"
+    )
     assert run["step"] == "embed" and "smoke" not in run["steps"]  # the gate refused to even load it
     assert not tuned.rt.store.list_keys(f"models/{run['candidate']['model_version']}/")
 

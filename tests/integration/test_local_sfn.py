@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from rag_autotune.local import lambdas, sfn
 from rag_autotune.settings import get_settings
 
@@ -170,9 +171,7 @@ def test_event_invocation_runs_in_the_background(machine: str, tmp_path: Path) -
     client = boto3.client("lambda", region_name="us-east-1")
     marker = tmp_path / "marker"
     payload = json.dumps({"marker": str(marker), "fail_times": 0}).encode()
-    resp = client.invoke(
-        FunctionName="rag-autotune-SfnTestFlakyFunction", InvocationType="Event", Payload=payload
-    )
+    resp = client.invoke(FunctionName="rag-autotune-SfnTestFlakyFunction", InvocationType="Event", Payload=payload)
     assert resp["StatusCode"] == 202
     deadline = time.monotonic() + 30
     while not marker.exists() and time.monotonic() < deadline:

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from rag_autotune.adapters.aws import CLIENT_CONFIG
 from rag_autotune.local.resources import ensure_resources, find_template, load_template, table_spec
 from rag_autotune.settings import Settings
@@ -40,9 +41,7 @@ def test_find_template_fails_outside_a_repo(tmp_path: Path) -> None:
         find_template(tmp_path)
 
 
-def test_ensure_resources_builds_table_from_template_and_is_idempotent(
-    clients: tuple[Any, Any], unique: str
-) -> None:
+def test_ensure_resources_builds_table_from_template_and_is_idempotent(clients: tuple[Any, Any], unique: str) -> None:
     s3, ddb = clients
     settings = Settings(bucket=f"rag-res-{unique}", table=f"rag-res-{unique}")
     ensure_resources(settings, s3=s3, dynamodb=ddb)

@@ -14,12 +14,24 @@ from rag_autotune.versions import read_manifest
 from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
 
 DOCS = [
-    {"id": "pipe.2", "title": "pipe(2)", "text": "pipe creates a pipe, a unidirectional data channel. "
-     "The array pipefd is used to return two file descriptors referring to the ends of the pipe."},
-    {"id": "open.2", "title": "open(2)", "text": "The open system call opens the file specified by pathname. "
-     "If the specified file does not exist, it may optionally be created by open."},
-    {"id": "malloc.3", "title": "malloc(3)", "text": "The malloc function allocates size bytes of memory and "
-     "returns a pointer to the allocated memory. The free function frees the memory space."},
+    {
+        "id": "pipe.2",
+        "title": "pipe(2)",
+        "text": "pipe creates a pipe, a unidirectional data channel. "
+        "The array pipefd is used to return two file descriptors referring to the ends of the pipe.",
+    },
+    {
+        "id": "open.2",
+        "title": "open(2)",
+        "text": "The open system call opens the file specified by pathname. "
+        "If the specified file does not exist, it may optionally be created by open.",
+    },
+    {
+        "id": "malloc.3",
+        "title": "malloc(3)",
+        "text": "The malloc function allocates size bytes of memory and "
+        "returns a pointer to the allocated memory. The free function frees the memory space.",
+    },
 ]
 
 
@@ -41,8 +53,15 @@ def world(tmp_path: Path) -> dict:  # type: ignore[type-arg]
     ingest(corpus, store=store, index=index, load_encoder=encoders.__getitem__)
     clock = Clock()
     live = LiveState(store, index, encoders.__getitem__, ttl_s=5, clock=clock)
-    return {"store": store, "index": index, "fb": fb, "live": live, "clock": clock, "corpus": corpus,
-            "encoders": encoders}
+    return {
+        "store": store,
+        "index": index,
+        "fb": fb,
+        "live": live,
+        "clock": clock,
+        "corpus": corpus,
+        "encoders": encoders,
+    }
 
 
 def test_ingest_makes_a_consistent_live_pair(world: dict) -> None:  # type: ignore[type-arg]
@@ -53,8 +72,13 @@ def test_ingest_makes_a_consistent_live_pair(world: dict) -> None:  # type: igno
 
 
 def test_ask_cites_one_chunk_per_document_in_rank_order_and_logs_it(world: dict) -> None:  # type: ignore[type-arg]
-    answer = ask("how do I create a pipe with two file descriptors", 2, world["live"].current(), world["fb"],
-                 ExtractiveGenerator())
+    answer = ask(
+        "how do I create a pipe with two file descriptors",
+        2,
+        world["live"].current(),
+        world["fb"],
+        ExtractiveGenerator(),
+    )
     assert answer.pair == VersionPair("v0", "v0-c1")
     assert [c.rank for c in answer.citations] == [1, 2]
     assert answer.citations[0].doc_id == "pipe.2"
@@ -65,8 +89,7 @@ def test_ask_cites_one_chunk_per_document_in_rank_order_and_logs_it(world: dict)
 
 
 def test_stream_logs_before_deltas(world: dict) -> None:  # type: ignore[type-arg]
-    retrieval, deltas = ask_stream("allocate memory", 3, world["live"].current(), world["fb"],
-                                   ExtractiveGenerator())
+    retrieval, deltas = ask_stream("allocate memory", 3, world["live"].current(), world["fb"], ExtractiveGenerator())
     assert world["fb"].get_query(retrieval.query_id) is not None
     assert "malloc" in "".join(deltas)
 
@@ -96,8 +119,12 @@ def test_feedback_rules(world: dict) -> None:  # type: ignore[type-arg]
     clock.t += 3601
     assert record_feedback(fb, query_id=answer.query_id, doc_id=cited, vote="up", **kw) is True
     vote = fb.votes()[0]
-    assert (vote.query, vote.rank, vote.pair.model_version, vote.chunk_id) == ("open a file", 1, "v0",
-                                                                              answer.citations[0].chunk_id)
+    assert (vote.query, vote.rank, vote.pair.model_version, vote.chunk_id) == (
+        "open a file",
+        1,
+        "v0",
+        answer.citations[0].chunk_id,
+    )
 
 
 def test_live_state_rechecks_at_most_every_ttl_and_hot_loads(world: dict) -> None:  # type: ignore[type-arg]
@@ -105,8 +132,13 @@ def test_live_state_rechecks_at_most_every_ttl_and_hot_loads(world: dict) -> Non
     first = live.current()
     world["encoders"]["v0"] = HashEncoder("v0")
     # a re-ingest moves the pointer; within the TTL the old pair keeps serving, after it the new one
-    ingest(world["corpus"], store=world["store"], index=world["index"], load_encoder=world["encoders"].__getitem__,
-           replace=True)
+    ingest(
+        world["corpus"],
+        store=world["store"],
+        index=world["index"],
+        load_encoder=world["encoders"].__getitem__,
+        replace=True,
+    )
     assert live.current() is first
     clock.t += 5
     second = live.current()
@@ -171,7 +203,12 @@ def test_live_state_keeps_serving_when_the_new_pair_cannot_load(world: dict) -> 
 
     live._load_encoder = broken
     live._encoders.clear()
-    ingest(world["corpus"], store=world["store"], index=world["index"], load_encoder=world["encoders"].__getitem__,
-           replace=True)
+    ingest(
+        world["corpus"],
+        store=world["store"],
+        index=world["index"],
+        load_encoder=world["encoders"].__getitem__,
+        replace=True,
+    )
     clock.t += 5
     assert live.current() is first  # still the old, whole pair

@@ -33,14 +33,18 @@ def test_empty_body_still_gives_a_chunk() -> None:
 
 def test_jsonl_reports_malformed_lines_with_line_numbers(tmp_path: Path) -> None:
     f = tmp_path / "c.jsonl"
-    f.write_text("\n".join([
-        json.dumps({"id": "a", "title": "A", "text": "alpha"}),
-        "{not json",
-        json.dumps({"id": "b", "title": "B"}),
-        json.dumps({"id": "a", "title": "dup", "text": "again"}),
-        json.dumps(["list"]),
-        json.dumps({"id": "c", "text": "gamma"}),
-    ]))
+    f.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "a", "title": "A", "text": "alpha"}),
+                "{not json",
+                json.dumps({"id": "b", "title": "B"}),
+                json.dumps({"id": "a", "title": "dup", "text": "again"}),
+                json.dumps(["list"]),
+                json.dumps({"id": "c", "text": "gamma"}),
+            ]
+        )
+    )
     docs, errors = load_documents(f)
     assert [d.doc_id for d in docs] == ["a", "c"]
     assert docs[1].title == "c"

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from rag_autotune.training.export import (
     PROBE_CORPUS,
     PROBE_SENTENCES,
@@ -18,7 +19,6 @@ from rag_autotune.training.export import (
     parity,
     torch_encoder,
 )
-
 from tests.model_fixtures import base_st_model, exported_base_int8
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from rag_autotune.local.scheduler import Scheduler, next_fire, parse_cron
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_autotune.domain import Citation, QueryLog, Vote, VersionPair
+from rag_autotune.domain import Citation, QueryLog, VersionPair, Vote
 from rag_autotune.ingest import ingest
 from rag_autotune.settings import Settings
 from rag_autotune.tune import steps
@@ -31,8 +31,11 @@ def _vote(q: str, doc: str, kind: str, t: float) -> Vote:
 
 
 def test_grouping_latest_vote_wins_and_split_is_deterministic() -> None:
-    votes = [_vote("Open A File", "open.2", "up", 1), _vote("open a  file", "open.2", "down", 2),
-             _vote("open a file", "creat.2", "up", 3)]
+    votes = [
+        _vote("Open A File", "open.2", "up", 1),
+        _vote("open a  file", "open.2", "down", 2),
+        _vote("open a file", "creat.2", "up", 3),
+    ]
     groups = group_votes(votes)
     assert list(groups) == ["open a file"]
     g = groups["open a file"]
@@ -44,8 +47,13 @@ def test_grouping_latest_vote_wins_and_split_is_deterministic() -> None:
 
 
 def test_triplets_use_shown_chunk_text_and_hard_negatives() -> None:
-    votes = [_vote("q1", "a", "up", 1), _vote("q1", "b", "down", 2), _vote("q1", "c", "down", 3),
-             _vote("q2", "d", "up", 4), _vote("q3", "e", "down", 5)]
+    votes = [
+        _vote("q1", "a", "up", 1),
+        _vote("q1", "b", "down", 2),
+        _vote("q1", "c", "down", 3),
+        _vote("q2", "d", "up", 4),
+        _vote("q3", "e", "down", 5),
+    ]
     parts = split(group_votes(votes), 0.0)
     text = {"a#0": "A", "b#0": "B", "c#0": "C", "d#0": "D", "e#0": "E"}
     rows = triplets(parts.train, text.get, ["R1", "R2"], seed=1)
@@ -66,8 +74,10 @@ def test_gate() -> None:
     assert _gate(0.5, 0.54)
     assert not _gate(0.5, 0.52)
     assert not _gate(0.5, 0.6, p99_ms=20.0)
-    golden_drop = {"golden": {"before": {"ndcg@10": 0.8, "n": 2}, "after": {"ndcg@10": 0.7, "n": 2}},
-                   "heldout": {"before": {"ndcg@10": 0.5, "n": 3}, "after": {"ndcg@10": 0.6, "n": 3}}}
+    golden_drop = {
+        "golden": {"before": {"ndcg@10": 0.8, "n": 2}, "after": {"ndcg@10": 0.7, "n": 2}},
+        "heldout": {"before": {"ndcg@10": 0.5, "n": 3}, "after": {"ndcg@10": 0.6, "n": 3}},
+    }
     d = decide(GateInput(golden_drop, 5.0, 0.03, 0.01, 15.0))
     assert not d.passed and "golden" in d.reasons[0]
     assert not decide(GateInput({}, 1.0, 0.0, 0.01, 15.0)).passed  # no held-out evidence, no swap
@@ -87,10 +97,12 @@ def test_run_lock() -> None:
     acquire_lock(store, "r2", now=104)
 
 
-DOCS = [("pipe.2", "create a pipe channel with two file descriptors"),
-        ("open.2", "open and possibly create a file by pathname"),
-        ("malloc.3", "allocate and free dynamic memory"),
-        ("signal.7", "overview of signals and their default actions")]
+DOCS = [
+    ("pipe.2", "create a pipe channel with two file descriptors"),
+    ("open.2", "open and possibly create a file by pathname"),
+    ("malloc.3", "allocate and free dynamic memory"),
+    ("signal.7", "overview of signals and their default actions"),
+]
 
 
 @pytest.fixture
@@ -108,8 +120,7 @@ def _log_and_vote(fb: MemoryFeedbackStore, q: str, up: str, down: str, t: float)
     cites = tuple(Citation(d, f"{d}#0", d, "", 0.5, r) for r, d in enumerate((up, down), 1))
     fb.log_query(QueryLog(f"q{t}", q, VersionPair("v0", "v0-c1"), cites, t))
     fb.record_vote(Vote(f"q{t}", up, f"{up}#0", "up", 1, q, VersionPair("v0", "v0-c1"), t), f"u{t}", 3600)
-    fb.record_vote(Vote(f"q{t}", down, f"{down}#0", "down", 2, q, VersionPair("v0", "v0-c1"), t + 0.1),
-                   f"d{t}", 3600)
+    fb.record_vote(Vote(f"q{t}", down, f"{down}#0", "down", 2, q, VersionPair("v0", "v0-c1"), t + 0.1), f"d{t}", 3600)
 
 
 def test_prepare_skips_without_enough_feedback_and_releases_lock(tune_world: dict) -> None:  # type: ignore[type-arg]
@@ -122,13 +133,13 @@ def test_prepare_skips_without_enough_feedback_and_releases_lock(tune_world: dic
 
 def test_whole_loop_with_fakes_then_cleanup_of_a_failed_run(tune_world: dict) -> None:  # type: ignore[type-arg]
     w = tune_world
-    for i, q in enumerate(["make a pipe", "open a file", "allocate memory", "signals overview",
-                           "pipe with descriptors", "create file"]):
+    for i, q in enumerate(
+        ["make a pipe", "open a file", "allocate memory", "signals overview", "pipe with descriptors", "create file"]
+    ):
         _log_and_vote(w["fb"], q, DOCS[i % 4][0], DOCS[(i + 1) % 4][0], 10.0 + i)
     kw = {"store": w["store"], "index": w["index"]}
     state = steps.prepare({"run_id": "r1"}, feedback=w["fb"], settings=w["settings"], **kw)
-    assert state["status"] == "RUNNING" and state["candidate"] == {"model_version": "v1",
-                                                                  "index_version": "v1-c1"}
+    assert state["status"] == "RUNNING" and state["candidate"] == {"model_version": "v1", "index_version": "v1-c1"}
     with pytest.raises(RunLocked):
         steps.prepare({"run_id": "r2"}, feedback=w["fb"], settings=w["settings"], **kw)
     w["store"].put_bytes("models/v1/meta.json", b"{}")  # what the train step uploads (last)

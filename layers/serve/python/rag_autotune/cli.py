@@ -6,6 +6,7 @@ at the embedded moto server (`rag-autotune up` prints it) to work locally."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -62,14 +63,23 @@ def cmd_ingest(rt: Runtime, args: argparse.Namespace) -> int:
 
     s = rt.settings
     report = ingest(
-        Path(args.path), store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder, replace=args.replace,
-        skip_invalid=args.skip_invalid, chunk_chars=s.chunk_chars, chunk_overlap=s.chunk_overlap,
-        keep=s.tune_retention, progress=_progress("embedding"),
+        Path(args.path),
+        store=rt.store,
+        index=rt.index,
+        load_encoder=rt.load_bulk_encoder,
+        replace=args.replace,
+        skip_invalid=args.skip_invalid,
+        chunk_chars=s.chunk_chars,
+        chunk_overlap=s.chunk_overlap,
+        keep=s.tune_retention,
+        progress=_progress("embedding"),
     )
     for err in report.errors:
         print(f"skipped: {err}", file=sys.stderr)
-    print(f"live: model {report.model_version}, index {report.index_version} "
-          f"({report.documents} documents, {report.chunks} chunks)")
+    print(
+        f"live: model {report.model_version}, index {report.index_version} "
+        f"({report.documents} documents, {report.chunks} chunks)"
+    )
     return 0
 
 
@@ -106,8 +116,10 @@ def _run_summary(r: dict[str, Any]) -> str:
         parts.append(f"  reason: {r['reason']}")
     for name, ba in (r.get("metrics") or {}).items():
         b, a = ba["before"], ba["after"]
-        parts.append(f"  {name:<9} nDCG@10 {b['ndcg@10']:.3f} → {a['ndcg@10']:.3f}   P@5 {b['p@5']:.3f} → "
-                     f"{a['p@5']:.3f}   hit@5 {b['hit@5']:.3f} → {a['hit@5']:.3f}   (n={a['n']})")
+        parts.append(
+            f"  {name:<9} nDCG@10 {b['ndcg@10']:.3f} → {a['ndcg@10']:.3f}   P@5 {b['p@5']:.3f} → "
+            f"{a['p@5']:.3f}   hit@5 {b['hit@5']:.3f} → {a['hit@5']:.3f}   (n={a['n']})"
+        )
     if r.get("candidate"):
         parts.append(f"  candidate: {r['candidate']['model_version']} / {r['candidate']['index_version']}")
     return "\n".join(parts)
@@ -120,18 +132,22 @@ def cmd_runs(rt: Runtime, args: argparse.Namespace) -> int:
     if not rows:
         print("no tune runs yet")
         return 0
-    header = f"{'run':<26} {'status':<9} {'started (UTC)':<20} {'secs':>6} {'votes':>6} {'trip':>5} " \
-             f"{'held-out nDCG@10':>17} {'repeated nDCG@10':>17} {'model':<6}"
+    header = (
+        f"{'run':<26} {'status':<9} {'started (UTC)':<20} {'secs':>6} {'votes':>6} {'trip':>5} "
+        f"{'held-out nDCG@10':>17} {'repeated nDCG@10':>17} {'model':<6}"
+    )
     print(header)
     for r in rows:
         start = float(r.get("started_at", 0))
         secs = float(r.get("finished_at", start)) - start if r.get("finished_at") else 0.0
         counts = r.get("counts") or {}
-        print(f"{r['run_id'][:26]:<26} {r.get('status', '?'):<9} "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(start)):<20} {secs:>6.0f} "
-              f"{counts.get('votes', 0):>6} {counts.get('triplets', 0):>5} "
-              f"{_delta(r, 'heldout'):>17} {_delta(r, 'repeated'):>17} "
-              f"{(r.get('candidate') or {}).get('model_version', '-'):<6}")
+        print(
+            f"{r['run_id'][:26]:<26} {r.get('status', '?'):<9} "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(start)):<20} {secs:>6.0f} "
+            f"{counts.get('votes', 0):>6} {counts.get('triplets', 0):>5} "
+            f"{_delta(r, 'heldout'):>17} {_delta(r, 'repeated'):>17} "
+            f"{(r.get('candidate') or {}).get('model_version', '-'):<6}"
+        )
     return 0
 
 
@@ -156,10 +172,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     print(f"serving {api.url} (Ctrl-C stops)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     api.stop()
     return 0
 
@@ -192,13 +206,16 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     except BaseException:
         moto.stop()
         raise
-    print(f"""
+    print(
+        f"""
 RAG-Autotune is up (embedded default: moto on {moto.url}).
   API       {api.url}/ask  {api.url}/feedback  {api.url}/health  {api.url}/openapi.json
   Try       curl -s {api.url}/ask -H 'content-type: application/json' -d '{{"query": "how do I create a pipe"}}'
   Tune      nightly at {cron} (UTC) by the local scheduler, or now: rag-autotune tune --wait
   Other CLI commands in another shell: export AWS_ENDPOINT_URL={moto.url}
-Ctrl-C stops it; state is saved to {state}.""", flush=True)
+Ctrl-C stops it; state is saved to {state}.""",
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
@@ -251,8 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = get_settings()
     commands: dict[str, Callable[[Runtime, argparse.Namespace], int]] = {
-        "bootstrap": cmd_bootstrap, "ingest": cmd_ingest, "rollback": cmd_rollback, "tune": cmd_tune,
-        "runs": cmd_runs, "golden": cmd_golden,
+        "bootstrap": cmd_bootstrap,
+        "ingest": cmd_ingest,
+        "rollback": cmd_rollback,
+        "tune": cmd_tune,
+        "runs": cmd_runs,
+        "golden": cmd_golden,
     }
     try:
         if args.command in ("up", "serve"):

@@ -20,8 +20,9 @@ def _valid(row: object, where: str) -> dict[str, object]:
     return {"query": row["query"].strip(), "relevant": rel}
 
 
-def add_golden(store: ArtifactStore, *, query: str | None = None, relevant: list[str] | None = None,
-               path: str | None = None) -> int:
+def add_golden(
+    store: ArtifactStore, *, query: str | None = None, relevant: list[str] | None = None, path: str | None = None
+) -> int:
     """Append (or replace, by query text) golden queries; returns the size of the set."""
     new: list[dict[str, object]] = []
     if path:

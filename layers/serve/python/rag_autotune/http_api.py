@@ -54,9 +54,7 @@ def parse(model: type[M], raw: bytes | None) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors())
         raise InvalidInput(problems) from exc
 
 
@@ -68,8 +66,14 @@ def client_id(source_ip: str | None) -> str:
 
 
 def _citation(c: Citation) -> dict[str, Any]:
-    return {"doc_id": c.doc_id, "chunk_id": c.chunk_id, "title": c.title, "snippet": c.snippet,
-            "score": c.score, "rank": c.rank}
+    return {
+        "doc_id": c.doc_id,
+        "chunk_id": c.chunk_id,
+        "title": c.title,
+        "snippet": c.snippet,
+        "score": c.score,
+        "rank": c.rank,
+    }
 
 
 def _answer_body(a: Answer) -> dict[str, Any]:
@@ -79,8 +83,12 @@ def _answer_body(a: Answer) -> dict[str, Any]:
         "answer": a.answer,
         **a.pair.as_dict(),
         "citations": [_citation(c) for c in a.citations],
-        "timings_ms": {"encode": round(t.encode_ms, 3), "search": round(t.search_ms, 3),
-                       "generate": round(t.generate_ms, 3), "total": round(t.total_ms, 3)},
+        "timings_ms": {
+            "encode": round(t.encode_ms, 3),
+            "search": round(t.search_ms, 3),
+            "generate": round(t.generate_ms, 3),
+            "total": round(t.total_ms, 3),
+        },
     }
 
 
@@ -90,10 +98,15 @@ def _sse(event: str, data: Any) -> str:
 
 def _sse_events(rt: Runtime, req: AskRequest, voter: str) -> Iterator[str]:
     live = rt.live.current()
-    retrieval, deltas = ask_logic.ask_stream(req.query, req.top_k, live, rt.feedback, rt.generator,
-                                             client_id=voter)
-    yield _sse("citations", {"query_id": retrieval.query_id, **retrieval.pair.as_dict(),
-                             "citations": [_citation(c) for c in retrieval.citations]})
+    retrieval, deltas = ask_logic.ask_stream(req.query, req.top_k, live, rt.feedback, rt.generator, client_id=voter)
+    yield _sse(
+        "citations",
+        {
+            "query_id": retrieval.query_id,
+            **retrieval.pair.as_dict(),
+            "citations": [_citation(c) for c in retrieval.citations],
+        },
+    )
     for text in deltas:
         yield _sse("delta", {"text": text})
     yield _sse("done", {"query_id": retrieval.query_id})
@@ -107,13 +120,14 @@ def ask(rt: Runtime, raw: bytes | None, accept: str | None, source_ip: str | Non
             # API Gateway REST + Chalice buffer the whole body: the client gets every event at once.
             body = "".join(_sse_events(rt, req, voter))
             return HttpResponse(200, body, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        answer = ask_logic.ask(req.query, req.top_k, rt.live.current(), rt.feedback, rt.generator,
-                               client_id=voter)
+        answer = ask_logic.ask(req.query, req.top_k, rt.live.current(), rt.feedback, rt.generator, client_id=voter)
     except RagError as exc:
         return error_response(exc)
     metrics.add_metric(name="AskLatency", unit=MetricUnit.Milliseconds, value=answer.timings.total_ms)
-    logger.info("ask", extra={"query_id": answer.query_id, **answer.pair.as_dict(),
-                              "timings_ms": round(answer.timings.total_ms, 3)})
+    logger.info(
+        "ask",
+        extra={"query_id": answer.query_id, **answer.pair.as_dict(), "timings_ms": round(answer.timings.total_ms, 3)},
+    )
     return json_response(200, _answer_body(answer))
 
 
@@ -132,8 +146,7 @@ def feedback(rt: Runtime, raw: bytes | None, source_ip: str | None) -> HttpRespo
         )
     except RagError as exc:
         return error_response(exc)
-    metrics.add_metric(name="FeedbackRecorded" if recorded else "FeedbackDuplicate", unit=MetricUnit.Count,
-                       value=1)
+    metrics.add_metric(name="FeedbackRecorded" if recorded else "FeedbackDuplicate", unit=MetricUnit.Count, value=1)
     if recorded:
         metrics.add_metric(name="VoteUp" if req.vote == "up" else "VoteDown", unit=MetricUnit.Count, value=1)
         return json_response(201, {"status": "recorded"})
@@ -146,5 +159,4 @@ def health(rt: Runtime) -> HttpResponse:
     except RagError as exc:
         return error_response(exc)
     m = live.manifest
-    return json_response(200, {"status": "ok", **live.pair.as_dict(), "documents": m.documents,
-                               "chunks": m.chunks})
+    return json_response(200, {"status": "ok", **live.pair.as_dict(), "documents": m.documents, "chunks": m.chunks})

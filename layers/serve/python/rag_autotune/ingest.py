@@ -12,7 +12,7 @@ from .chunking import chunk_document, embed_text
 from .corpus import load_documents
 from .domain import Chunk, IngestReport, VersionPair
 from .errors import ConflictError, IngestError, NotReady
-from .ports import ArtifactStore, Encoder, Vectors, VectorIndex
+from .ports import ArtifactStore, Encoder, VectorIndex, Vectors
 from .versions import (
     index_version,
     model_versions,
@@ -98,8 +98,15 @@ def ingest(
     n = build_version(version, chunks, encoder, index, store, progress)
     documents = len({c.doc_id for c in chunks})
     try:
-        swap(store, VersionPair(model, version), expected_etag=etag, reason=f"ingest {Path(path).name}",
-             documents=documents, chunks=n, keep=keep)
+        swap(
+            store,
+            VersionPair(model, version),
+            expected_etag=etag,
+            reason=f"ingest {Path(path).name}",
+            documents=documents,
+            chunks=n,
+            keep=keep,
+        )
     except BaseException:
         index.delete(version)
         store.delete_prefix(f"corpus/{version}/")

@@ -68,8 +68,10 @@ class LiveState:
                         raise
                     # The new pair cannot be loaded (e.g. a damaged model): keep answering from the pair we
                     # have, consistently, and try again after the next TTL.
-                    logger.exception("cannot load the new live pair; still serving the previous one",
-                                     extra={"serving": live.pair.as_dict()})
+                    logger.exception(
+                        "cannot load the new live pair; still serving the previous one",
+                        extra={"serving": live.pair.as_dict()},
+                    )
             self._checked_at = self._clock()
             self._live = live
         if live is None:

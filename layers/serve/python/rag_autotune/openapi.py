@@ -12,7 +12,12 @@ from . import __version__
 from .schemas import AskRequest, AskResponse, ErrorResponse, FeedbackRequest, FeedbackResponse, HealthResponse
 
 _MODELS: tuple[type[BaseModel], ...] = (
-    AskRequest, AskResponse, FeedbackRequest, FeedbackResponse, HealthResponse, ErrorResponse
+    AskRequest,
+    AskResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    HealthResponse,
+    ErrorResponse,
 )
 
 
@@ -70,7 +75,8 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "feedback",
                     "summary": "Vote on a document cited by an answer",
                     "requestBody": {
-                        "required": True, "content": {"application/json": {"schema": _ref(FeedbackRequest)}}
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref(FeedbackRequest)}},
                     },
                     "responses": {
                         "201": _json(FeedbackResponse, "Recorded"),

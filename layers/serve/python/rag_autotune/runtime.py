@@ -11,7 +11,6 @@ import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from .errors import CorruptArtifact
@@ -119,8 +118,9 @@ class Runtime:
             from .adapters.aws import make_client
             from .adapters.bedrock import BedrockGenerator
 
-            return BedrockGenerator(make_client("bedrock-runtime", self.settings.region),
-                                    self.settings.bedrock_model_id)
+            return BedrockGenerator(
+                make_client("bedrock-runtime", self.settings.region), self.settings.bedrock_model_id
+            )
         return ExtractiveGenerator()
 
     @cached_property

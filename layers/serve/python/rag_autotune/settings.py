@@ -15,13 +15,9 @@ class Settings(BaseSettings):
     # Where state lives. The endpoint is boto3's own AWS_ENDPOINT_URL: AWS, LocalStack and moto differ only there.
     bucket: str = "rag-autotune-artifacts"
     table: str = "rag-autotune-feedback"
-    region: str = Field(
-        "us-east-1", validation_alias=AliasChoices("RAG_REGION", "AWS_REGION", "AWS_DEFAULT_REGION")
-    )
+    region: str = Field("us-east-1", validation_alias=AliasChoices("RAG_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"))
     qdrant_url: str | None = Field(None, validation_alias=AliasChoices("RAG_QDRANT_URL", "QDRANT_URL"))
-    qdrant_api_key: str | None = Field(
-        None, validation_alias=AliasChoices("RAG_QDRANT_API_KEY", "QDRANT_API_KEY")
-    )
+    qdrant_api_key: str | None = Field(None, validation_alias=AliasChoices("RAG_QDRANT_API_KEY", "QDRANT_API_KEY"))
     bedrock_model_id: str | None = Field(
         None, validation_alias=AliasChoices("RAG_BEDROCK_MODEL_ID", "BEDROCK_MODEL_ID")
     )

@@ -150,5 +150,4 @@ def rollback(store: ArtifactStore, keep: int = 3) -> Manifest:
     manifest, etag = current
     target = rollback_target(manifest)
     documents, chunks = read_stats(store, target.index_version)
-    return swap(store, target, expected_etag=etag, reason="rollback", documents=documents, chunks=chunks,
-                keep=keep)
+    return swap(store, target, expected_etag=etag, reason="rollback", documents=documents, chunks=chunks, keep=keep)

@@ -27,9 +27,7 @@ from ..errors import UpstreamError
 _SER = TypeSerializer()
 _DES = TypeDeserializer()
 _VOTE_GSI_PK = "VOTE"
-_CONFLICT_RETRIES = (
-    5  # TransactionConflict: another transaction held one of our items; botocore won't retry it
-)
+_CONFLICT_RETRIES = 5  # TransactionConflict: another transaction held one of our items; botocore won't retry it
 
 
 def _num(x: float) -> Decimal:

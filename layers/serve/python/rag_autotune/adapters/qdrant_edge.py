@@ -80,9 +80,7 @@ def chunk_payload(c: Chunk) -> dict[str, Any]:
 
 def payload_chunk(p: dict[str, Any] | None) -> Chunk:
     p = p or {}
-    return Chunk(
-        str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", ""))
-    )
+    return Chunk(str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", "")))
 
 
 def _vec(row: np.ndarray) -> Any:
@@ -157,9 +155,7 @@ class EdgeVectorIndex:
                 shard = EdgeShard.create(
                     str(tmp / "shard"),
                     # No WAL: written once, and flush() makes it durable (saves 64 MB of WAL files).
-                    EdgeConfig(
-                        vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine), wal_enabled=False
-                    ),
+                    EdgeConfig(vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine), wal_enabled=False),
                 )
             n = 0
             for chunks, vectors in batches:
@@ -210,9 +206,7 @@ class EdgeVectorIndex:
                 return []
             with _edge(f"query {version}"):
                 found = entry.shard.query(
-                    QueryRequest(
-                        limit=limit, query=Query.Nearest(_vec(query)), with_payload=True, params=self._params
-                    )
+                    QueryRequest(limit=limit, query=Query.Nearest(_vec(query)), with_payload=True, params=self._params)
                 )
         return [Hit(payload_chunk(p.payload), float(p.score)) for p in found]
 

@@ -51,9 +51,7 @@ def _payload(c: Chunk) -> dict[str, Any]:
 
 def _chunk(p: dict[str, Any] | None) -> Chunk:
     p = p or {}
-    return Chunk(
-        str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", ""))
-    )
+    return Chunk(str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", "")))
 
 
 @contextlib.contextmanager
@@ -155,9 +153,7 @@ class ServerVectorIndex:
                         self._client.upsert(name, points=batch, wait=True)
                     n += len(part)
             with _sdk(f"seal {name}"):
-                self._client.update_collection(
-                    name, metadata={_STATE: {"state": "ready", "dim": dim, "points": n}}
-                )
+                self._client.update_collection(name, metadata={_STATE: {"state": "ready", "dim": dim, "points": n}})
             return n
         except BaseException:
             with contextlib.suppress(Exception):
@@ -235,9 +231,7 @@ class ServerVectorIndex:
         if current is not None:
             ops.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self._alias)))
         ops.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=name, alias_name=self._alias)
-            )
+            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=name, alias_name=self._alias))
         )
         with _sdk(f"move alias {self._alias} to {name}"):
             self._client.update_collection_aliases(change_aliases_operations=ops)
@@ -245,9 +239,7 @@ class ServerVectorIndex:
     def delete(self, version: str) -> None:
         name = self._name(version)
         if self._alias_target() == name:
-            raise ConflictError(
-                f"index version {version} is live (alias {self._alias}); publish another first"
-            )
+            raise ConflictError(f"index version {version} is live (alias {self._alias}); publish another first")
         with self._lock:
             self._dims.pop(version, None)
         try:

@@ -28,13 +28,16 @@ class TuneLauncher:
                         return self._arn
         except (ClientError, BotoCoreError) as exc:
             raise UpstreamError(f"cannot list state machines: {exc}") from exc
-        raise NotReady(f"no state machine named {STATE_MACHINE_NAME}: deploy the stack (or run `make run`), "
-                       "or set RAG_STATE_MACHINE_ARN")
+        raise NotReady(
+            f"no state machine named {STATE_MACHINE_NAME}: deploy the stack (or run `make run`), "
+            "or set RAG_STATE_MACHINE_ARN"
+        )
 
     def start(self, run_id: str, trigger: str = "cli") -> str:
         try:
-            resp = self._sfn.start_execution(stateMachineArn=self.state_machine_arn(), name=run_id,
-                                             input=json.dumps({"trigger": trigger}))
+            resp = self._sfn.start_execution(
+                stateMachineArn=self.state_machine_arn(), name=run_id, input=json.dumps({"trigger": trigger})
+            )
         except (ClientError, BotoCoreError) as exc:
             raise UpstreamError(f"cannot start the tune: {exc}") from exc
         return str(resp["executionArn"])

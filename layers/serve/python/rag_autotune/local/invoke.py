@@ -100,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         body = json.dumps(result)
     except (TypeError, ValueError) as exc:
-        body = json.dumps(
-            {"errorType": "Runtime.MarshalError", "errorMessage": f"Unable to marshal response: {exc}"}
-        )
+        body = json.dumps({"errorType": "Runtime.MarshalError", "errorMessage": f"Unable to marshal response: {exc}"})
         errored = True
     sys.stderr.flush()
     with os.fdopen(result_fd, "w", encoding="utf-8") as out:

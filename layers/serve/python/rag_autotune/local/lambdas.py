@@ -37,9 +37,7 @@ ROLE_NAME = "rag-autotune-local-lambda"
 NAME_PREFIX = "rag-autotune-"
 _TRUST = {
     "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ],
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # layers/serve/python: where rag_autotune imports from
 
@@ -82,9 +80,7 @@ def _plain_env(refs: dict[str, str], *blocks: Any) -> dict[str, str]:
     return env
 
 
-def functions_from_template(
-    template_path: Path, refs: dict[str, str] | None = None
-) -> dict[str, LocalFunction]:
+def functions_from_template(template_path: Path, refs: dict[str, str] | None = None) -> dict[str, LocalFunction]:
     """logical id → LocalFunction for every AWS::Serverless::Function in the template.
 
     env holds the Environment variables that are plain values; a `!Ref X` is kept only when `refs` maps X
@@ -158,9 +154,7 @@ def run_local(fn: LocalFunction, event: bytes | str, function_arn: str = "") -> 
     data = event.encode("utf-8") if isinstance(event, str) else (event or b"{}")
     try:
         # stderr is not captured: the handler's logs pass straight through to this process's stderr.
-        proc = subprocess.run(
-            cmd, input=data, stdout=subprocess.PIPE, env=env, timeout=fn.timeout_s, check=False
-        )
+        proc = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, env=env, timeout=fn.timeout_s, check=False)
     except subprocess.TimeoutExpired:
         return _error("Sandbox.Timedout", f"Task timed out after {fn.timeout_s:.2f} seconds"), True
     out = proc.stdout.strip()
@@ -171,9 +165,7 @@ def run_local(fn: LocalFunction, event: bytes | str, function_arn: str = "") -> 
             pass
         else:
             return out, proc.returncode == 1
-    return _error(
-        "Runtime.ExitError", f"RequestId: local Error: Runtime exited with status {proc.returncode}"
-    ), True
+    return _error("Runtime.ExitError", f"RequestId: local Error: Runtime exited with status {proc.returncode}"), True
 
 
 def _error(error_type: str, message: str) -> bytes:
@@ -245,9 +237,7 @@ def _role_arn(iam: Any) -> str:
         if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
             raise
     try:
-        return str(
-            iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST))["Role"]["Arn"]
-        )
+        return str(iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST))["Role"]["Arn"])
     except ClientError as exc:  # created concurrently
         if exc.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
             raise

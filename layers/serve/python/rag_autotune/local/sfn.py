@@ -117,9 +117,7 @@ def schedule_event(template_path: Path = TEMPLATE, asl: Path | None = ASL) -> Sc
         key = {"Schedule": "Schedule", "ScheduleV2": "ScheduleExpression"}.get(str(event.get("Type")))
         expression = _plain(props.get(key), template) if key else None
         if expression:
-            return ScheduleEvent(
-                expression, _plain(props.get("Name"), template), _plain(props.get("Input"), template)
-            )
+            return ScheduleEvent(expression, _plain(props.get("Name"), template), _plain(props.get("Input"), template))
     return None
 
 
@@ -175,9 +173,7 @@ def _role_arn(iam: Any) -> str:
         if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
             raise
     try:
-        return str(
-            iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST))["Role"]["Arn"]
-        )
+        return str(iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST))["Role"]["Arn"])
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
             raise
@@ -231,9 +227,7 @@ def deploy(
     arn = _find_state_machine(sfn, name)
     if arn is None:
         try:
-            arn = str(
-                sfn.create_state_machine(name=name, definition=definition, roleArn=role)["stateMachineArn"]
-            )
+            arn = str(sfn.create_state_machine(name=name, definition=definition, roleArn=role)["stateMachineArn"])
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "StateMachineAlreadyExists":
                 raise

@@ -54,9 +54,7 @@ class MotoStack:
 
 
 def _clients(settings: Settings) -> tuple[Any, Any]:
-    return boto3.client("s3", region_name=settings.region), boto3.client(
-        "dynamodb", region_name=settings.region
-    )
+    return boto3.client("s3", region_name=settings.region), boto3.client("dynamodb", region_name=settings.region)
 
 
 def save(settings: Settings, folder: Path) -> tuple[int, int]:

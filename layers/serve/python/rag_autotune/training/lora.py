@@ -22,7 +22,7 @@ import math
 import random
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,11 +73,17 @@ def load_model(model_dir: Path | str) -> Any:
     return SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
 
 
-def train_lora(model: Any, rows: Sequence[Triplet], config: TrainConfig | None = None) -> TrainResult:
+def train_lora(
+    model: Any,
+    rows: Sequence[Triplet],
+    config: TrainConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainResult:
     """Add a LoRA adapter to `model` (in place) and train it with MultipleNegativesRankingLoss over
     (anchor, positive, negative) columns: each query against its 👍 chunk, its 👎 chunk and every other
     chunk in the batch. NO_DUPLICATES keeps a text from appearing twice in one batch (a query with several
-    👎 yields several rows; in one batch its positive would otherwise be a false negative of itself)."""
+    👎 yields several rows; in one batch its positive would otherwise be a false negative of itself).
+    `progress(step, total_steps)` is called at every logged step."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, TaskType
@@ -121,6 +127,8 @@ def train_lora(model: Any, rows: Sequence[Triplet], config: TrainConfig | None =
                    **kwargs: Any) -> None:
             if logs and "loss" in logs and math.isfinite(float(logs["loss"])):
                 result.loss_curve.append([int(state.global_step), round(float(logs["loss"]), 5)])
+            if progress is not None:
+                progress(int(state.global_step), int(state.max_steps or 0))
 
     saved_len = model.max_seq_length
     model.max_seq_length = config.max_seq_len

@@ -32,8 +32,10 @@ def decide(g: GateInput) -> Decision:
     else:
         gain = held["after"][METRIC] - held["before"][METRIC]
         if gain < g.margin:
-            reasons.append(f"held-out {METRIC} {held['before'][METRIC]:.4f} → {held['after'][METRIC]:.4f} "
-                           f"(gain {gain:+.4f}) is below the margin {g.margin:+.4f}")
+            reasons.append(
+                f"held-out {METRIC} {held['before'][METRIC]:.4f} → {held['after'][METRIC]:.4f} "
+                f"(gain {gain:+.4f}) is below the margin {g.margin:+.4f}"
+            )
     golden = g.metrics.get("golden")
     if golden and golden["after"].get("n"):
         drop = golden["before"][METRIC] - golden["after"][METRIC]

@@ -16,15 +16,19 @@ def _bars(metrics: dict[str, dict[str, dict[str, Any]]]) -> str:
     rows: list[str] = []
     y = 10
     for set_name, ba in metrics.items():
-        rows.append(f'<text x="0" y="{y + 12}" font-weight="bold">{html_lib.escape(set_name)} '
-                    f'(n={ba["after"].get("n", 0)})</text>')
+        rows.append(
+            f'<text x="0" y="{y + 12}" font-weight="bold">{html_lib.escape(set_name)} '
+            f"(n={ba['after'].get('n', 0)})</text>"
+        )
         y += 20
         for metric in ("p@5", "hit@5", "ndcg@10"):
             for label, colour in (("before", "#9aa5b1"), ("after", "#2f80ed")):
                 v = float(ba[label].get(metric, 0.0))
-                rows.append(f'<text x="0" y="{y + 12}">{metric} {label}</text>'
-                            f'<rect x="130" y="{y}" width="{v * (_W - 200):.1f}" height="{_BAR_H - 3}" '
-                            f'fill="{colour}"/><text x="{135 + v * (_W - 200):.1f}" y="{y + 12}">{v:.3f}</text>')
+                rows.append(
+                    f'<text x="0" y="{y + 12}">{metric} {label}</text>'
+                    f'<rect x="130" y="{y}" width="{v * (_W - 200):.1f}" height="{_BAR_H - 3}" '
+                    f'fill="{colour}"/><text x="{135 + v * (_W - 200):.1f}" y="{y + 12}">{v:.3f}</text>'
+                )
                 y += _BAR_H
             y += 6
     return f'<svg width="{_W}" height="{y + 10}" font-family="sans-serif" font-size="12">{"".join(rows)}</svg>'
@@ -42,8 +46,7 @@ def _histogram(samples: Sequence[float], bins: int = 30) -> str:
         f"</rect>"
         for i, c in enumerate(counts)
     )
-    axis = (f'<text x="30" y="168">{edges[0]:.2f} ms</text>'
-            f'<text x="{_W - 80}" y="168">{edges[-1]:.2f} ms</text>')
+    axis = f'<text x="30" y="168">{edges[0]:.2f} ms</text><text x="{_W - 80}" y="168">{edges[-1]:.2f} ms</text>'
     return f'<svg width="{_W}" height="175" font-family="sans-serif" font-size="11">{bars}{axis}</svg>'
 
 

@@ -5,6 +5,7 @@ step shows readable input/output in the Step Functions console. Data goes throug
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..domain import VersionPair
 from ..errors import ArtifactNotFound, ConflictError, NotReady, RagError
+from ..golden import GOLDEN_KEY
 from ..ingest import build_version
 from ..ports import ArtifactStore, Encoder, VectorIndex
 from ..settings import Settings
@@ -31,8 +33,6 @@ from .dataset import group_votes, judged, split, triplets
 from .gate import GateInput, decide
 from .metrics import Judged, evaluate
 from .runs import RunLocked, acquire_lock, list_runs, release_lock, update_run
-
-from ..golden import GOLDEN_KEY
 
 
 class ManifestConflict(RagError):
@@ -72,18 +72,39 @@ def _step(store: ArtifactStore, run_id: str, name: str, started: float, **fields
 # ---------------------------------------------------------------- prepare
 
 
-def prepare(event: dict[str, Any], *, store: ArtifactStore, feedback: Any, index: VectorIndex,
-            settings: Settings, now: Callable[[], float] = _now) -> dict[str, Any]:
+def prepare(
+    event: dict[str, Any],
+    *,
+    store: ArtifactStore,
+    feedback: Any,
+    index: VectorIndex,
+    settings: Settings,
+    now: Callable[[], float] = _now,
+) -> dict[str, Any]:
     run_id = str(event["run_id"])
     started = now()
     try:
         acquire_lock(store, run_id, started)
     except RunLocked as exc:
-        update_run(store, run_id, status="FAILED", reason=f"RunLocked: {exc}", started_at=started,
-                   finished_at=now(), trigger=event.get("trigger", "cli"))
+        update_run(
+            store,
+            run_id,
+            status="FAILED",
+            reason=f"RunLocked: {exc}",
+            started_at=started,
+            finished_at=now(),
+            trigger=event.get("trigger", "cli"),
+        )
         raise
-    update_run(store, run_id, status="RUNNING", step="prepare", started_at=started,
-               trigger=event.get("trigger", "cli"), steps={})
+    update_run(
+        store,
+        run_id,
+        status="RUNNING",
+        step="prepare",
+        started_at=started,
+        trigger=event.get("trigger", "cli"),
+        steps={},
+    )
     found = read_manifest(store)
     if found is None:
         raise NotReady("nothing is live: ingest a corpus first")
@@ -91,8 +112,9 @@ def prepare(event: dict[str, Any], *, store: ArtifactStore, feedback: Any, index
     live = manifest.live
 
     history = feedback.votes(None, limit=10**9)[-settings.tune_max_feedback :]
-    last_ok = max((float(r.get("finished_at", 0)) for r in list_runs(store, 1000)
-                   if r.get("status") == "SWAPPED"), default=0.0)
+    last_ok = max(
+        (float(r.get("finished_at", 0)) for r in list_runs(store, 1000) if r.get("status") == "SWAPPED"), default=0.0
+    )
     new_votes = sum(1 for v in history if v.created_at > last_ok)
     counts: dict[str, int] = {"votes": len(history), "new_votes": new_votes}
     state: dict[str, Any] = {"run_id": run_id, "live": live.as_dict(), "live_etag": etag, "counts": counts}
@@ -107,15 +129,29 @@ def prepare(event: dict[str, Any], *, store: ArtifactStore, feedback: Any, index
     texts = {c.chunk_id: c.text for c in index.chunks(live.index_version)}
     corpus_sample = list(texts.values())
     rows = triplets(parts.train, texts.get, corpus_sample, seed=len(history))
-    counts.update(queries=len(groups), train_queries=len(parts.train), heldout_queries=len(parts.heldout),
-                  triplets=len(rows), hard_negatives=sum(1 for t in rows if t.hard))
+    counts.update(
+        queries=len(groups),
+        train_queries=len(parts.train),
+        heldout_queries=len(parts.heldout),
+        triplets=len(rows),
+        hard_negatives=sum(1 for t in rows if t.hard),
+    )
     prefix = f"runs/{run_id}/"
-    _write_jsonl(store, prefix + "train.jsonl",
-                 ({"query": t.query, "positive": t.positive, "negative": t.negative} for t in rows))
-    _write_jsonl(store, prefix + "heldout.jsonl",
-                 ({"query": j.query, "relevant": sorted(j.relevant)} for j in judged(parts.heldout)))
-    _write_jsonl(store, prefix + "repeated.jsonl",
-                 ({"query": j.query, "relevant": sorted(j.relevant)} for j in judged(parts.train)))
+    _write_jsonl(
+        store,
+        prefix + "train.jsonl",
+        ({"query": t.query, "positive": t.positive, "negative": t.negative} for t in rows),
+    )
+    _write_jsonl(
+        store,
+        prefix + "heldout.jsonl",
+        ({"query": j.query, "relevant": sorted(j.relevant)} for j in judged(parts.heldout)),
+    )
+    _write_jsonl(
+        store,
+        prefix + "repeated.jsonl",
+        ({"query": j.query, "relevant": sorted(j.relevant)} for j in judged(parts.train)),
+    )
     if not rows:
         reason = "not enough feedback: no 👍 on training queries"
         update_run(store, run_id, status="SKIPPED", reason=reason, counts=counts, finished_at=now())
@@ -140,8 +176,14 @@ def _next_model(store: ArtifactStore, live_model: str) -> str:
 # ---------------------------------------------------------------- embed
 
 
-def embed(state: dict[str, Any], *, store: ArtifactStore, index: VectorIndex,
-          load_encoder: Callable[[str], Encoder], log: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def embed(
+    state: dict[str, Any],
+    *,
+    store: ArtifactStore,
+    index: VectorIndex,
+    load_encoder: Callable[[str], Encoder],
+    log: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     started = time.time()
     live, candidate = _pair(state["live"]), _pair(state["candidate"])
     chunks = list(index.chunks(live.index_version))
@@ -165,8 +207,9 @@ def ranker(encoder: Encoder, index: VectorIndex, version: str, depth: int = 40) 
     return rank
 
 
-def latency_p99(encoder: Encoder, index: VectorIndex, version: str, queries: Sequence[str],
-                n: int = 300) -> tuple[float, list[float]]:
+def latency_p99(
+    encoder: Encoder, index: VectorIndex, version: str, queries: Sequence[str], n: int = 300
+) -> tuple[float, list[float]]:
     """Encode+search wall time per query (ms), over n queries cycling through `queries`."""
     samples: list[float] = []
     pool = list(queries) or ["warm-up query"]
@@ -188,8 +231,14 @@ def golden_set(store: ArtifactStore) -> list[Judged]:
         return []
 
 
-def smoke(state: dict[str, Any], *, store: ArtifactStore, index: VectorIndex,
-          load_encoder: Callable[[str], Encoder], settings: Settings) -> dict[str, Any]:
+def smoke(
+    state: dict[str, Any],
+    *,
+    store: ArtifactStore,
+    index: VectorIndex,
+    load_encoder: Callable[[str], Encoder],
+    settings: Settings,
+) -> dict[str, Any]:
     started = time.time()
     run_id, prefix = state["run_id"], state["prefix"]
     live, candidate = _pair(state["live"]), _pair(state["candidate"])
@@ -197,42 +246,67 @@ def smoke(state: dict[str, Any], *, store: ArtifactStore, index: VectorIndex,
     live_rank = ranker(live_enc, index, live.index_version)
     cand_rank = ranker(cand_enc, index, candidate.index_version)
 
-    sets = {"heldout": _judged(read_jsonl(store, prefix + "heldout.jsonl")),
-            "repeated": _judged(read_jsonl(store, prefix + "repeated.jsonl")),
-            "golden": golden_set(store)}
-    metrics = {name: {"before": evaluate(live_rank, qs), "after": evaluate(cand_rank, qs)}
-               for name, qs in sets.items() if qs}
+    sets = {
+        "heldout": _judged(read_jsonl(store, prefix + "heldout.jsonl")),
+        "repeated": _judged(read_jsonl(store, prefix + "repeated.jsonl")),
+        "golden": golden_set(store),
+    }
+    metrics = {
+        name: {"before": evaluate(live_rank, qs), "after": evaluate(cand_rank, qs)} for name, qs in sets.items() if qs
+    }
     queries = [q.query for qs in sets.values() for q in qs]
     p99, samples = latency_p99(cand_enc, index, candidate.index_version, queries)
     live_p99, _ = latency_p99(live_enc, index, live.index_version, queries)
-    decision = decide(GateInput(metrics=metrics, p99_ms=p99, margin=settings.tune_margin,
-                                golden_tolerance=settings.tune_golden_tolerance,
-                                p99_budget_ms=settings.tune_p99_budget_ms))
-    report = {"run_id": run_id, "live": live.as_dict(), "candidate": candidate.as_dict(), "metrics": metrics,
-              "latency_ms": {"candidate_p99": round(p99, 3), "live_p99": round(live_p99, 3),
-                             "samples": len(samples)},
-              "decision": {"passed": decision.passed, "reasons": decision.reasons},
-              "counts": state.get("counts", {})}
+    decision = decide(
+        GateInput(
+            metrics=metrics,
+            p99_ms=p99,
+            margin=settings.tune_margin,
+            golden_tolerance=settings.tune_golden_tolerance,
+            p99_budget_ms=settings.tune_p99_budget_ms,
+        )
+    )
+    report = {
+        "run_id": run_id,
+        "live": live.as_dict(),
+        "candidate": candidate.as_dict(),
+        "metrics": metrics,
+        "latency_ms": {"candidate_p99": round(p99, 3), "live_p99": round(live_p99, 3), "samples": len(samples)},
+        "decision": {"passed": decision.passed, "reasons": decision.reasons},
+        "counts": state.get("counts", {}),
+    }
     store.put_bytes(prefix + "report.json", json.dumps(report, indent=2).encode(), "application/json")
     store.put_bytes(prefix + "report.html", report_mod.html(report, samples).encode(), "text/html")
     status = "PASSED" if decision.passed else "REJECTED"
-    _step(store, run_id, "smoke", started, metrics=metrics, latency_ms=report["latency_ms"],
-          gate=report["decision"])
+    _step(store, run_id, "smoke", started, metrics=metrics, latency_ms=report["latency_ms"], gate=report["decision"])
     return {**state, "status": status, "reasons": decision.reasons}
 
 
 # ---------------------------------------------------------------- swap
 
 
-def swap_step(state: dict[str, Any], *, store: ArtifactStore, index: VectorIndex, settings: Settings,
-              now: Callable[[], float] = _now) -> dict[str, Any]:
+def swap_step(
+    state: dict[str, Any],
+    *,
+    store: ArtifactStore,
+    index: VectorIndex,
+    settings: Settings,
+    now: Callable[[], float] = _now,
+) -> dict[str, Any]:
     started = time.time()
     run_id = state["run_id"]
     candidate = _pair(state["candidate"])
     documents, chunks = read_stats(store, candidate.index_version)
     try:
-        swap(store, candidate, expected_etag=state["live_etag"], reason=f"tune {run_id}", documents=documents,
-             chunks=chunks, keep=settings.tune_retention)
+        swap(
+            store,
+            candidate,
+            expected_etag=state["live_etag"],
+            reason=f"tune {run_id}",
+            documents=documents,
+            chunks=chunks,
+            keep=settings.tune_retention,
+        )
     except ConflictError as exc:
         raise ManifestConflict(str(exc)) from exc
     index.publish(candidate.index_version)
@@ -250,7 +324,8 @@ def collect_garbage(store: ArtifactStore, index: VectorIndex) -> list[str]:
         return []
     manifest = found[0]
     keep = {p.model_version for p in (manifest.live, *manifest.previous)} | {
-        p.index_version for p in (manifest.live, *manifest.previous)}
+        p.index_version for p in (manifest.live, *manifest.previous)
+    }
     live_model = int(manifest.live.model_version[1:])
     live_gen = corpus_generation(manifest.live.index_version)
     removed: list[str] = []
@@ -269,8 +344,9 @@ def collect_garbage(store: ArtifactStore, index: VectorIndex) -> list[str]:
 # ---------------------------------------------------------------- cleanup (Catch and Reject)
 
 
-def cleanup(event: dict[str, Any], *, store: ArtifactStore, index: VectorIndex,
-            now: Callable[[], float] = _now) -> dict[str, Any]:
+def cleanup(
+    event: dict[str, Any], *, store: ArtifactStore, index: VectorIndex, now: Callable[[], float] = _now
+) -> dict[str, Any]:
     """Remove what this run made (never what is live), record the outcome, release the lock."""
     state = event.get("run") or {}
     run_id = str(state.get("run_id") or event["run_id"])
@@ -282,10 +358,8 @@ def cleanup(event: dict[str, Any], *, store: ArtifactStore, index: VectorIndex,
     else:
         err = error or {}
         cause = str(err.get("Cause", ""))
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             cause = json.loads(cause).get("errorMessage", cause)
-        except (ValueError, AttributeError):
-            pass
         reason = f"{err.get('Error', 'Error')}: {cause}"[:2000]
     removed: list[str] = []
     if "candidate" in state:

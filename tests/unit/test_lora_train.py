@@ -1,0 +1,138 @@
+"""LoRA train → merge → int8 export keeps parity, and the Train step uploads a complete model version.
+
+Tiny runs (16 short triplets, rank 4, a few steps): they check the plumbing (adapter, merge, export,
+parity, uploads), not the recipe; scripts/recipe_probe.py measures the recipe."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rag_autotune.settings import Settings
+from rag_autotune.training.export import PROBE_CORPUS, PROBE_SENTENCES, parity, torch_encoder
+from rag_autotune.training.lora import TrainConfig
+
+from tests.fakes import MemoryArtifactStore
+
+pytestmark = pytest.mark.slow
+
+TINY = TrainConfig(rank=4, alpha=16, dropout=0.0, lr=5e-3, epochs=2, batch_size=8, max_seq_len=48,
+                   warmup_ratio=0.0, logging_steps=1)
+
+
+def _rows(n: int = 16) -> list[tuple[str, str, str]]:
+    return [(PROBE_SENTENCES[i], PROBE_CORPUS[i], PROBE_CORPUS[(i + 7) % len(PROBE_CORPUS)]) for i in range(n)]
+
+
+def test_train_merge_export_keeps_parity_and_changes_the_model() -> None:
+    from rag_autotune.adapters.onnx_encoder import OnnxEncoder
+    from rag_autotune.training.export import base_model_path, export_int8
+    from rag_autotune.training.lora import has_adapter, load_model, merge_adapter, train_lora
+
+    texts = list(PROBE_SENTENCES) + list(PROBE_CORPUS)
+    model = load_model(base_model_path())
+    base = torch_encoder(model)(texts)
+    result = train_lora(model, _rows(), TINY)
+    assert result.examples == 16 and result.steps == 4
+    assert [s for s, _ in result.loss_curve] == [1, 2, 3, 4]
+    assert has_adapter(model)
+    adapter = torch_encoder(model)(texts)
+    assert float((base * adapter).sum(axis=1).mean()) < 0.995  # training moved the embeddings
+
+    merge_adapter(model)
+    assert not has_adapter(model)
+    assert type(model[0].auto_model).__name__ == "BertModel"
+    assert not getattr(model[0].auto_model, "_hf_peft_config_loaded", False)
+    merged = torch_encoder(model)(texts)
+    assert float((adapter * merged).sum(axis=1).min()) > 0.9999  # the merge itself is exact
+    assert float((base * merged).sum(axis=1).mean()) < 0.995  # ... and kept what training changed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(str(Path(tmp) / "st"))
+        saved = sorted(p.name for p in (Path(tmp) / "st").iterdir())
+        assert "model.safetensors" in saved and "adapter_config.json" not in saved
+        folder = export_int8(Path(tmp) / "st", Path(tmp) / "int8")
+        report = parity(lambda _t: adapter, OnnxEncoder(folder, "v1"), list(PROBE_SENTENCES))
+    print(f"adapter torch vs merged int8: {report}")
+    assert report.mean_cosine >= 0.98
+    assert report.top5_overlap >= 0.6
+
+
+def _state() -> dict[str, Any]:
+    return {
+        "run_id": "r1",
+        "prefix": "runs/r1/",
+        "status": "RUNNING",
+        "live": {"model_version": "v0", "index_version": "v0-c1"},
+        "candidate": {"model_version": "v1", "index_version": "v1-c1"},
+        "counts": {"triplets": 16, "hard_negatives": 16},
+    }
+
+
+def _store() -> MemoryArtifactStore:
+    store = MemoryArtifactStore()
+    lines = [json.dumps({"query": q, "positive": p, "negative": n}) for q, p, n in _rows()]
+    store.put_bytes("runs/r1/train.jsonl", ("\n".join(lines) + "\n").encode())
+    return store
+
+
+def _settings(tmp_path: Path, **extra: Any) -> Settings:
+    return Settings(cache_dir=tmp_path / "cache", **extra)
+
+
+def test_train_step_uploads_a_complete_model_version(tmp_path: Path) -> None:
+    from rag_autotune.adapters.onnx_encoder import OnnxEncoder
+    from rag_autotune.training.lora import load_model
+    from rag_autotune.tune import train_step
+    from rag_autotune.versions import model_versions
+
+    store = _store()
+    out = train_step.train(_state(), store=store, settings=_settings(tmp_path), config=TINY)
+
+    keys = store.list_keys("models/v1/")
+    assert keys == [f"models/v1/{n}" for n in
+                    ("meta.json", "model.onnx", "tokenizer.json", "torch.tar", "training.json")]
+    assert model_versions(store) == ["v1"]
+    training = json.loads(store.get_bytes("models/v1/training.json"))
+    assert training["counts"]["triplets"] == 16 and training["counts"]["hard_negatives"] == 16
+    assert training["config"]["rank"] == 4 and len(training["loss_curve"]) == 4
+    assert training["parity"]["mean_cosine"] >= 0.98 and training["parity"]["threshold"] == 0.98
+    meta = json.loads(store.get_bytes("models/v1/meta.json"))
+    assert meta["dim"] == 384 and meta["version"] == "v1" and meta["parent"] == "v0"
+    assert out["training"]["version"] == "v1" and out["training"]["triplets"] == 16
+    assert out["candidate"] == _state()["candidate"]  # the state passes through
+    run = json.loads(store.get_bytes("runs/r1/run.json"))
+    assert "train" in run["steps"] and run["training"]["parity_mean_cosine"] >= 0.98
+
+    # The next run starts from v1's torch weights: torch.tar is the merged folder, and it matches the ONNX.
+    folder = train_step.live_torch_model(store, "v1", tmp_path / "cache")
+    assert (folder / "model.safetensors").is_file() and not (folder / "adapter_config.json").exists()
+    with tarfile.open(fileobj=io.BytesIO(store.get_bytes("models/v1/torch.tar"))) as tar:
+        assert all(not n.startswith(("/", "..")) for n in tar.getnames())
+    onnx_dir = tmp_path / "v1"
+    for name in ("model.onnx", "tokenizer.json", "meta.json"):
+        store.download_file(f"models/v1/{name}", onnx_dir / name)
+    report = parity(torch_encoder(load_model(folder)), OnnxEncoder(onnx_dir, "v1"), list(PROBE_SENTENCES))
+    assert report.mean_cosine >= 0.98
+
+
+def test_parity_failure_is_named_and_leaves_no_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag_autotune.tune import train_step
+
+    monkeypatch.setattr(train_step, "PARITY_MIN", 1.01)
+    extra = {"tune_parity_min": 1.01} if "tune_parity_min" in Settings.model_fields else {}
+    settings = _settings(tmp_path).model_copy(update=extra)
+    store = _store()
+    tiny = TrainConfig(**{**TINY.as_dict(), "epochs": 1, "target_modules": TINY.target_modules})
+    with pytest.raises(train_step.ParityError, match="mean cosine"):
+        train_step.train(_state(), store=store, settings=settings, config=tiny)
+    assert store.list_keys("models/") == []
+    run = json.loads(store.get_bytes("runs/r1/run.json"))
+    assert run["parity"]["threshold"] == 1.01
+    assert np.isfinite(run["parity"]["mean_cosine"])
