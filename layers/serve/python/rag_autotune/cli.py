@@ -178,6 +178,14 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _scheduled_start(rt: Runtime) -> None:
+    """What the EventBridge rule does on AWS: start the workflow (moto stores rules but never fires them)."""
+    from .tune import launch
+
+    _, arn = launch.start(rt.launcher, trigger="schedule")
+    print(f"nightly tune started: {arn}", flush=True)
+
+
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The whole system on this machine: moto as AWS, the API over HTTP, state kept across restarts."""
     from .local import sfn, stack
@@ -200,9 +208,9 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
             cmd_ingest(rt, argparse.Namespace(path=args.corpus, replace=False, skip_invalid=False))
         stack.save(settings, state)
         api = ApiServer(load_api_module().app, port=args.port).start()
-        machine = sfn.deploy(settings)
+        sfn.deploy(settings)
         cron = sfn.schedule() or "cron(0 3 * * ? *)"
-        nightly = Scheduler(cron, lambda: sfn.start(machine, trigger="schedule")).start()
+        nightly = Scheduler(cron, lambda: _scheduled_start(rt)).start()
     except BaseException:
         moto.stop()
         raise

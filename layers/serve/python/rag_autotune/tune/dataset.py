@@ -53,7 +53,8 @@ class Split:
 
 
 def split(groups: dict[str, QueryVotes], fraction: float) -> Split:
-    train, heldout = [], []
+    train: list[QueryVotes] = []
+    heldout: list[QueryVotes] = []
     for key in sorted(groups):
         (heldout if is_heldout(key, fraction) else train).append(groups[key])
     return Split(train, heldout)
