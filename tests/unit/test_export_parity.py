@@ -85,9 +85,7 @@ def test_serving_never_imports_torch() -> None:
         "print(','.join(heavy))\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "layers/serve/python"), str(REPO)]))
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
-    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"serving loaded {done.stdout.strip()}"
 
@@ -101,9 +99,7 @@ def test_export_from_the_package_folder(tmp_path: Path) -> None:
     out = export_int8(src, tmp_path / "from-path")
     assert sorted(p.name for p in src.rglob("*")) == before
     assert json.loads((out / "meta.json").read_text())["source"] == str(src)
-    report = parity(
-        lambda texts: OnnxEncoder(exported_base_int8(), "a").encode(texts), OnnxEncoder(out, "b"), ["x"]
-    )
+    report = parity(lambda texts: OnnxEncoder(exported_base_int8(), "a").encode(texts), OnnxEncoder(out, "b"), ["x"])
     assert report.min_cosine > 0.999
 
 

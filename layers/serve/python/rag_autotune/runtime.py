@@ -99,18 +99,18 @@ class Runtime:
         return EdgeVectorIndex(self.store, self.settings.cache_dir / "shards")
 
     def load_encoder(self, version: str) -> Encoder:
-        """The serving encoder: one thread per query."""
-        return self._encoder(version, self.settings.onnx_threads)
+        """The serving encoder: one query at a time on onnx_threads threads."""
+        return self._encoder(version, threads=self.settings.onnx_threads, workers=1)
 
     def load_bulk_encoder(self, version: str) -> Encoder:
-        """For ingest and the tune's re-embed: every core on big batches."""
-        return self._encoder(version, self.settings.embed_threads or os.cpu_count() or 1)
+        """For ingest and the tune's re-embed: one sequence per core at a time."""
+        return self._encoder(version, threads=1, workers=self.settings.embed_threads or os.cpu_count() or 1)
 
-    def _encoder(self, version: str, threads: int) -> Encoder:
+    def _encoder(self, version: str, threads: int, workers: int) -> Encoder:
         from .adapters.onnx_encoder import OnnxEncoder
 
         path = fetch_model(self.store, version, self.settings.cache_dir)
-        return OnnxEncoder(path, version, threads=threads, max_seq_len=self.settings.max_seq_len)
+        return OnnxEncoder(path, version, threads=threads, max_seq_len=self.settings.max_seq_len, workers=workers)
 
     @cached_property
     def generator(self) -> Generator:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,11 @@ class OnnxEncoder:
         max_seq_len: int = 256,
         *,
         batch_size: int | None = None,
+        workers: int = 1,
     ) -> None:
-        """batch_size None: 1 for a dynamically quantised graph, BATCH_SIZE otherwise."""
+        """batch_size None: 1 for a dynamically quantised graph, BATCH_SIZE otherwise. workers > 1 runs that
+        many sequences at once (onnxruntime releases the GIL): bulk embedding on every core, while each
+        vector still depends on its own text only."""
         model_dir = Path(model_dir)
         self._version = version
         self._tokenizer = _load_tokenizer(model_dir / "tokenizer.json", int(max_seq_len))
@@ -53,6 +57,7 @@ class OnnxEncoder:
         if batch_size is None:
             batch_size = 1 if _QUANTISED_OP in model_bytes else BATCH_SIZE
         self._batch_size = max(1, int(batch_size))
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="onnx") if workers > 1 else None
         del model_bytes
 
         declared = {i.name for i in self._session.get_inputs()}
@@ -89,9 +94,11 @@ class OnnxEncoder:
         encodings: list[Encoding] = self._tokenizer.encode_batch(list(texts))
         out = np.empty((n, self._dim), dtype=np.float32)
         if self._batch_size == 1:
-            for i, enc in enumerate(encodings):
-                ids = np.asarray(enc.ids, dtype=np.int64)[None, :]
-                out[i] = self._run(ids, np.ones_like(ids))[0]
+            arrays = [np.asarray(enc.ids, dtype=np.int64)[None, :] for enc in encodings]
+            one = lambda ids: self._run(ids, np.ones_like(ids))[0]  # noqa: E731
+            rows = self._pool.map(one, arrays) if self._pool else map(one, arrays)
+            for i, row in enumerate(rows):
+                out[i] = row
             return out
         order = sorted(range(n), key=lambda i: len(encodings[i].ids), reverse=True)
         for start in range(0, n, self._batch_size):
