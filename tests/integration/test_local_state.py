@@ -1,0 +1,47 @@
+"""`make run` keeps its state across restarts: the bucket and the table are saved to a folder on stop and
+restored into a fresh moto server on start."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from rag_autotune.adapters.aws import clear_clients
+from rag_autotune.domain import Citation, QueryLog, VersionPair
+from rag_autotune.local import stack
+from rag_autotune.runtime import Runtime
+from rag_autotune.settings import Settings
+
+
+def test_state_survives_a_restart(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for var in ("AWS_ENDPOINT_URL", "MOTO_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    suffix = uuid.uuid4().hex[:6]
+    settings = Settings(bucket=f"state-{suffix}", table=f"state-{suffix}", cache_dir=tmp_path / "cache")
+    folder = tmp_path / "state"
+    log = QueryLog("q1", "open a file", VersionPair("v0", "v0-c1"),
+                   (Citation("open.2", "open.2#0", "open(2)", "opens", 0.9, 1),), 1_700_000_000.0)
+
+    first = stack.MotoStack().start()
+    try:
+        clear_clients()
+        assert stack.restore(settings, folder) == (0, 0)  # nothing saved yet: empty resources
+        rt = Runtime(settings)
+        rt.store.put_bytes("manifest.json", b'{"live": 1}')
+        rt.store.put_bytes("models/v0/model.onnx", b"\x00" * 2048)
+        rt.feedback.log_query(log)
+        assert stack.save(settings, folder) == (2, 1)
+    finally:
+        first.stop()
+
+    second = stack.MotoStack().start()
+    try:
+        clear_clients()
+        assert stack.restore(settings, folder) == (2, 1)
+        rt = Runtime(settings)
+        assert rt.store.get_bytes("manifest.json") == b'{"live": 1}'
+        assert rt.store.get_bytes("models/v0/model.onnx") == b"\x00" * 2048
+        assert rt.feedback.get_query("q1") == log
+    finally:
+        second.stop()
+        clear_clients()
