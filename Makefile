@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop openapi clean
+.PHONY: help install run test lint check bench bench-query bench-loop layer openapi clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,9 +45,12 @@ bench-query: $(STAMP) ## /ask latency over HTTP on a 20k-chunk corpus, cold star
 bench-loop: $(STAMP) ## one measured tune run on ~1.7k man pages and 500 simulated votes (~15 min)
 	$(PY) scripts/bench_loop.py
 
+layer: $(STAMP) ## build the ask Lambda's serve layer into build/layer, print its size, check it imports alone
+	$(PY) scripts/build_layer.py --check
+
 openapi: $(STAMP) ## regenerate functions/api/openapi.json from the pydantic models
 	$(PY) -c "import json; from rag_autotune.openapi import openapi_document as d; \
 	open('functions/api/openapi.json','w').write(json.dumps(d(), indent=2) + '\n')"
 
 clean: ## remove .venv, caches and local state
-	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .local build .pytest_cache .mypy_cache .ruff_cache

@@ -71,14 +71,13 @@ def load_corpus(cache: Path) -> tuple[list[dict[str, str]], list[dict[str, Any]]
     log("rendering man pages (sections 2,3,5,7, limit 2000)")
     docs, queries = man_corpus.build(["2", "3", "5", "7"], 2000, 0)
     path.write_text(json.dumps({"docs": docs, "queries": queries}))
-    return [dict(d) for d in docs], [dict(q) for q in queries]
+    return [{"id": d["id"], "title": d["title"], "text": d["text"]} for d in docs], [dict(q) for q in queries]
 
 
 def make_chunks(docs: Sequence[dict[str, str]], mode: str, settings: Settings) -> list[Chunk]:
     out: list[Chunk] = []
     for d in docs:
-        chunks = chunk_document(Document(d["id"], d["title"], d["text"]), settings.chunk_chars,
-                                settings.chunk_overlap)
+        chunks = chunk_document(Document(d["id"], d["title"], d["text"]), settings.chunk_chars, settings.chunk_overlap)
         out.extend(chunks[:1] if mode == "first" else chunks)
     return out
 
@@ -108,8 +107,7 @@ def embed_chunks(enc: Any, chunks: Sequence[Chunk]) -> Matrix:
     return np.concatenate(out).astype(np.float32)
 
 
-def rankings(qvecs: Matrix, cvecs: Matrix, chunks: Sequence[Chunk], depth: int = 10
-             ) -> list[list[tuple[str, str]]]:
+def rankings(qvecs: Matrix, cvecs: Matrix, chunks: Sequence[Chunk], depth: int = 10) -> list[list[tuple[str, str]]]:
     """Per query: (doc_id, best chunk_id) best first, documents deduplicated, `depth` of them."""
     scores = qvecs @ cvecs.T
     order = np.argsort(-scores, axis=1, kind="stable")
@@ -125,8 +123,12 @@ def rankings(qvecs: Matrix, cvecs: Matrix, chunks: Sequence[Chunk], depth: int =
     return out
 
 
-def metrics(ranked: Sequence[Sequence[tuple[str, str]]], idx: Sequence[int],
-            relevant: dict[int, frozenset[str]], queries: Sequence[str]) -> dict[str, float]:
+def metrics(
+    ranked: Sequence[Sequence[tuple[str, str]]],
+    idx: Sequence[int],
+    relevant: dict[int, frozenset[str]],
+    queries: Sequence[str],
+) -> dict[str, float]:
     by_query = {queries[i]: [d for d, _ in ranked[i]] for i in idx}
     judged = [Judged(queries[i], relevant[i]) for i in idx]
     return evaluate(lambda q: by_query[q], judged)
@@ -135,8 +137,13 @@ def metrics(ranked: Sequence[Sequence[tuple[str, str]]], idx: Sequence[int],
 # ---------------------------------------------------------------- simulated users
 
 
-def simulate_votes(ranked: Sequence[Sequence[tuple[str, str]]], pool: Sequence[int], queries: Sequence[str],
-                   truth: Sequence[frozenset[str]], n_votes: int) -> list[Vote]:
+def simulate_votes(
+    ranked: Sequence[Sequence[tuple[str, str]]],
+    pool: Sequence[int],
+    queries: Sequence[str],
+    truth: Sequence[frozenset[str]],
+    n_votes: int,
+) -> list[Vote]:
     pair = VersionPair("v0", "v0-c1")
     votes: list[Vote] = []
     t = 1_700_000_000.0
@@ -159,8 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rank", type=int, default=d.rank)
     ap.add_argument("--alpha", type=int, default=None, help="default: 2 × rank")
     ap.add_argument("--dropout", type=float, default=d.dropout)
-    ap.add_argument("--target-modules", default=",".join(d.target_modules),
-                    help="comma-separated, or all-linear")
+    ap.add_argument("--target-modules", default=",".join(d.target_modules), help="comma-separated, or all-linear")
     ap.add_argument("--lr", type=float, default=d.lr)
     ap.add_argument("--epochs", type=int, default=d.epochs)
     ap.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -172,10 +178,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--votes", type=int, default=500)
     ap.add_argument("--sim-seed", type=int, default=0, help="which half of the queries is voted on")
     ap.add_argument("--chunking", choices=["first", "all"], default="first")
-    ap.add_argument("--positive-text", choices=["chunk", "embed"], default="chunk",
-                    help="triplet text: chunk.text (what Prepare writes) or embed_text (title + text)")
-    ap.add_argument("--embed-batch", type=int, default=1,
-                    help="OnnxEncoder batch size (1 = serving; 32 is faster, int8 vectors shift slightly)")
+    ap.add_argument(
+        "--positive-text",
+        choices=["chunk", "embed"],
+        default="chunk",
+        help="triplet text: chunk.text (what Prepare writes) or embed_text (title + text)",
+    )
+    ap.add_argument(
+        "--embed-batch",
+        type=int,
+        default=1,
+        help="OnnxEncoder batch size (1 = serving; 32 is faster, int8 vectors shift slightly)",
+    )
     ap.add_argument("--serve-seq-len", type=int, default=Settings().max_seq_len)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/recipe-probe"))
     ap.add_argument("--label", default="")
@@ -222,15 +236,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_truth = dict(enumerate(truth))
 
     by_id = {c.chunk_id: c for c in chunks}
-    text_of = (lambda cid: by_id[cid].text) if a.positive_text == "chunk" else (
-        lambda cid: embed_text(by_id[cid]))
+    text_of = (lambda cid: by_id[cid].text) if a.positive_text == "chunk" else (lambda cid: embed_text(by_id[cid]))
     groups = group_votes(votes)
     parts = split(groups, 0.0)
-    rows = triplets(parts.train, lambda cid: text_of(cid) if cid in by_id else None,
-                    [c.text for c in chunks], seed=len(votes))
-    counts = {"votes": len(votes), "up": sum(v.vote == "up" for v in votes), "voted_queries": len(voted),
-              "queries_with_up": len(voted_up), "triplets": len(rows),
-              "hard_negatives": sum(t.hard for t in rows), "heldout_queries": len(heldout)}
+    rows = triplets(
+        parts.train, lambda cid: text_of(cid) if cid in by_id else None, [c.text for c in chunks], seed=len(votes)
+    )
+    counts = {
+        "votes": len(votes),
+        "up": sum(v.vote == "up" for v in votes),
+        "voted_queries": len(voted),
+        "queries_with_up": len(voted_up),
+        "triplets": len(rows),
+        "hard_negatives": sum(t.hard for t in rows),
+        "heldout_queries": len(heldout),
+    }
     log(f"counts: {counts}")
 
     sets = {"repeated": (voted, all_truth), "repeated+": (voted_up, up_truth), "heldout": (heldout, all_truth)}
@@ -249,12 +269,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from rag_autotune.training.lora import load_model, merge_adapter, train_lora
 
-    modules = ("all-linear",) if a.target_modules == "all-linear" else tuple(
-        m.strip() for m in a.target_modules.split(",") if m.strip())
-    config = TrainConfig(rank=a.rank, alpha=a.alpha or 2 * a.rank, dropout=a.dropout, target_modules=modules,
-                         lr=a.lr, epochs=a.epochs, batch_size=a.batch_size, max_seq_len=a.max_seq_len,
-                         warmup_ratio=a.warmup_ratio, weight_decay=a.weight_decay, seed=a.seed,
-                         threads=a.threads)
+    modules = (
+        ("all-linear",)
+        if a.target_modules == "all-linear"
+        else tuple(m.strip() for m in a.target_modules.split(",") if m.strip())
+    )
+    config = TrainConfig(
+        rank=a.rank,
+        alpha=a.alpha or 2 * a.rank,
+        dropout=a.dropout,
+        target_modules=modules,
+        lr=a.lr,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        max_seq_len=a.max_seq_len,
+        warmup_ratio=a.warmup_ratio,
+        weight_decay=a.weight_decay,
+        seed=a.seed,
+        threads=a.threads,
+    )
     log(f"training {config}")
     model = load_model(base_model_path())
     result = train_lora(model, [(t.query, t.positive, t.negative) for t in rows], config)
@@ -280,22 +313,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     after = rankings(new_q, new_c, chunks)
     m_after = {k: metrics(after, idx, rel, queries) for k, (idx, rel) in sets.items()}
 
-    print(f"\nconfig: {json.dumps(config.as_dict())}  positive-text={a.positive_text} chunking={a.chunking} "
-          f"embed-batch={a.embed_batch}")
+    print(
+        f"\nconfig: {json.dumps(config.as_dict())}  positive-text={a.positive_text} chunking={a.chunking} "
+        f"embed-batch={a.embed_batch}"
+    )
     print(f"counts: {counts}")
     print(f"{'set':<10} {'n':>4}  {'nDCG@10':>22}  {'P@5':>22}  {'hit@5':>22}")
     for k in sets:
         b, f = m_before[k], m_after[k]
         cells = "  ".join(f"{b[m]:.4f} → {f[m]:.4f} ({100 * (f[m] - b[m]):+5.1f})" for m in ("ndcg@10", "p@5", "hit@5"))
         print(f"{k:<10} {b['n']:>4}  {cells}")
-    print(f"seconds: train {result.seconds:.1f} ({result.steps} steps), export {export_s:.1f}, "
-          f"embed {embed_s:.1f} ({len(chunks)} chunks + {len(queries)} queries), "
-          f"wall {time.perf_counter() - wall0:.1f}")
+    print(
+        f"seconds: train {result.seconds:.1f} ({result.steps} steps), export {export_s:.1f}, "
+        f"embed {embed_s:.1f} ({len(chunks)} chunks + {len(queries)} queries), "
+        f"wall {time.perf_counter() - wall0:.1f}"
+    )
     print(f"parity: mean {par.mean_cosine:.4f} min {par.min_cosine:.4f} top5 {par.top5_overlap:.3f}")
-    record = {"label": a.label, "config": config.as_dict(), "positive_text": a.positive_text,
-              "chunking": a.chunking, "embed_batch": a.embed_batch, "counts": counts, "before": m_before,
-              "after": m_after, "train_s": result.seconds, "steps": result.steps, "export_s": round(export_s, 1),
-              "embed_s": round(embed_s, 1), "parity": par.as_dict(), "loss_curve": result.loss_curve}
+    record = {
+        "label": a.label,
+        "config": config.as_dict(),
+        "positive_text": a.positive_text,
+        "chunking": a.chunking,
+        "embed_batch": a.embed_batch,
+        "counts": counts,
+        "before": m_before,
+        "after": m_after,
+        "train_s": result.seconds,
+        "steps": result.steps,
+        "export_s": round(export_s, 1),
+        "embed_s": round(embed_s, 1),
+        "parity": par.as_dict(),
+        "loss_curve": result.loss_curve,
+    }
     with (a.cache / "results.jsonl").open("a") as f:
         f.write(json.dumps(record) + "\n")
     return 0

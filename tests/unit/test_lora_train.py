@@ -14,16 +14,17 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from rag_autotune.settings import Settings
 from rag_autotune.training.export import PROBE_CORPUS, PROBE_SENTENCES, parity, torch_encoder
 from rag_autotune.training.lora import TrainConfig
-
 from tests.fakes import MemoryArtifactStore
 
 pytestmark = pytest.mark.slow
 
-TINY = TrainConfig(rank=4, alpha=16, dropout=0.0, lr=5e-3, epochs=2, batch_size=8, max_seq_len=48,
-                   warmup_ratio=0.0, logging_steps=1)
+TINY = TrainConfig(
+    rank=4, alpha=16, dropout=0.0, lr=5e-3, epochs=2, batch_size=8, max_seq_len=48, warmup_ratio=0.0, logging_steps=1
+)
 
 
 def _rows(n: int = 16) -> list[tuple[str, str, str]]:
@@ -96,8 +97,9 @@ def test_train_step_uploads_a_complete_model_version(tmp_path: Path) -> None:
     out = train_step.train(_state(), store=store, settings=_settings(tmp_path), config=TINY)
 
     keys = store.list_keys("models/v1/")
-    assert keys == [f"models/v1/{n}" for n in
-                    ("meta.json", "model.onnx", "tokenizer.json", "torch.tar", "training.json")]
+    assert keys == [
+        f"models/v1/{n}" for n in ("meta.json", "model.onnx", "tokenizer.json", "torch.tar", "training.json")
+    ]
     assert model_versions(store) == ["v1"]
     training = json.loads(store.get_bytes("models/v1/training.json"))
     assert training["counts"]["triplets"] == 16 and training["counts"]["hard_negatives"] == 16
