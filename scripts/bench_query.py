@@ -20,13 +20,12 @@ import subprocess
 import sys
 import time
 import uuid
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "layers" / "serve" / "python"), str(REPO)]
+sys.path[:0] = [str(REPO / "layers" / "serve" / "python"), str(REPO), str(REPO / "scripts")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rag_autotune.chunking import chunk_document, embed_text  # noqa: E402
@@ -37,16 +36,6 @@ from rag_autotune.local.resources import ensure_resources  # noqa: E402
 from rag_autotune.runtime import Runtime  # noqa: E402
 from rag_autotune.settings import get_settings  # noqa: E402
 from rag_autotune.versions import swap, write_stats  # noqa: E402
-
-SERVE_ROOTS = [
-    "onnxruntime",
-    "tokenizers",
-    "numpy",
-    "qdrant-edge-py",
-    "aws-lambda-powertools",
-    "pydantic",
-    "pydantic-settings",
-]
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -156,35 +145,6 @@ def bench_cold(env: dict[str, str], query: str, runs: int = 5) -> list[dict[str,
     return out
 
 
-def dist_size(name: str) -> int:
-    d = metadata.distribution(name)
-    return sum(
-        (Path(str(d.locate_file(f))).stat().st_size for f in d.files or [] if Path(str(d.locate_file(f))).is_file()), 0
-    )
-
-
-def closure(roots: list[str]) -> set[str]:
-    from packaging.requirements import Requirement
-
-    seen: set[str] = set()
-    todo = list(roots)
-    while todo:
-        name = todo.pop()
-        key = name.lower().replace("_", "-")
-        if key in seen:
-            continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        seen.add(key)
-        for req in dist.requires or []:
-            r = Requirement(req)
-            if r.marker is None or r.marker.evaluate({"extra": ""}):
-                todo.append(r.name)
-    return seen
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chunks", type=int, default=20_000)
@@ -229,9 +189,13 @@ def main() -> int:
     cold = bench_cold({**env, "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-cold"}, queries[0], 1)
     cold += bench_cold(env, queries[0], 4)  # later runs find the model and shard already in /tmp, as a warm /tmp
 
-    sizes = {n: dist_size(n) for n in sorted(closure(SERVE_ROOTS))}
-    total = sum(sizes.values())
-    botocore = sum(dist_size(n) for n in ("boto3", "botocore", "s3transfer", "jmespath"))
+    import build_layer
+
+    layer = build_layer.build(REPO / "build" / "layer")
+    layer_mb = build_layer.size(layer) / 1e6
+    parts = sorted(
+        ((build_layer.size(p) if p.is_dir() else p.stat().st_size, p.name) for p in layer.iterdir()), reverse=True
+    )
     moto.stop()
 
     print(f"\n## Query path benchmark (this machine: {os.cpu_count() or 0} cores)\n")
@@ -256,12 +220,9 @@ def main() -> int:
         f"/ {np.median([c['wall_s'] for c in warm]):.2f} s | | {len(warm)} |"
     )
     print(f"| torch imported by the serving process | {any(c['torch'] for c in cold)} | | |")
-    print(
-        f"\nServing layer (closure of {', '.join(SERVE_ROOTS)}): {total / 1e6:.1f} MB installed "
-        f"in {len(sizes)} distributions; boto3+botocore (in the Lambda runtime already) {botocore / 1e6:.1f} MB"
-    )
-    for name, size in sorted(sizes.items(), key=lambda kv: -kv[1])[:8]:
-        print(f"  {name:<28} {size / 1e6:7.1f} MB")
+    print(f"\nServe layer (`make layer`: what the ask Lambda carries besides the runtime's boto3): {layer_mb:.1f} MB")
+    for part_size, name in parts[:6]:
+        print(f"  {name:<28} {part_size / 1e6:7.1f} MB")
     return 0
 
 

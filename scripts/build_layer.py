@@ -25,15 +25,49 @@ REPO = Path(__file__).resolve().parents[1]
 # The serve closure without boto3 (in the runtime), chalice (vendored per function) and qdrant-client (only
 # for QDRANT_URL deployments; ship it in a second layer there). tokenizers' huggingface-hub dependency is
 # only for downloading from the Hub, which serving never does.
-DISTS = ["onnxruntime", "numpy", "tokenizers", "qdrant-edge-py", "aws-lambda-powertools", "pydantic",
-         "pydantic-core", "pydantic-settings", "python-dotenv", "typing-extensions", "typing-inspection",
-         "annotated-types", "jmespath", "flatbuffers", "packaging", "aws-xray-sdk", "wrapt"]
-PRUNE = ["onnxruntime/capi/libonnxruntime.so.*", "onnxruntime/transformers", "onnxruntime/quantization",
-         "onnxruntime/tools", "onnxruntime/datasets", "numpy/_core/_simd.*", "numpy/_core/include", "numpy/*/tests", "numpy/tests", "numpy/f2py",
-         "numpy/distutils", "numpy/testing", "numpy/_pyinstaller", "numpy/typing/tests", "**/__pycache__",
-         "**/*.pyi", "rag_autotune/training", "rag_autotune/local", "pydantic/v1",
-         "aws_lambda_powertools/utilities/parser", "aws_lambda_powertools/utilities/data_classes",
-         "aws_lambda_powertools/event_handler"]
+DISTS = [
+    "onnxruntime",
+    "numpy",
+    "tokenizers",
+    "qdrant-edge-py",
+    "aws-lambda-powertools",
+    "pydantic",
+    "pydantic-core",
+    "pydantic-settings",
+    "python-dotenv",
+    "typing-extensions",
+    "typing-inspection",
+    "annotated-types",
+    "jmespath",
+    "flatbuffers",
+    "packaging",
+    "aws-xray-sdk",
+    "wrapt",
+]
+PRUNE = [
+    "onnxruntime/capi/libonnxruntime.so.*",
+    "onnxruntime/transformers",
+    "onnxruntime/quantization",
+    "onnxruntime/tools",
+    "onnxruntime/datasets",
+    "numpy/_core/_simd.*",
+    "numpy/_core/include",
+    "numpy/*/tests",
+    "numpy/tests",
+    "numpy/f2py",
+    "numpy/distutils",
+    "numpy/testing",
+    "numpy/_pyinstaller",
+    "numpy/typing/tests",
+    "**/__pycache__",
+    "**/*.pyi",
+    "rag_autotune/training",
+    "rag_autotune/local",
+    "pydantic/v1",
+    "aws_lambda_powertools/utilities/parser",
+    "aws_lambda_powertools/utilities/data_classes",
+    "aws_lambda_powertools/event_handler",
+]
 
 
 def copy_dist(name: str, target: Path) -> None:
@@ -93,8 +127,9 @@ def check(py: Path, model: Path) -> dict[str, object]:
     shutil.rmtree(runtime, ignore_errors=True)
     for name in ("boto3", "botocore", "s3transfer", "python-dateutil", "six", "urllib3", "chalice"):
         copy_dist(name, runtime)
-    out = subprocess.run([sys.executable, "-S", "-c", CHECK, str(py), str(runtime), str(model)], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", CHECK, str(py), str(runtime), str(model)], capture_output=True, text=True
+    )
     if out.returncode:
         raise RuntimeError(f"the layer does not import on its own:\n{out.stderr[-3000:]}")
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
