@@ -9,6 +9,7 @@ from rag_autotune.errors import RagError
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
 from rag_autotune.tune import steps
+from rag_autotune.tune.runs import RunLocked, acquire_lock
 
 
 class EmbedCrashed(RagError):
@@ -36,8 +37,20 @@ def embed_then_corrupt(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def slow_prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The real Prepare, holding the lock a little longer, so a second start surely overlaps it."""
+    """The real Prepare, after holding the lock a few seconds first, so a second start surely overlaps it."""
     rt = Runtime(get_settings())
-    out = steps.prepare(event, store=rt.store, feedback=rt.feedback, index=rt.index, settings=rt.settings)
-    time.sleep(4)
-    return out
+    try:
+        acquire_lock(rt.store, event["run_id"], time.time())  # Prepare takes it again: the same run may
+        time.sleep(4)
+    except RunLocked:
+        pass  # the other start won: the real Prepare records the refusal and raises
+    return steps.prepare(event, store=rt.store, feedback=rt.feedback, index=rt.index, settings=rt.settings)
+
+
+def copy_train(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Stand in for training (these tests are about later steps): the candidate is a copy of the live model."""
+    rt = Runtime(get_settings())
+    live, cand = event["live"]["model_version"], event["candidate"]["model_version"]
+    for name in ("model.onnx", "tokenizer.json", "meta.json"):  # meta.json last, as the real step does
+        rt.store.put_bytes(f"models/{cand}/{name}", rt.store.get_bytes(f"models/{live}/{name}"))
+    return event

@@ -24,7 +24,10 @@ TUNE_ENV = {
     "RAG_TUNE_HELDOUT_FRACTION": "0.3",
     "RAG_TUNE_MARGIN": "-1",  # a tiny corpus proves the plumbing, not the gain (bench-loop measures that)
     "RAG_TUNE_P99_BUDGET_MS": "500",  # CI machines are shared; the default 15 ms is for real deployments
+    # a small, quick LoRA: this proves the loop runs end to end; bench-loop measures the real recipe
+    "RAG_TUNE_TRAIN_OVERRIDES": '{"epochs": 1, "max_seq_len": 64, "rank": 8, "alpha": 16}',
 }
+COPY_TRAIN = {"TuneTrainFunction": "tests/e2e/faults.py:copy_train"}
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +65,13 @@ def tune(*extra: str) -> int:
     return cli.main(["tune", "--wait", "--timeout", "900", *extra])
 
 
-def vote_like_users(stack: SimpleNamespace) -> int:
+def vote_like_users(stack: SimpleNamespace, max_queries: int = 1000) -> int:
     """Ask the golden questions whose answers are in the tiny corpus; 👍 relevant citations, 👎 the others."""
     docs = {json.loads(x)["id"] for x in stack.corpus.read_text().splitlines()}
     golden = [json.loads(x) for x in (REPO / "demo" / "golden.jsonl").read_text().splitlines()]
     votes = 0
-    for g in golden:
+    for g in [g for g in golden if set(g["relevant"]) & docs][:max_queries]:
         relevant = set(g["relevant"]) & docs
-        if not relevant:
-            continue
         asked = call(stack.url + "/ask", "POST", {"query": g["query"], "top_k": 5}).json
         for c in asked["citations"]:
             kind = "up" if c["doc_id"] in relevant else "down"
@@ -128,7 +129,7 @@ def test_2_votes_tune_swap_and_rollback(tuned: SimpleNamespace, capsys: pytest.C
 def _failed_run_leaves_everything(tuned: SimpleNamespace, overrides: dict[str, str], error: str) -> dict[str, Any]:
     sfn.deploy(tuned.settings, overrides=overrides)
     try:
-        vote_like_users(tuned)  # fresh votes, so the run gets past Prepare
+        assert vote_like_users(tuned, max_queries=3) >= 6  # fresh votes, so the run gets past Prepare
         before = snapshot(tuned)
         assert tune() == 1
         assert snapshot(tuned) == before
@@ -155,7 +156,8 @@ def test_4_corrupt_model_artifact_fails_smoke(tuned: SimpleNamespace) -> None:
     assert not tuned.rt.store.list_keys(f"models/{run['candidate']['model_version']}/")
 
 
-def test_5_two_concurrent_starts_one_refused(tuned: SimpleNamespace) -> None:
+def test_5_two_concurrent_starts_one_refused(tuned: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_TUNE_MIN_FEEDBACK", "100000")  # the run that gets the lock skips: no training needed
     sfn.deploy(tuned.settings, overrides={"TunePrepareFunction": "tests/e2e/faults.py:slow_prepare"})
     try:
         before = snapshot(tuned)
@@ -169,5 +171,5 @@ def test_5_two_concurrent_starts_one_refused(tuned: SimpleNamespace) -> None:
         sfn.deploy(tuned.settings)
     refused = [r for r in list_runs(tuned.rt.store, 2) if "RunLocked" in str(r.get("reason"))]
     assert len(refused) == 1
-    assert 1 in codes and len(codes) == 2
+    assert sorted(codes) == [1, 3]  # one refused (FAILED), one SKIPPED
     assert snapshot(tuned)[:3] == before[:3] and tuned.rt.store.head_etag(LOCK_KEY) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -45,6 +46,9 @@ class Settings(BaseSettings):
     tune_golden_tolerance: float = Field(0.01, ge=0.0)
     tune_p99_budget_ms: float = Field(15.0, gt=0.0)
     tune_retention: int = Field(3, ge=2)
+    tune_train_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="JSON object replacing fields of training.lora.TrainConfig"
+    )
 
 
 @lru_cache(maxsize=1)

@@ -54,6 +54,16 @@ class TrainConfig:
         d["target_modules"] = list(self.target_modules)
         return d
 
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> TrainConfig:
+        """The tuned defaults with some fields replaced (RAG_TUNE_TRAIN_OVERRIDES, a JSON object)."""
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ValueError(f"unknown training setting(s): {sorted(unknown)}")
+        values = {k: tuple(v) if k == "target_modules" else v for k, v in overrides.items()}
+        return cls(**values)
+
 
 @dataclass
 class TrainResult:
@@ -123,8 +133,9 @@ def train_lora(
     result = TrainResult(examples=len(rows))
 
     class _Curve(TrainerCallback):  # type: ignore[misc]
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
-                   **kwargs: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any
+        ) -> None:
             if logs and "loss" in logs and math.isfinite(float(logs["loss"])):
                 result.loss_curve.append([int(state.global_step), round(float(logs["loss"]), 5)])
             if progress is not None:

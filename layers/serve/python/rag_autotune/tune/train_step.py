@@ -29,6 +29,7 @@ import numpy.typing as npt
 from ..errors import ArtifactNotFound, CorruptArtifact, RagError
 from ..ports import ArtifactStore
 from ..settings import Settings
+from ..runtime import file_sha256
 from ..training.lora import TrainConfig
 from ..versions import model_prefix
 from .runs import update_run
@@ -68,7 +69,8 @@ def live_torch_model(store: ArtifactStore, version: str, cache_dir: Path) -> Pat
         except ArtifactNotFound as exc:
             raise ArtifactNotFound(
                 f"{model_prefix(version)}{TORCH_ARCHIVE}: the torch weights of live model {version} are missing; "
-                "only models made by the train step (or v0, the packaged base) can be tuned further") from exc
+                "only models made by the train step (or v0, the packaged base) can be tuned further"
+            ) from exc
         folder = tmp / "model"
         try:
             with tarfile.open(archive) as tar:
@@ -106,8 +108,9 @@ def _frozen_reference(model: Any, texts: list[str]) -> Any:
     return encode
 
 
-def train(state: dict[str, Any], *, store: ArtifactStore, settings: Settings,
-          config: TrainConfig | None = None) -> dict[str, Any]:
+def train(
+    state: dict[str, Any], *, store: ArtifactStore, settings: Settings, config: TrainConfig | None = None
+) -> dict[str, Any]:
     """The Train task. `config` defaults to the tuned TrainConfig()."""
     from ..adapters.onnx_encoder import OnnxEncoder
     from ..observability import logger
@@ -118,12 +121,13 @@ def train(state: dict[str, Any], *, store: ArtifactStore, settings: Settings,
     run_id, prefix = str(state["run_id"]), str(state["prefix"])
     live = str(state["live"]["model_version"])
     candidate = str(state["candidate"]["model_version"])
-    config = config or TrainConfig()
+    config = config or TrainConfig.from_overrides(settings.tune_train_overrides)
     threshold = _parity_min(settings)
     seconds: dict[str, float] = {}
 
-    rows = [(str(r["query"]), str(r["positive"]), str(r["negative"]))
-            for r in read_jsonl(store, prefix + "train.jsonl")]
+    rows = [
+        (str(r["query"]), str(r["positive"]), str(r["negative"])) for r in read_jsonl(store, prefix + "train.jsonl")
+    ]
     if not rows:
         raise NotEnoughFeedback(f"{prefix}train.jsonl holds no triplets")
     counts = {
@@ -133,8 +137,10 @@ def train(state: dict[str, Any], *, store: ArtifactStore, settings: Settings,
         "negatives": len({(r[0], r[2]) for r in rows}),
         "hard_negatives": int(state.get("counts", {}).get("hard_negatives", 0)),
     }
-    logger.info("train: start", extra={"run_id": run_id, "live": live, "candidate": candidate, **counts,
-                                       "config": config.as_dict()})
+    logger.info(
+        "train: start",
+        extra={"run_id": run_id, "live": live, "candidate": candidate, **counts, "config": config.as_dict()},
+    )
 
     cache_dir = Path(settings.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -145,8 +151,15 @@ def train(state: dict[str, Any], *, store: ArtifactStore, settings: Settings,
 
     result = train_lora(model, rows, config, progress=progress_logger("train"))
     seconds["train"] = result.seconds
-    logger.info("train: trained", extra={"steps": result.steps, "seconds": result.seconds,
-                                         "loss_first": result.loss_curve[:1], "loss_last": result.loss_curve[-1:]})
+    logger.info(
+        "train: trained",
+        extra={
+            "steps": result.steps,
+            "seconds": result.seconds,
+            "loss_first": result.loss_curve[:1],
+            "loss_last": result.loss_curve[-1:],
+        },
+    )
 
     probes = list(PROBE_SENTENCES)
     reference = _frozen_reference(model, probes + list(PROBE_CORPUS))  # the adapter model, before merging
@@ -160,8 +173,9 @@ def train(state: dict[str, Any], *, store: ArtifactStore, settings: Settings,
         model.save(str(merged_dir))
         del model
         t = time.perf_counter()
-        onnx_dir = export_int8(merged_dir, work / "onnx", max_seq_len=settings.max_seq_len,
-                               source=f"{live} + LoRA (run {run_id})")
+        onnx_dir = export_int8(
+            merged_dir, work / "onnx", max_seq_len=settings.max_seq_len, source=f"{live} + LoRA (run {run_id})"
+        )
         seconds["export"] = time.perf_counter() - t
         t = time.perf_counter()
         encoder = OnnxEncoder(onnx_dir, candidate, threads=max(1, config.threads), max_seq_len=settings.max_seq_len)
@@ -173,7 +187,8 @@ def train(state: dict[str, Any], *, store: ArtifactStore, settings: Settings,
             update_run(store, run_id, parity=parity_numbers)
             raise ParityError(
                 f"merged int8 {candidate} vs the adapter model: mean cosine {report.mean_cosine:.4f} < "
-                f"{threshold} (min {report.min_cosine:.4f}, top-5 overlap {report.top5_overlap:.2f})")
+                f"{threshold} (min {report.min_cosine:.4f}, top-5 overlap {report.top5_overlap:.2f})"
+            )
 
         seconds["total"] = time.time() - started
         training = {
@@ -188,7 +203,7 @@ def train(state: dict[str, Any], *, store: ArtifactStore, settings: Settings,
             "parity": parity_numbers,
         }
         meta = json.loads((onnx_dir / "meta.json").read_text())
-        meta.update(version=candidate, parent=live, run_id=run_id)
+        meta.update(version=candidate, parent=live, run_id=run_id, sha256=file_sha256(onnx_dir / "model.onnx"))
 
         key = model_prefix(candidate)
         store.upload_file(key + TORCH_ARCHIVE, _tar(merged_dir, work / TORCH_ARCHIVE))
