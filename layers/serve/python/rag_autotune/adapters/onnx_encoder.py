@@ -96,9 +96,9 @@ class OnnxEncoder:
         if self._batch_size == 1:
             arrays = [np.asarray(enc.ids, dtype=np.int64)[None, :] for enc in encodings]
             one = lambda ids: self._run(ids, np.ones_like(ids))[0]  # noqa: E731
-            rows = self._pool.map(one, arrays) if self._pool else map(one, arrays)
-            for i, row in enumerate(rows):
-                out[i] = row
+            vectors = self._pool.map(one, arrays) if self._pool else map(one, arrays)
+            for i, vector in enumerate(vectors):
+                out[i] = vector
             return out
         order = sorted(range(n), key=lambda i: len(encodings[i].ids), reverse=True)
         for start in range(0, n, self._batch_size):

@@ -61,7 +61,7 @@ class TrainConfig:
         unknown = set(overrides) - known
         if unknown:
             raise ValueError(f"unknown training setting(s): {sorted(unknown)}")
-        values = {k: tuple(v) if k == "target_modules" else v for k, v in overrides.items()}
+        values: dict[str, Any] = {k: tuple(v) if k == "target_modules" else v for k, v in overrides.items()}
         return cls(**values)
 
 

@@ -28,8 +28,8 @@ import numpy.typing as npt
 
 from ..errors import ArtifactNotFound, CorruptArtifact, RagError
 from ..ports import ArtifactStore
-from ..settings import Settings
 from ..runtime import file_sha256
+from ..settings import Settings
 from ..training.lora import TrainConfig
 from ..versions import model_prefix
 from .runs import update_run
