@@ -29,7 +29,7 @@ run: $(STAMP) ## serve everything locally (moto as AWS) with the demo corpus on 
 	$(VENV)/bin/rag-autotune up
 
 test: $(STAMP) ## run the whole test suite (unit, contract, integration, e2e)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=10
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check layers functions tests scripts
