@@ -171,16 +171,19 @@ def main() -> int:
         "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-api",
     }
     port = stack.free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "rag_autotune.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    log = Path(f"/tmp/rag-bench-{suffix}-api.log")
+    with log.open("w") as out:  # a file, not a pipe: the server logs every request and must never block
+        server = subprocess.Popen(
+            [sys.executable, "-m", "rag_autotune.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        assert server.stdout is not None
-        server.stdout.readline()  # "serving ..." once the live pair is loaded
+        while "serving http" not in log.read_text():  # printed once the live pair is loaded
+            if server.poll() is not None:
+                raise RuntimeError(f"the API server exited:\n{log.read_text()[-2000:]}")
+            time.sleep(0.2)
         http_ms = bench_http(port, queries, args.requests)
     finally:
         server.terminate()

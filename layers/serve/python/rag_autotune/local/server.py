@@ -33,6 +33,8 @@ def load_api_module(path: Path = API_APP) -> ModuleType:
 
 class _OneAtATime(ChaliceRequestHandler):
     lock = threading.Lock()
+    # Headers and body go out in two writes: with Nagle on, the body waits for the client's delayed ACK (~40 ms).
+    disable_nagle_algorithm = True
 
     def _generic_handle(self) -> None:
         with self.lock:
