@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import shutil
 import tarfile
 import tempfile
@@ -48,39 +47,13 @@ from qdrant_edge import (
 from ..domain import Chunk, Hit
 from ..errors import ConflictError, CorruptArtifact, InvalidInput, RagError, UpstreamError
 from ..ports import ArtifactStore, Vectors
+from .qdrant_common import batch_rows, check_version, chunk_payload, payload_chunk
 
 FORMAT = "qdrant-edge-0.9/tar+gzip"
 SNAPSHOT = "shard.tar"
 INFO = "info.json"
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _UPSERT_BATCH = 1024
 _SCROLL_PAGE = 1024
-
-
-def check_version(version: str) -> str:
-    """Version names become S3 keys, directory names and collection names: no slashes, no dots first."""
-    if not _VERSION_RE.match(version):
-        raise InvalidInput(f"bad index version name: {version!r}")
-    return version
-
-
-def batch_rows(chunks: Sequence[Chunk], vectors: Vectors, dim: int) -> np.ndarray:
-    """The batch's vectors as a (len(chunks), dim) float32 array; InvalidInput when they do not match."""
-    arr = np.asarray(vectors, dtype=np.float32)
-    if arr.ndim == 1 and len(chunks) == 1:
-        arr = arr.reshape(1, -1)
-    if arr.ndim != 2 or arr.shape != (len(chunks), dim):
-        raise InvalidInput(f"batch of {len(chunks)} chunks with vectors of shape {arr.shape}, want dim {dim}")
-    return arr
-
-
-def chunk_payload(c: Chunk) -> dict[str, Any]:
-    return {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text}
-
-
-def payload_chunk(p: dict[str, Any] | None) -> Chunk:
-    p = p or {}
-    return Chunk(str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", "")))
 
 
 def _vec(row: np.ndarray) -> Any:

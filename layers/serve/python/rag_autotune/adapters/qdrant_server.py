@@ -12,7 +12,6 @@ alias is for other readers of the cluster. The collection the alias points to ca
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
@@ -24,34 +23,13 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 from ..domain import Chunk, Hit
 from ..errors import ArtifactNotFound, ConflictError, InvalidInput, RagError, UpstreamError
 from ..ports import Vectors
+from .qdrant_common import batch_rows as _rows
+from .qdrant_common import check_version as _check_version
+from .qdrant_common import chunk_payload as _payload
+from .qdrant_common import payload_chunk as _chunk
 
 _STATE = "rag_autotune"
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SCROLL_PAGE = 1024
-
-
-def _check_version(version: str) -> str:
-    if not _VERSION_RE.match(version):
-        raise InvalidInput(f"bad index version name: {version!r}")
-    return version
-
-
-def _rows(chunks: Sequence[Chunk], vectors: Vectors, dim: int) -> np.ndarray:
-    arr = np.asarray(vectors, dtype=np.float32)
-    if arr.ndim == 1 and len(chunks) == 1:
-        arr = arr.reshape(1, -1)
-    if arr.ndim != 2 or arr.shape != (len(chunks), dim):
-        raise InvalidInput(f"batch of {len(chunks)} chunks with vectors of shape {arr.shape}, want dim {dim}")
-    return arr
-
-
-def _payload(c: Chunk) -> dict[str, Any]:
-    return {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text}
-
-
-def _chunk(p: dict[str, Any] | None) -> Chunk:
-    p = p or {}
-    return Chunk(str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", "")))
 
 
 @contextlib.contextmanager

@@ -230,18 +230,20 @@ def _tiny_zip() -> bytes:
     return buf.getvalue()
 
 
-def _role_arn(iam: Any) -> str:
+def ensure_role(iam: Any, name: str = ROLE_NAME, trust: dict[str, Any] | None = None) -> str:
+    """A dummy IAM role's ARN (moto wants one on every function and state machine), created once."""
     try:
-        return str(iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"])
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
             raise
     try:
-        return str(iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST))["Role"]["Arn"])
+        doc = json.dumps(trust or _TRUST)
+        return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=doc)["Role"]["Arn"])
     except ClientError as exc:  # created concurrently
         if exc.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
             raise
-        return str(iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"])
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
 
 
 def _check_in_process(arn: str, name: str) -> None:
@@ -283,7 +285,7 @@ def install(
     _patch_moto()
     region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
     lam = boto3.client("lambda", region_name=region)
-    role = _role_arn(boto3.client("iam", region_name=region))
+    role = ensure_role(boto3.client("iam", region_name=region))
     arns: dict[str, str] = {}
     for logical_id, fn in functions.items():
         if logical_id in overrides:

@@ -166,20 +166,6 @@ def render_definition(
     return text
 
 
-def _role_arn(iam: Any) -> str:
-    try:
-        return str(iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"])
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "NoSuchEntity":
-            raise
-    try:
-        return str(iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps(_TRUST))["Role"]["Arn"])
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "EntityAlreadyExists":
-            raise
-        return str(iam.get_role(RoleName=ROLE_NAME)["Role"]["Arn"])
-
-
 def _resource_refs(template: dict[str, Any], settings: Settings) -> dict[str, str]:
     """`!Ref` values the local stack knows: the one bucket and the one table are the settings' names."""
     resources = template.get("Resources") or {}
@@ -222,7 +208,7 @@ def deploy(
     arns = lambdas.install(functions, overrides, region=settings.region)
     definition = render_definition(template, asl, arns, functions)
 
-    role = _role_arn(boto3.client("iam", region_name=settings.region))
+    role = lambdas.ensure_role(boto3.client("iam", region_name=settings.region), ROLE_NAME, _TRUST)
     sfn = boto3.client("stepfunctions", region_name=settings.region)
     arn = _find_state_machine(sfn, name)
     if arn is None:

@@ -1,0 +1,41 @@
+"""What both Qdrant adapters share: version-name rules, batch shape checks and the chunk payload."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..domain import Chunk
+from ..errors import InvalidInput
+from ..ports import Vectors
+
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_version(version: str) -> str:
+    """Version names become S3 keys, directory names and collection names: no slashes, no dots first."""
+    if not _VERSION_RE.match(version):
+        raise InvalidInput(f"bad index version name: {version!r}")
+    return version
+
+
+def batch_rows(chunks: Sequence[Chunk], vectors: Vectors, dim: int) -> np.ndarray:
+    """The batch's vectors as a (len(chunks), dim) float32 array; InvalidInput when they do not match."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim == 1 and len(chunks) == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape != (len(chunks), dim):
+        raise InvalidInput(f"batch of {len(chunks)} chunks with vectors of shape {arr.shape}, want dim {dim}")
+    return arr
+
+
+def chunk_payload(c: Chunk) -> dict[str, Any]:
+    return {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text}
+
+
+def payload_chunk(p: dict[str, Any] | None) -> Chunk:
+    p = p or {}
+    return Chunk(str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", "")))
