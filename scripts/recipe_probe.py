@@ -31,6 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -174,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
     ap.add_argument("--weight-decay", type=float, default=d.weight_decay)
     ap.add_argument("--seed", type=int, default=d.seed, help="training seed")
+    ap.add_argument("--mini-batch-size", type=int, default=d.mini_batch_size, help="GradCache; 0: plain MNRL")
+    ap.add_argument("--attention-dropout", type=float, default=d.attention_dropout)
     ap.add_argument("--threads", type=int, default=d.threads)
     ap.add_argument("--votes", type=int, default=500)
     ap.add_argument("--sim-seed", type=int, default=0, help="which half of the queries is voted on")
@@ -287,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         weight_decay=a.weight_decay,
         seed=a.seed,
         threads=a.threads,
+        mini_batch_size=a.mini_batch_size,
+        attention_dropout=a.attention_dropout,
     )
     log(f"training {config}")
     model = load_model(base_model_path())
@@ -329,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"wall {time.perf_counter() - wall0:.1f}"
     )
     print(f"parity: mean {par.mean_cosine:.4f} min {par.min_cosine:.4f} top5 {par.top5_overlap:.3f}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak_mb:.0f} MB")
     record = {
         "label": a.label,
         "config": config.as_dict(),
@@ -344,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "embed_s": round(embed_s, 1),
         "parity": par.as_dict(),
         "loss_curve": result.loss_curve,
+        "peak_rss_mb": round(peak_mb),
     }
     with (a.cache / "results.jsonl").open("a") as f:
         f.write(json.dumps(record) + "\n")

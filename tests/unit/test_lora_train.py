@@ -23,7 +23,17 @@ from tests.fakes import MemoryArtifactStore
 pytestmark = pytest.mark.slow
 
 TINY = TrainConfig(
-    rank=4, alpha=16, dropout=0.0, lr=5e-3, epochs=2, batch_size=8, max_seq_len=48, warmup_ratio=0.0, logging_steps=1
+    rank=4,
+    alpha=16,
+    dropout=0.0,
+    lr=5e-3,
+    epochs=2,
+    batch_size=8,
+    mini_batch_size=4,  # GradCache path, as the default config uses
+    max_seq_len=48,
+    warmup_ratio=0.0,
+    logging_steps=1,
+    threads=1,  # tiny batches: a second thread only spins, and on shared cores it costs 2-3x
 )
 
 
@@ -43,6 +53,9 @@ def test_train_merge_export_keeps_parity_and_changes_the_model() -> None:
     assert result.examples == 16 and result.steps == 4
     assert [s for s, _ in result.loss_curve] == [1, 2, 3, 4]
     assert has_adapter(model)
+    assert model.max_seq_length == 256  # training's length was temporary
+    dropouts = {m.dropout_prob for m in model[0].auto_model.modules() if hasattr(m, "dropout_prob")}
+    assert dropouts == {0.1}  # attention dropout was switched off for training only
     adapter = torch_encoder(model)(texts)
     assert float((base * adapter).sum(axis=1).mean()) < 0.995  # training moved the embeddings
 

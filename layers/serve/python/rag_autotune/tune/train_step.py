@@ -111,7 +111,7 @@ def _frozen_reference(model: Any, texts: list[str]) -> Any:
 def train(
     state: dict[str, Any], *, store: ArtifactStore, settings: Settings, config: TrainConfig | None = None
 ) -> dict[str, Any]:
-    """The Train task. `config` defaults to the tuned TrainConfig()."""
+    """The Train task. `config` defaults to TrainConfig() with settings.tune_train_overrides applied."""
     from ..adapters.onnx_encoder import OnnxEncoder
     from ..observability import logger
     from ..training.export import PROBE_CORPUS, PROBE_SENTENCES, export_int8, parity
