@@ -7,7 +7,12 @@
    👎 on the others, until --votes votes. The other half of the queries is never voted on (held-out).
 4. One tune run: `rag-autotune tune --wait` through the real ASL in moto's Step Functions interpreter.
 5. Prints P@5, hit@5, nDCG@10 before → after for repeated (voted) and held-out queries, the wall time of
-   each step, and the HTTP /ask p99 before and after."""
+   each step, the HTTP /ask p99 before and after, and the peak memory of the steps.
+
+With --force-swap the run's gate margin is -1, so the candidate goes live whatever the held-out feedback
+says: the "after" columns then measure the trained candidate itself, and the script also prints what the
+default gate (RAG_TUNE_MARGIN unset) decided on the same figures. Without it, "after" is whatever the
+default gate let through (unchanged when it rejects)."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import resource
 import sys
 import time
 import uuid
@@ -35,7 +41,8 @@ from rag_autotune.local import sfn, stack  # noqa: E402
 from rag_autotune.local.resources import ensure_resources  # noqa: E402
 from rag_autotune.local.server import ApiServer, load_api_module  # noqa: E402
 from rag_autotune.runtime import Runtime  # noqa: E402
-from rag_autotune.settings import get_settings  # noqa: E402
+from rag_autotune.settings import Settings, get_settings  # noqa: E402
+from rag_autotune.tune.gate import GateInput, decide  # noqa: E402
 from rag_autotune.tune.metrics import Judged, evaluate  # noqa: E402
 from rag_autotune.tune.runs import list_runs  # noqa: E402
 from rag_autotune.tune.steps import ranker  # noqa: E402
@@ -72,6 +79,7 @@ def main() -> int:
     ap.add_argument("--votes", type=int, default=500)
     ap.add_argument("--max-chars", type=int, default=3000, help="page text kept per document")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--force-swap", action="store_true", help="gate margin -1: measure the candidate itself")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -127,7 +135,7 @@ def main() -> int:
             break
         status, body, _ = client.post("/ask", {"query": q["query"], "top_k": 5})
         asked += 1
-        for c in body["citations"]:  # type: ignore[union-attr]
+        for c in body["citations"]:  # type: ignore[attr-defined]
             kind = "up" if c["doc_id"] in q["relevant"] else "down"
             st, _, _ = client.post("/feedback", {"query_id": body["query_id"], "doc_id": c["doc_id"], "vote": kind})
             votes += st == 201
@@ -135,6 +143,8 @@ def main() -> int:
     print(f"users: {asked} queries asked, {votes} votes ({time.perf_counter() - t:.0f} s)", flush=True)
     before["repeated"] = quality(rt, {"repeated": sets["repeated"]})["repeated"]
 
+    if args.force_swap:
+        os.environ["RAG_TUNE_MARGIN"] = "-1"  # read by the step functions' processes
     sfn.deploy(settings)
     t = time.perf_counter()
     code = cli.main(["tune", "--wait", "--timeout", "3600"])
@@ -162,7 +172,25 @@ def main() -> int:
         print(f"| {step} | {info['seconds']:.0f} s |")
     print(f"| whole run (start → final status) | {wall:.0f} s |")
     print(f"\n/ask over HTTP, p99 over 300 requests: {p99_before:.1f} ms before, {p99_after:.1f} ms after")
-    print(f"gate: {run.get('gate')}")
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"peak RSS of any step process (train is the largest): {peak_mb:.0f} MB")
+    print(f"\ngate of this run: {run.get('gate')}")
+    for name, m in (run.get("metrics") or {}).items():
+        b, a = m["before"], m["after"]
+        print(f"  gate set {name}: n={a['n']} nDCG@10 {b['ndcg@10']:.3f} → {a['ndcg@10']:.3f}")
+    if args.force_swap and run.get("metrics"):
+        field = {k: f.default for k, f in Settings.model_fields.items()}  # defaults, not this process's env
+        default = decide(
+            GateInput(
+                metrics=run["metrics"],
+                p99_ms=run["latency_ms"]["candidate_p99"],
+                margin=field["tune_margin"],
+                golden_tolerance=field["tune_golden_tolerance"],
+                p99_budget_ms=field["tune_p99_budget_ms"],
+            )
+        )
+        verdict = "PASSED" if default.passed else f"REJECTED: {'; '.join(default.reasons)}"
+        print(f"the default gate (margin {field['tune_margin']:+.3f}) on the same figures: {verdict}")
     return 0
 
 

@@ -23,12 +23,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # The serve closure without boto3 (in the runtime), chalice (vendored per function) and qdrant-client (only
-# for QDRANT_URL deployments; ship it in a second layer there). tokenizers' huggingface-hub dependency is
-# only for downloading from the Hub, which serving never does.
+# for QDRANT_URL deployments; ship it in a second layer there). No tokenizers wheel (8.5 MB): serving
+# tokenises with adapters/wordpiece.py.
 DISTS = [
     "onnxruntime",
     "numpy",
-    "tokenizers",
     "qdrant-edge-py",
     "aws-lambda-powertools",
     "pydantic",
@@ -58,6 +57,10 @@ PRUNE = [
     "numpy/distutils",
     "numpy/testing",
     "numpy/_pyinstaller",
+    "numpy/random",  # serving draws no random numbers, transforms nothing, fits no polynomials
+    "numpy/fft",
+    "numpy/polynomial",
+    "numpy/ma",
     "numpy/typing/tests",
     "**/__pycache__",
     "**/*.pyi",

@@ -123,6 +123,10 @@ class MemoryVectorIndex:
         order = np.argsort(-scores)[:limit]
         return [Hit(chunks[i], float(scores[i])) for i in order]
 
+    def warm(self, version: str) -> None:
+        if version not in self.data:
+            raise ArtifactNotFound(version)
+
     def count(self, version: str) -> int:
         if version not in self.data:
             raise ArtifactNotFound(version)

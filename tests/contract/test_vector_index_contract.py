@@ -110,6 +110,10 @@ def test_unknown_version_raises(index: VectorIndex) -> None:
         index.search("v9-c9", vecs[0], 3)
     with pytest.raises(ArtifactNotFound):
         list(index.chunks("v9-c9"))
+    with pytest.raises(ArtifactNotFound):
+        index.warm("v9-c9")
+    index.warm("v1-c1")
+    assert index.search("v1-c1", vecs[0], 1)[0].chunk == chunks[0]
 
 
 def test_delete_is_idempotent(index: VectorIndex) -> None:
@@ -172,6 +176,8 @@ def test_edge_cold_load_from_snapshot(tmp_path: Path) -> None:
     try:
         assert reader.versions() == ["v1-c1"]
         assert reader.count("v1-c1") == 300
+        reader.warm("v1-c1")  # downloads, unpacks (restoring the trimmed files' lengths) and opens the shard
+        assert (tmp_path / "reader" / "v1-c1" / "shard").is_dir()
         hits = reader.search("v1-c1", vecs[42], 3)
         assert hits[0].chunk == chunks[42]
         assert hits[0].score == pytest.approx(1.0, abs=1e-4)

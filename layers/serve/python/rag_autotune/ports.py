@@ -94,6 +94,11 @@ class VectorIndex(Protocol):
         """Nearest chunks by cosine, best first. Raises ArtifactNotFound for an unknown version."""
         ...
 
+    def warm(self, version: str) -> None:
+        """Makes the version ready to search now (download and open it), so the first query pays nothing.
+        Raises ArtifactNotFound for an unknown version."""
+        ...
+
     def count(self, version: str) -> int: ...
 
     def chunks(self, version: str) -> Iterator[Chunk]:

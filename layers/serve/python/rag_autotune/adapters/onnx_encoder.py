@@ -1,4 +1,4 @@
-"""The serving Encoder: onnxruntime + tokenizers + numpy mean pooling. No torch, no transformers.
+"""The serving Encoder: onnxruntime + a pure-Python WordPiece + numpy mean pooling. No torch, no transformers.
 
 A model folder (what `training.export.export_int8` writes) holds `model.onnx`, `tokenizer.json` and
 `meta.json`. The graph outputs token embeddings; pooling (attention-masked mean) and L2 normalisation
@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from tokenizers import Encoding, Tokenizer
 
 from ..errors import CorruptArtifact
 from ..ports import Vectors
+from .wordpiece import WordPiece
 
 BATCH_SIZE = 32  # fp32 graphs; quantised graphs run one sequence per call (see the module docstring)
 _QUANTISED_OP = b"DynamicQuantizeLinear"
@@ -88,26 +88,26 @@ class OnnxEncoder:
         if n == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
         if n == 1:  # the query hot path: no padding, no sorting
-            ids = np.asarray(self._tokenizer.encode(texts[0]).ids, dtype=np.int64)[None, :]
+            ids = np.asarray(self._tokenizer.encode(texts[0]), dtype=np.int64)[None, :]
             return self._run(ids, np.ones_like(ids))
 
-        encodings: list[Encoding] = self._tokenizer.encode_batch(list(texts))
+        encodings = [self._tokenizer.encode(t) for t in texts]
         out = np.empty((n, self._dim), dtype=np.float32)
         if self._batch_size == 1:
-            arrays = [np.asarray(enc.ids, dtype=np.int64)[None, :] for enc in encodings]
+            arrays = [np.asarray(enc, dtype=np.int64)[None, :] for enc in encodings]
             one = lambda ids: self._run(ids, np.ones_like(ids))[0]  # noqa: E731
             vectors = self._pool.map(one, arrays) if self._pool else map(one, arrays)
             for i, vector in enumerate(vectors):
                 out[i] = vector
             return out
-        order = sorted(range(n), key=lambda i: len(encodings[i].ids), reverse=True)
+        order = sorted(range(n), key=lambda i: len(encodings[i]), reverse=True)
         for start in range(0, n, self._batch_size):
             rows = order[start : start + self._batch_size]
-            width = len(encodings[rows[0]].ids)  # longest first: the first row sets the width
+            width = len(encodings[rows[0]])  # longest first: the first row sets the width
             ids = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
             for r, i in enumerate(rows):
-                tok = encodings[i].ids
+                tok = encodings[i]
                 ids[r, : len(tok)] = tok
                 mask[r, : len(tok)] = 1
             out[rows] = self._run(ids, mask)
@@ -129,15 +129,11 @@ class OnnxEncoder:
         return np.ascontiguousarray(pooled / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
-def _load_tokenizer(path: Path, max_seq_len: int) -> Tokenizer:
+def _load_tokenizer(path: Path, max_seq_len: int) -> WordPiece:
     try:
-        tokenizer = Tokenizer.from_file(str(path))
-    except Exception as exc:  # missing file, bad JSON, unknown model type
+        return WordPiece.from_file(path, max_seq_len)
+    except Exception as exc:  # missing file, bad JSON, not a BERT WordPiece tokenizer
         raise CorruptArtifact(f"{path}: cannot load tokenizer: {exc}") from exc
-    # Whatever the file says, this class decides: truncate at max_seq_len, pad per batch (done by hand).
-    tokenizer.no_padding()
-    tokenizer.enable_truncation(max_length=max_seq_len)
-    return tokenizer
 
 
 def _read_model(path: Path) -> bytes:

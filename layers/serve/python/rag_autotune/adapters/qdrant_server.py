@@ -152,6 +152,9 @@ class ServerVectorIndex:
             found = self._client.query_points(name, query=query.tolist(), limit=limit, with_payload=True)
         return [Hit(_chunk(p.payload), float(p.score)) for p in found.points]
 
+    def warm(self, version: str) -> None:
+        self._dim(version)  # the server holds the collection; only its readiness is checked
+
     def count(self, version: str) -> int:
         self._dim(version)  # ArtifactNotFound unless ready
         name = self._name(version)

@@ -77,14 +77,26 @@ def write_run(store: ArtifactStore, record: dict[str, Any]) -> None:
     store.put_bytes(run_key(record["run_id"]), json.dumps(record, indent=2).encode(), "application/json")
 
 
-def update_run(store: ArtifactStore, run_id: str, **fields: Any) -> dict[str, Any]:
+def _read_or_new(store: ArtifactStore, run_id: str) -> dict[str, Any]:
     try:
-        record = read_run(store, run_id)
+        return read_run(store, run_id)
     except ArtifactNotFound:
-        record = {"run_id": run_id}
+        return {"run_id": run_id}
+
+
+def update_run(store: ArtifactStore, run_id: str, **fields: Any) -> dict[str, Any]:
+    record = _read_or_new(store, run_id)
     record.update(fields)
     write_run(store, record)
     return record
+
+
+def record_step(store: ArtifactStore, run_id: str, step: str, seconds: float, **fields: Any) -> None:
+    """Step `step` finished after `seconds`: one read and one write of the run record."""
+    record = _read_or_new(store, run_id)
+    record.setdefault("steps", {})[step] = {"seconds": seconds}
+    record.update(step=step, **fields)
+    write_run(store, record)
 
 
 def list_runs(store: ArtifactStore, limit: int = 50) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from . import report as report_mod
 from .dataset import group_votes, judged, split, triplets
 from .gate import GateInput, decide
 from .metrics import Judged, evaluate
-from .runs import RunLocked, acquire_lock, list_runs, release_lock, update_run
+from .runs import RunLocked, acquire_lock, list_runs, record_step, release_lock, update_run
 
 
 class ManifestConflict(RagError):
@@ -64,9 +64,7 @@ def read_jsonl(store: ArtifactStore, key: str) -> list[dict[str, Any]]:
 
 
 def _step(store: ArtifactStore, run_id: str, name: str, started: float, **fields: Any) -> None:
-    record_steps = update_run(store, run_id).get("steps", {})
-    record_steps[name] = {"seconds": round(time.time() - started, 2)}
-    update_run(store, run_id, step=name, steps=record_steps, **fields)
+    record_step(store, run_id, name, round(time.time() - started, 2), **fields)
 
 
 # ---------------------------------------------------------------- prepare
