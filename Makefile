@@ -10,10 +10,11 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop layer openapi clean
+.PHONY: help install run test lint check bench bench-query bench-loop layer openapi clean \
+        template localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +29,8 @@ install: $(STAMP) ## create .venv and install serve+train+local+dev extras
 run: $(STAMP) ## serve everything locally (moto as AWS) with the demo corpus on http://127.0.0.1:8000
 	$(VENV)/bin/rag-autotune up
 
-test: $(STAMP) ## run the whole test suite (unit, contract, integration, e2e)
+test: $(STAMP) ## run the whole test suite (unit, contract, integration, e2e; browser tests need chromium)
+	@scripts/ensure_browser.sh
 	$(PY) -m pytest -q --durations=10
 
 lint: $(STAMP) ## ruff and mypy
@@ -51,6 +53,24 @@ layer: $(STAMP) ## build the ask Lambda's serve layer into build/layer, print it
 openapi: $(STAMP) ## regenerate functions/api/openapi.json from the pydantic models
 	$(PY) -c "import json; from rag_autotune.openapi import openapi_document as d; \
 	open('functions/api/openapi.json','w').write(json.dumps(d(), indent=2) + '\n')"
+
+template: $(STAMP) ## cfn-lint template.yaml (SAM source and transformed), write build/template.cfn.json
+	$(VENV)/bin/cfn-lint template.yaml
+	@mkdir -p build
+	$(PY) -c "import json; from rag_autotune.local.cfn import transformed_template as t; \
+	open('build/template.cfn.json','w').write(json.dumps(t(), indent=1))"
+	$(VENV)/bin/cfn-lint --ignore-checks W3005 W1020 -- build/template.cfn.json
+
+localstack-up: $(STAMP) ## LocalStack in Docker + samlocal deploy + demo corpus; prints the API URL
+	bash localstack/up.sh
+
+localstack-e2e: $(STAMP) ## ask → feedback → tune → ask on LocalStack ("skipped: no Docker" without Docker)
+	bash localstack/e2e.sh
+
+localstack-down: ## stop LocalStack
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+	  docker compose -f localstack/docker-compose.yml down; else echo "skipped: no Docker"; fi
+	rm -f .localstack.env
 
 clean: ## remove .venv, caches and local state
 	rm -rf $(VENV) .local build .pytest_cache .mypy_cache .ruff_cache

@@ -96,6 +96,7 @@ def main() -> int:
         RAG_TABLE=f"loop-{work.name[-6:]}",
         RAG_CACHE_DIR=str(work / "cache"),
         RAG_MANIFEST_TTL_S="1",
+        RAG_FEEDBACK_RATE_PER_S="0",  # the simulated users all vote from 127.0.0.1: no per-client vote limit
     )
     get_settings.cache_clear()
     settings = get_settings()

@@ -1,22 +1,28 @@
 """The API Lambda (API Gateway REST, payload 1.0): /ask, /feedback, /health, /openapi.json.
-Each route is a decorator plus one call into rag_autotune.http_api; everything expensive is built once."""
+Each route is a decorator plus one call into rag_autotune.http_api; everything expensive is built once.
+/ask and /feedback pass the guard (API key when RAG_AUTOTUNE_API_KEY is set, body size, feedback rate);
+/health and /openapi.json stay open."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from chalice import Chalice, Response
 
 from rag_autotune import http_api
 from rag_autotune.errors import RagError
-from rag_autotune.observability import logger, metrics
+from rag_autotune.observability import api_request_started, logger, metrics
 from rag_autotune.openapi import openapi_document
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
+from rag_autotune.static_files import StaticFiles, stored_page
+from rag_autotune.tune.pages import DASHBOARD_KEY
 
 app = Chalice(app_name="rag-autotune-api")
 runtime = Runtime(get_settings())
+guard = http_api.Guard.from_settings(runtime.settings)  # API key, body size, per-client feedback bucket
 ANY_TYPE = ["*/*"]  # the body is parsed by http_api so that every bad input gets the same JSON error
 
 if runtime.settings.warm_on_init:  # load the live encoder and shard during init, not on the first request
@@ -30,13 +36,19 @@ def _send(r: http_api.HttpResponse) -> Response:
     return Response(body=r.body, status_code=r.status, headers=r.headers)
 
 
-def _source_ip() -> str | None:
-    return app.current_request.context.get("identity", {}).get("sourceIp")
+def _request() -> http_api.HttpRequest:
+    req = app.current_request
+    return http_api.HttpRequest(
+        body=req.raw_body,
+        headers={k.lower(): v for k, v in req.headers.items()},
+        source_ip=req.context.get("identity", {}).get("sourceIp"),
+    )
 
 
 @app.middleware("http")
 def uniform_errors_and_metrics(event: Any, get_response: Any) -> Response:
     """Chalice's own 4xx/5xx (405, 415, unhandled) in our {"error": {...}} shape; metrics flushed per request."""
+    api_request_started(event.context.get("requestId"))
     try:
         response = get_response(event)
     finally:
@@ -54,13 +66,12 @@ def uniform_errors_and_metrics(event: Any, get_response: Any) -> Response:
 
 @app.route("/ask", methods=["POST"], content_types=ANY_TYPE, cors=True)
 def ask() -> Response:
-    req = app.current_request
-    return _send(http_api.ask(runtime, req.raw_body, req.headers.get("accept"), _source_ip()))
+    return _send(http_api.ask(runtime, _request(), guard))
 
 
 @app.route("/feedback", methods=["POST"], content_types=ANY_TYPE, cors=True)
 def feedback() -> Response:
-    return _send(http_api.feedback(runtime, app.current_request.raw_body, _source_ip()))
+    return _send(http_api.feedback(runtime, _request(), guard))
 
 
 @app.route("/health", methods=["GET"], cors=True)
@@ -71,3 +82,27 @@ def health() -> Response:
 @app.route("/openapi.json", methods=["GET"], cors=True)
 def openapi() -> Response:
     return Response(body=json.dumps(openapi_document()), headers={"Content-Type": "application/json"})
+
+
+# The embeddable widget and its demo page (functions/api/web/), read once at cold start.
+web = StaticFiles(Path(__file__).parent / "web", ("index.html", "widget.js", "widget.css"))
+
+
+@app.route("/", methods=["GET"])
+def demo_page() -> Response:
+    return _send(web.get("index.html"))
+
+
+@app.route("/widget.js", methods=["GET"], cors=True)
+def widget_js() -> Response:
+    return _send(web.get("widget.js"))
+
+
+@app.route("/widget.css", methods=["GET"], cors=True)
+def widget_css() -> Response:
+    return _send(web.get("widget.css"))
+
+
+@app.route("/dashboard", methods=["GET"])
+def dashboard() -> Response:
+    return _send(stored_page(runtime.store, DASHBOARD_KEY, "no dashboard yet: run `rag-autotune dashboard`"))

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from rag_autotune.observability import logger, metrics
+from rag_autotune.observability import step_handler
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
 from rag_autotune.tune import steps
@@ -10,8 +10,7 @@ from rag_autotune.tune import steps
 rt = Runtime(get_settings())
 
 
-@logger.inject_lambda_context(log_event=True)
-@metrics.log_metrics
+@step_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return steps.embed(
         event, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder, log=steps.progress_logger("embed")

@@ -2,7 +2,9 @@
 
 from typing import Any
 
-from rag_autotune.observability import logger, metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from rag_autotune.observability import metrics, step_handler
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
 from rag_autotune.tune import steps
@@ -10,7 +12,9 @@ from rag_autotune.tune import steps
 rt = Runtime(get_settings())
 
 
-@logger.inject_lambda_context(log_event=True)
-@metrics.log_metrics
+@step_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return steps.prepare(event, store=rt.store, feedback=rt.feedback, index=rt.index, settings=rt.settings)
+    result = steps.prepare(event, store=rt.store, feedback=rt.feedback, index=rt.index, settings=rt.settings)
+    if result.get("status") == "SKIPPED":  # a run outcome on the dashboard (template.yaml)
+        metrics.add_metric(name="TuneSkipped", unit=MetricUnit.Count, value=1)
+    return result

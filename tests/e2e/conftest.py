@@ -19,7 +19,7 @@ TINY_DOCS = 40
 @pytest.fixture(scope="session")
 def stack(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimpleNamespace]:
     from rag_autotune.ingest import ingest
-    from rag_autotune.local.resources import ensure_resources
+    from rag_autotune.local.cfn import deploy_stack
     from rag_autotune.local.server import ApiServer, load_api_module
     from rag_autotune.runtime import Runtime
     from rag_autotune.settings import get_settings
@@ -35,7 +35,7 @@ def stack(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     )
     get_settings.cache_clear()
     settings = get_settings()
-    ensure_resources(settings)
+    deploy_stack(settings)  # template.yaml as a stack in moto, as `make run` does (local/cfn.py)
     rt = Runtime(settings)
     boot = bootstrap(rt.store, settings.cache_dir)
     corpus = tmp / "tiny.jsonl"

@@ -17,6 +17,7 @@ from rag_autotune.local import sfn
 from rag_autotune.paths import REPO
 from rag_autotune.tune.runs import LOCK_KEY, list_runs
 from rag_autotune.versions import read_manifest
+from tests import browser as chromium
 from tests.http_client import call
 
 TUNE_ENV = {
@@ -112,7 +113,26 @@ def test_2_votes_tune_swap_and_rollback(tuned: SimpleNamespace, capsys: pytest.C
     assert "<svg" in tuned.rt.store.get_bytes(f"runs/{run['run_id']}/report.html").decode()
     training = json.loads(tuned.rt.store.get_bytes("models/v1/training.json"))
     assert training["loss_curve"]
+    assert report["training"]["loss_curve"] == training["loss_curve"]  # the page plots it
+    assert report["thresholds"]["margin"] == -1 and report["movers"]["depth"] == 40
     assert tuned.rt.store.head_etag(LOCK_KEY) is None
+
+    out_dir = tuned.rt.settings.cache_dir / "pages"
+    assert cli.main(["report", "--out", str(out_dir)]) == 0
+    page = (out_dir / f"report-{run['run_id']}.html").read_text()
+    assert "Training loss" in page and "Gate: PASSED" in page and "Queries that moved" in page
+    assert cli.main(["dashboard", "--out", str(out_dir)]) == 0
+    board = (out_dir / "dashboard.html").read_text()
+    assert run["run_id"] in board and "Feedback per day" in board
+    served = call(tuned.url + "/dashboard")
+    assert (
+        served.status == 200 and served.headers["content-type"].startswith("text/html") and run["run_id"] in served.text
+    )
+    if chromium.CHROMIUM and chromium.DRIVER:  # the README's picture of a run report
+        report_page = (out_dir / f"report-{run['run_id']}.html").as_uri()
+        shot = chromium.screenshot(report_page, chromium.ARTIFACTS / "run-report.png", out_dir / "profile")
+        assert shot.stat().st_size > 10_000
+    capsys.readouterr()
 
     assert cli.main(["runs"]) == 0
     table = capsys.readouterr().out

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from rag_autotune.observability import logger, metrics
+from rag_autotune.observability import step_handler
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
 from rag_autotune.tune import train_step
@@ -10,7 +10,6 @@ from rag_autotune.tune import train_step
 rt = Runtime(get_settings())
 
 
-@logger.inject_lambda_context(log_event=True)
-@metrics.log_metrics
+@step_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return train_step.train(event, store=rt.store, settings=rt.settings)

@@ -156,6 +156,33 @@ def _delta(r: dict[str, Any], name: str) -> str:
     return f"{m['before']['ndcg@10']:.3f}→{m['after']['ndcg@10']:.3f}" if m else "-"
 
 
+def cmd_report(rt: Runtime, args: argparse.Namespace) -> int:
+    from .tune.pages import report_key, run_report
+
+    run_id, page = run_report(rt.store, args.run)
+    path = _write_page(Path(args.out) / f"report-{run_id}.html", page, args.open)
+    print(f"run {run_id}: s3://{rt.settings.bucket}/{report_key(run_id)}\n{path}")
+    return 0
+
+
+def cmd_dashboard(rt: Runtime, args: argparse.Namespace) -> int:
+    from .tune.pages import DASHBOARD_KEY, build_dashboard
+
+    path = _write_page(Path(args.out) / "dashboard.html", build_dashboard(rt.store, rt.feedback), args.open)
+    print(f"s3://{rt.settings.bucket}/{DASHBOARD_KEY}\n{path}\n(also served at /dashboard by `rag-autotune up`)")
+    return 0
+
+
+def _write_page(path: Path, page: bytes, open_it: bool) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(page)
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+    return path.resolve()
+
+
 def cmd_golden(rt: Runtime, args: argparse.Namespace) -> int:
     from .golden import add_golden
 
@@ -188,12 +215,18 @@ def _scheduled_start(rt: Runtime) -> None:
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The whole system on this machine: moto as AWS, the API over HTTP, state kept across restarts."""
-    from .local import sfn, stack
+    from .local import cfn, sfn, stack
     from .local.scheduler import Scheduler
     from .local.server import ApiServer, load_api_module
     from .versions import read_manifest
 
     moto = stack.MotoStack(args.moto_port).start()
+    try:  # template.yaml → SAM transform → a stack in moto, plus the named steps for moto's gaps (local/cfn.py)
+        deployed = cfn.deploy_stack(settings)
+    except BaseException:
+        moto.stop()
+        raise
+    print(f"stack {deployed.stack_name} created from template.yaml; moto gaps closed by: {', '.join(deployed.steps)}")
     state = Path(args.state)
     objects, items = stack.restore(settings, state)
     if objects or items:
@@ -208,7 +241,6 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
             cmd_ingest(rt, argparse.Namespace(path=args.corpus, replace=False, skip_invalid=False))
         stack.save(settings, state)
         api = ApiServer(load_api_module().app, port=args.port).start()
-        sfn.deploy(settings)
         cron = sfn.schedule() or "cron(0 3 * * ? *)"
         nightly = Scheduler(cron, lambda: _scheduled_start(rt)).start()
     except BaseException:
@@ -254,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--timeout", type=float, default=3600.0)
     r = sub.add_parser("runs", help="past tune runs")
     r.add_argument("--limit", type=int, default=20)
+    rp = sub.add_parser("report", help="fetch a tune run's report page (the newest run's by default)")
+    rp.add_argument("run", nargs="?", help="run id (see `runs`)")
+    db = sub.add_parser("dashboard", help="build the page of every run's quality, latency and the votes per day")
+    for page in (rp, db):
+        page.add_argument("--out", default=str(REPO / ".local" / "reports"), help="folder to write the page into")
+        page.add_argument("--open", action="store_true", help="open it in a browser")
     g = sub.add_parser("golden", help="the golden query set the smoke gate must not regress on")
     gsub = g.add_subparsers(dest="golden_command", required=True)
     ga = gsub.add_parser("add", help="add one query (--query, --relevant) or a JSONL file of them (--file)")
@@ -281,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         "rollback": cmd_rollback,
         "tune": cmd_tune,
         "runs": cmd_runs,
+        "report": cmd_report,
+        "dashboard": cmd_dashboard,
         "golden": cmd_golden,
     }
     try:

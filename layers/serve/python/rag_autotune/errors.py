@@ -53,3 +53,37 @@ class UpstreamError(RagError):
     """A dependency (Bedrock, S3, DynamoDB) failed in a way the caller cannot fix."""
 
     code = "upstream_error"
+
+
+class RetryLater(RagError):
+    """Mixin for errors that tell the client when to try again (the HTTP answer carries Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Throttled(RetryLater, UpstreamError):
+    """DynamoDB still throttled after botocore's retries: nothing was written; the client should retry."""
+
+    code = "throttled"
+
+
+class MissingApiKey(RagError):
+    """An API key is configured and the request carried none (header x-api-key)."""
+
+    code = "missing_api_key"
+
+
+class InvalidApiKey(RagError):
+    code = "invalid_api_key"
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+
+
+class RateLimited(RetryLater):
+    """This client sent more requests than its token bucket allows."""
+
+    code = "rate_limited"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -13,13 +13,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ValidationError
 
 from . import ask as ask_logic
+from .auth import HEADER as API_KEY_HEADER
+from .auth import ApiKeyCheck, key_fingerprint
 from .domain import Answer, Citation
-from .errors import InvalidInput, InvalidJson, RagError
+from .errors import InvalidInput, InvalidJson, PayloadTooLarge, RagError
 from .feedback import record_feedback
-from .http_errors import error_body, status_of
+from .http_errors import error_body, headers_of, status_of
 from .observability import logger, metrics
+from .ratelimit import TokenBucket
 from .runtime import Runtime
 from .schemas import AskRequest, FeedbackRequest
+from .settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
 JSON = {"Content-Type": "application/json"}
@@ -32,6 +36,49 @@ class HttpResponse:
     headers: dict[str, str] = field(default_factory=lambda: dict(JSON))
 
 
+@dataclass(frozen=True)
+class HttpRequest:
+    """What the handlers need of a request: the raw body, the headers (names lower-case) and the caller's IP
+    (API Gateway's requestContext.identity.sourceIp)."""
+
+    body: bytes | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    source_ip: str | None = None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class Guard:
+    """What a request must pass before any work is done: the API key (when one is configured), the body size,
+    and for /feedback the per-client token bucket. Built once per process from the settings."""
+
+    api_key: ApiKeyCheck
+    max_body_bytes: int
+    feedback_limit: TokenBucket | None
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Guard:
+        key = s.api_key.get_secret_value() if s.api_key else None
+        limit = TokenBucket(s.feedback_rate_per_s, s.feedback_burst) if s.feedback_rate_per_s > 0 else None
+        return cls(ApiKeyCheck(key or None), s.max_body_bytes, limit)
+
+    def admit(self, req: HttpRequest, *, rate_limited: bool = False) -> None:
+        presented = req.header(API_KEY_HEADER)
+        self.api_key.check(presented)
+        if req.body is not None and len(req.body) > self.max_body_bytes:
+            raise PayloadTooLarge(f"request body is {len(req.body)} bytes; the limit is {self.max_body_bytes}")
+        if rate_limited and self.feedback_limit is not None:
+            self.feedback_limit.take(self.client_of(req, presented))
+
+    def client_of(self, req: HttpRequest, presented: str | None) -> str:
+        """The rate-limited client: the API key once it has been checked, else the source IP."""
+        if presented and self.api_key.required:
+            return "key-" + key_fingerprint(presented)
+        return client_id(req.source_ip)
+
+
 def json_response(status: int, obj: Any) -> HttpResponse:
     return HttpResponse(status, json.dumps(obj))
 
@@ -39,7 +86,7 @@ def json_response(status: int, obj: Any) -> HttpResponse:
 def error_response(exc: RagError) -> HttpResponse:
     status = status_of(exc)
     (logger.warning if status < 500 else logger.error)("request failed", extra={"code": exc.code, "error": str(exc)})
-    return HttpResponse(status, error_body(exc.code, str(exc)))
+    return HttpResponse(status, error_body(exc.code, str(exc)), {**JSON, **headers_of(exc)})
 
 
 def parse(model: type[M], raw: bytes | None) -> M:
@@ -112,11 +159,12 @@ def _sse_events(rt: Runtime, req: AskRequest, voter: str) -> Iterator[str]:
     yield _sse("done", {"query_id": retrieval.query_id})
 
 
-def ask(rt: Runtime, raw: bytes | None, accept: str | None, source_ip: str | None) -> HttpResponse:
+def ask(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
     try:
-        req = parse(AskRequest, raw)
-        voter = client_id(source_ip)
-        if req.stream or (accept or "").startswith("text/event-stream"):
+        guard.admit(request)
+        req = parse(AskRequest, request.body)
+        voter = client_id(request.source_ip)
+        if req.stream or (request.header("accept") or "").startswith("text/event-stream"):
             # API Gateway REST + Chalice buffer the whole body: the client gets every event at once.
             body = "".join(_sse_events(rt, req, voter))
             return HttpResponse(200, body, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -124,23 +172,26 @@ def ask(rt: Runtime, raw: bytes | None, accept: str | None, source_ip: str | Non
     except RagError as exc:
         return error_response(exc)
     metrics.add_metric(name="AskLatency", unit=MetricUnit.Milliseconds, value=answer.timings.total_ms)
+    # Query text is user data: INFO logs carry the id only, the full text only at DEBUG.
     logger.info(
         "ask",
         extra={"query_id": answer.query_id, **answer.pair.as_dict(), "timings_ms": round(answer.timings.total_ms, 3)},
     )
+    logger.debug("ask query text", extra={"query_id": answer.query_id, "query": req.query})
     return json_response(200, _answer_body(answer))
 
 
-def feedback(rt: Runtime, raw: bytes | None, source_ip: str | None) -> HttpResponse:
+def feedback(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
     try:
-        req = parse(FeedbackRequest, raw)
+        guard.admit(request, rate_limited=True)
+        req = parse(FeedbackRequest, request.body)
         recorded = record_feedback(
             rt.feedback,
             query_id=req.query_id,
             doc_id=req.doc_id,
             vote=req.vote,
             user_id=req.user_id,
-            client_id=client_id(source_ip),
+            client_id=client_id(request.source_ip),
             comment=req.comment,
             window_s=rt.settings.dedupe_window_s,
         )

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 
 from . import errors
 
 STATUS: dict[type[errors.RagError], int] = {
+    errors.PayloadTooLarge: 413,
     errors.InvalidJson: 400,
     errors.InvalidInput: 422,
+    errors.MissingApiKey: 401,
+    errors.InvalidApiKey: 403,
     errors.UnknownQuery: 404,
     errors.DocNotCited: 422,
+    errors.RateLimited: 429,
+    errors.Throttled: 503,
     errors.NotReady: 503,
     errors.ConflictError: 409,
     errors.UpstreamError: 502,
@@ -22,6 +28,13 @@ def status_of(exc: errors.RagError) -> int:
         if cls in STATUS:
             return STATUS[cls]
     return 500
+
+
+def headers_of(exc: errors.RagError) -> dict[str, str]:
+    """Headers an error answer carries besides Content-Type: Retry-After (whole seconds, at least 1)."""
+    if isinstance(exc, errors.RetryLater):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return {}
 
 
 def error_body(code: str, message: str) -> str:

@@ -29,8 +29,38 @@ def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
 
 
-def _error(description: str) -> dict[str, Any]:
-    return _json(ErrorResponse, description)
+def _error(description: str, retry_after: bool | None = None) -> dict[str, Any]:
+    """An error answer; retry_after: True when it always carries Retry-After, False when it may."""
+    out = _json(ErrorResponse, description)
+    if retry_after is not None:
+        out["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again",
+                "required": retry_after,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return out
+
+
+# Every answer /ask and /feedback share: the guard (key, size) and the dependencies behind them.
+_GUARDED: dict[str, Any] = {
+    "400": _error("Body is not JSON"),
+    "401": _error("An API key is configured and the x-api-key header is missing"),
+    "403": _error("The x-api-key header does not match the API key"),
+    "413": _error("Body larger than the limit (RAG_MAX_BODY_BYTES, 64 KiB by default)"),
+    "502": _error("A dependency (DynamoDB, S3, Bedrock) failed"),
+}
+# One Server-Sent Event of a streamed answer (the schema applies to each event, as OpenAPI 3.2's itemSchema).
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["citations", "delta", "done"]},
+        "data": {"type": "string", "description": "JSON: citations and versions, {text}, or {query_id}"},
+    },
+    "required": ["event", "data"],
+}
+_SECURITY: list[dict[str, list[str]]] = [{"ApiKey": []}]
 
 
 @lru_cache(maxsize=1)
@@ -61,13 +91,14 @@ def openapi_document() -> dict[str, Any]:
                             "query_id. API Gateway (REST) buffers it: the events arrive together.",
                             "content": {
                                 "application/json": {"schema": _ref(AskResponse)},
-                                "text/event-stream": {"schema": {"type": "string"}},
+                                "text/event-stream": {"schema": _SSE_EVENT},
                             },
                         },
-                        "400": _error("Body is not JSON"),
+                        **_GUARDED,
                         "422": _error("Body does not match the schema"),
-                        "503": _error("No model/index pair is live yet"),
+                        "503": _error("No model/index pair is live yet, or DynamoDB is throttling", False),
                     },
+                    "security": _SECURITY,
                 }
             },
             "/feedback": {
@@ -81,10 +112,13 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": _json(FeedbackResponse, "Recorded"),
                         "200": _json(FeedbackResponse, "The same vote within the dedupe window: not counted again"),
-                        "400": _error("Body is not JSON"),
+                        **_GUARDED,
                         "404": _error("Unknown query_id"),
                         "422": _error("Body does not match the schema, or doc_id was not cited by that query"),
+                        "429": _error("Too many votes from this client (API key, else source IP)", True),
+                        "503": _error("DynamoDB is throttling: the vote was not recorded, send it again", False),
                     },
+                    "security": _SECURITY,
                 }
             },
             "/health": {
@@ -98,5 +132,16 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": schemas},
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "ApiKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-api-key",
+                    "description": "On AWS, API Gateway requires it (usage plan). The embedded default requires "
+                    "it only when RAG_AUTOTUNE_API_KEY is set.",
+                }
+            },
+        },
     }

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     max_seq_len: int = Field(256, ge=16, le=512)
     query_log_ttl_days: int = Field(180, ge=1)
     dedupe_window_s: int = Field(3600, ge=1)
+
+    # Hardening. On AWS, API Gateway enforces the key and throttles (usage plan); the app checks run there too.
+    api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("RAG_AUTOTUNE_API_KEY", "RAG_API_KEY"),
+        description="when set, /ask and /feedback require it in the x-api-key header",
+    )
+    max_body_bytes: int = Field(65536, ge=1024, description="larger request bodies get 413")
+    feedback_rate_per_s: float = Field(
+        5.0, ge=0.0, description="votes per second per client (API key, else source IP); 0 turns the limit off"
+    )
+    feedback_burst: int = Field(50, ge=1, description="votes a client may send at once before the rate applies")
 
     # Ingest.
     chunk_chars: int = Field(1200, ge=200)

@@ -7,6 +7,11 @@ Items (pk, sk are strings):
 
 TTL only collects garbage: it is lazy (days on AWS, never on moto), so the dedupe window is enforced by the
 write condition on last_at, never by the marker being gone.
+
+Throttling: botocore's standard retry mode (adapters/aws.py) retries throttled calls; what is still throttled
+after that becomes Throttled (HTTP 503 with Retry-After), so a vote is never dropped silently. Inside a
+transaction, throttling comes back as a cancellation reason, which botocore does not retry: we do, as for
+conflicts.
 """
 
 from __future__ import annotations
@@ -22,12 +27,17 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..domain import Citation, QueryLog, VersionPair, Vote, VoteKind
-from ..errors import UpstreamError
+from ..errors import Throttled, UpstreamError
 
 _SER = TypeSerializer()
 _DES = TypeDeserializer()
 _VOTE_GSI_PK = "VOTE"
 _CONFLICT_RETRIES = 5  # TransactionConflict: another transaction held one of our items; botocore won't retry it
+_TRANSIENT_CANCEL = frozenset({"TransactionConflict", "ThrottlingError"})
+_THROTTLE_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "ThrottlingError"}
+)
+_RETRY_AFTER_S = 1.0
 
 
 def _num(x: float) -> Decimal:
@@ -55,6 +65,14 @@ def _unmarshal(raw: dict[str, Any]) -> dict[str, Any]:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _failed(op: str, exc: ClientError | BotoCoreError, cancel_codes: list[str] | None = None) -> UpstreamError:
+    """The domain error for a failed call: Throttled when DynamoDB was still throttling after the retries."""
+    code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
+    if code in _THROTTLE_CODES or _THROTTLE_CODES.intersection(cancel_codes or []):
+        return Throttled(f"dynamodb {op}: throttled after retries, nothing written", retry_after_s=_RETRY_AFTER_S)
+    return UpstreamError(f"dynamodb {op}: {exc}")
 
 
 class DynamoFeedbackStore:
@@ -92,7 +110,7 @@ class DynamoFeedbackStore:
         try:
             self._ddb.put_item(TableName=self.table, Item=_marshal(item))
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"dynamodb log_query {entry.query_id}: {exc}") from exc
+            raise _failed(f"log_query {entry.query_id}", exc) from exc
 
     def get_query(self, query_id: str) -> QueryLog | None:
         try:
@@ -102,7 +120,7 @@ class DynamoFeedbackStore:
                 ConsistentRead=True,  # a vote can follow its /ask within milliseconds
             )
         except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"dynamodb get_query {query_id}: {exc}") from exc
+            raise _failed(f"get_query {query_id}", exc) from exc
         if "Item" not in resp:
             return None
         it = _unmarshal(resp["Item"])
@@ -165,12 +183,12 @@ class DynamoFeedbackStore:
                 codes = self._cancel_codes(exc)
                 if codes and codes[0] == "ConditionalCheckFailed":
                     return False
-                if "TransactionConflict" in codes and attempt + 1 < _CONFLICT_RETRIES:
+                if _TRANSIENT_CANCEL.intersection(codes) and attempt + 1 < _CONFLICT_RETRIES:
                     time.sleep(random.uniform(0.005, 0.02) * (attempt + 1))
                     continue
-                raise UpstreamError(f"dynamodb record_vote {vote.query_id}: {exc}") from exc
+                raise _failed(f"record_vote {vote.query_id}", exc, codes) from exc
             except BotoCoreError as exc:
-                raise UpstreamError(f"dynamodb record_vote {vote.query_id}: {exc}") from exc
+                raise _failed(f"record_vote {vote.query_id}", exc) from exc
         raise UpstreamError(f"dynamodb record_vote {vote.query_id}: transaction conflicts persisted")
 
     @staticmethod

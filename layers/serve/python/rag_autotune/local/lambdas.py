@@ -87,7 +87,7 @@ def functions_from_template(template_path: Path, refs: dict[str, str] | None = N
     (deploy maps the bucket and the table to the settings' names). Any other intrinsic is left out, so the
     variable comes from this process's environment instead.
 
-    Zip functions: CodeUri + Handler. Image functions: Metadata.DockerContext + ImageConfig.Command[0].
+    Zip functions: CodeUri + Handler. Image functions: ImageConfig.Command[0], beside Metadata.Dockerfile.
     Globals.Function supplies defaults (Timeout, MemorySize, CodeUri, Handler, Environment), as SAM does.
     """
     template_path = Path(template_path).resolve()
@@ -107,7 +107,9 @@ def functions_from_template(template_path: Path, refs: dict[str, str] | None = N
                 raise ValueError(
                     f"{logical_id}: an Image function needs Metadata.DockerContext and ImageConfig.Command"
                 )
-            path, func = _handler_file(root / str(context), str(command[0]))
+            # The handler sits beside the Dockerfile (the context may be the repository root).
+            dockerfile = str((resource.get("Metadata") or {}).get("Dockerfile") or "Dockerfile")
+            path, func = _handler_file((root / str(context) / dockerfile).parent, str(command[0]))
         else:
             code_uri, handler = merged.get("CodeUri"), merged.get("Handler")
             if not isinstance(code_uri, str) or not isinstance(handler, str):

@@ -34,6 +34,8 @@ def _cfn_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
         value = loader.construct_mapping(node, deep=True)
     else:
         value = loader.construct_scalar(cast(yaml.ScalarNode, node))
+        if tag_suffix == "GetAtt":  # `!GetAtt A.B` is `Fn::GetAtt: [A, B]`: JSON templates allow only the list
+            value = str(value).split(".", 1)
     return {f"Fn::{tag_suffix}" if tag_suffix != "Ref" else "Ref": value}
 
 

@@ -9,6 +9,7 @@ but never fires it, so `scheduler.Scheduler` calls `start` itself.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -193,18 +194,25 @@ def deploy(
     *,
     name: str | None = None,
     rule_name: str | None = None,
+    function_names: dict[str, str] | None = None,
+    schedule_rule: bool = True,
 ) -> str:
     """Install the template's functions in moto, create or update the state machine from the ASL file with
     its DefinitionSubstitutions resolved, and store the schedule rule. Idempotent. Returns the state
     machine ARN. `name` and `rule_name` default to the template's Name properties, else
     rag-autotune-tune and rag-autotune-nightly. The functions see the settings' bucket and table where the
-    template's Environment says `!Ref` of the bucket or the table."""
+    template's Environment says `!Ref` of the bucket or the table. `function_names` maps logical ids to the
+    names the functions already have (a stack created them, see cfn.py); others are rag-autotune-<id>.
+    `schedule_rule=False` leaves the rule alone (a stack made it, targeting this machine's ARN)."""
     template, asl = Path(template), Path(asl)
     doc = load_template(template)
     _, machine = state_machine_resource(doc, asl)
     name = name or _plain((machine.get("Properties") or {}).get("Name"), doc) or STATE_MACHINE_NAME
     enable_execution()
     functions = lambdas.functions_from_template(template, refs=_resource_refs(doc, settings))
+    for logical_id, function_name in (function_names or {}).items():
+        if logical_id in functions:
+            functions[logical_id] = dataclasses.replace(functions[logical_id], function_name=function_name)
     arns = lambdas.install(functions, overrides, region=settings.region)
     definition = render_definition(template, asl, arns, functions)
 
@@ -222,7 +230,7 @@ def deploy(
                 raise
     sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role)
 
-    event = schedule_event(template, asl)
+    event = schedule_event(template, asl) if schedule_rule else None
     if event:
         rule_name = rule_name or event.rule_name or RULE_NAME
         events = boto3.client("events", region_name=settings.region)

@@ -42,3 +42,42 @@ def evaluate(rank: Callable[[str], Sequence[str]], queries: Sequence[Judged]) ->
         sums["hit@5"] += hit_at(ranked, rel, 5)
         sums["ndcg@10"] += ndcg_at(ranked, rel, 10)
     return {**{k: round(v / len(scored), 4) for k, v in sums.items()}, "n": len(scored)}
+
+
+def first_relevant_rank(ranked: Sequence[str], relevant: frozenset[str]) -> int | None:
+    """1-based rank of the best-placed relevant document, None when none is in `ranked`."""
+    return next((i + 1 for i, d in enumerate(ranked) if d in relevant), None)
+
+
+@dataclass(frozen=True)
+class Move:
+    query: str
+    before: int  # rank of the best 👍 document; depth + 1 when it was not retrieved at all
+    after: int
+
+    @property
+    def gain(self) -> int:
+        return self.before - self.after
+
+
+def movers(
+    before: Callable[[str], Sequence[str]],
+    after: Callable[[str], Sequence[str]],
+    queries: Sequence[Judged],
+    depth: int,
+    n: int = 10,
+) -> tuple[list[Move], list[Move]]:
+    """(up, down): the n queries whose best 👍 document rose most, and the n where it fell most."""
+    seen: set[str] = set()
+    moves: list[Move] = []
+    for q in queries:
+        if not q.relevant or q.query in seen:
+            continue
+        seen.add(q.query)
+        b = first_relevant_rank(before(q.query), q.relevant) or depth + 1
+        a = first_relevant_rank(after(q.query), q.relevant) or depth + 1
+        if a != b:
+            moves.append(Move(q.query, b, a))
+    up = sorted((m for m in moves if m.gain > 0), key=lambda m: (-m.gain, m.query))[:n]
+    down = sorted((m for m in moves if m.gain < 0), key=lambda m: (m.gain, m.query))[:n]
+    return up, down

@@ -6,6 +6,7 @@ step shows readable input/output in the Step Functions console. Data goes throug
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -30,8 +31,8 @@ from ..versions import (
 )
 from . import report as report_mod
 from .dataset import group_votes, judged, split, triplets
-from .gate import GateInput, decide
-from .metrics import Judged, evaluate
+from .gate import METRIC, GateInput, decide
+from .metrics import Judged, evaluate, movers
 from .runs import RunLocked, acquire_lock, list_runs, record_step, release_lock, update_run
 
 
@@ -194,7 +195,11 @@ def embed(
 # ---------------------------------------------------------------- smoke
 
 
-def ranker(encoder: Encoder, index: VectorIndex, version: str, depth: int = 40) -> Callable[[str], list[str]]:
+RANK_DEPTH = 40
+
+
+def ranker(encoder: Encoder, index: VectorIndex, version: str, depth: int = RANK_DEPTH) -> Callable[[str], list[str]]:
+    @functools.lru_cache(maxsize=4096)  # the metrics and the movers table rank the same queries
     def rank(query: str) -> list[str]:
         hits = index.search(version, encoder.encode([query])[0], depth)
         seen: dict[str, None] = {}
@@ -216,6 +221,16 @@ def latency_p99(
         index.search(version, encoder.encode([pool[i % len(pool)]])[0], 5)
         samples.append((time.perf_counter() - t) * 1000)
     return float(np.percentile(samples, 99)), samples
+
+
+def _training_record(store: ArtifactStore, model_version: str) -> dict[str, Any]:
+    """What the train step uploaded beside the model (config, counts, loss curve); {} for a model that was not
+    trained by a run (bootstrap)."""
+    try:
+        record = json.loads(store.get_bytes(model_prefix(model_version) + "training.json"))
+    except (ArtifactNotFound, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _judged(rows: list[dict[str, Any]]) -> list[Judged]:
@@ -252,9 +267,10 @@ def smoke(
     metrics = {
         name: {"before": evaluate(live_rank, qs), "after": evaluate(cand_rank, qs)} for name, qs in sets.items() if qs
     }
+    up, down = movers(live_rank, cand_rank, [q for qs in sets.values() for q in qs], RANK_DEPTH)
     queries = [q.query for qs in sets.values() for q in qs]
     p99, samples = latency_p99(cand_enc, index, candidate.index_version, queries)
-    live_p99, _ = latency_p99(live_enc, index, live.index_version, queries)
+    live_p99, live_samples = latency_p99(live_enc, index, live.index_version, queries)
     decision = decide(
         GateInput(
             metrics=metrics,
@@ -271,13 +287,25 @@ def smoke(
         "metrics": metrics,
         "latency_ms": {"candidate_p99": round(p99, 3), "live_p99": round(live_p99, 3), "samples": len(samples)},
         "decision": {"passed": decision.passed, "reasons": decision.reasons},
+        "thresholds": {
+            "metric": METRIC,
+            "margin": settings.tune_margin,
+            "golden_tolerance": settings.tune_golden_tolerance,
+            "p99_budget_ms": settings.tune_p99_budget_ms,
+        },
         "counts": state.get("counts", {}),
+        "training": _training_record(store, candidate.model_version),
+        "movers": {"up": [m.__dict__ for m in up], "down": [m.__dict__ for m in down], "depth": RANK_DEPTH},
     }
     store.put_bytes(prefix + "report.json", json.dumps(report, indent=2).encode(), "application/json")
-    store.put_bytes(prefix + "report.html", report_mod.html(report, samples).encode(), "text/html")
+    page = report_mod.html(report, {"live": live_samples, "candidate": samples})
+    store.put_bytes(prefix + report_mod.REPORT_HTML, page.encode(), "text/html")
     status = "PASSED" if decision.passed else "REJECTED"
     _step(store, run_id, "smoke", started, metrics=metrics, latency_ms=report["latency_ms"], gate=report["decision"])
-    return {**state, "status": status, "reasons": decision.reasons}
+    deltas = {
+        name: round(m["after"][METRIC] - m["before"][METRIC], 4) for name, m in metrics.items() if m["after"]["n"]
+    }
+    return {**state, "status": status, "reasons": decision.reasons, "deltas": deltas, "candidate_p99_ms": round(p99, 3)}
 
 
 # ---------------------------------------------------------------- swap

@@ -1,0 +1,261 @@
+"""template.yaml is the deployed system, and these tests exercise that file, offline:
+
+- cfn-lint on the SAM source and on the transformed CloudFormation (the transformed one catches a bad
+  runtime, a 5-field cron and a wrong !GetAtt that the source lint does not see);
+- aws-sam-translator transforms it without errors;
+- the transformed stack is created in moto's server CloudFormation, moto's gaps are closed by the named
+  steps in rag_autotune.local.cfn, and the resulting resources carry the template's settings;
+- the state machine it leaves in moto's executing backend runs the ASL with the stack's functions."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from rag_autotune.local import cfn, sfn
+from rag_autotune.local.resources import load_template
+from rag_autotune.paths import ASL, REPO, TEMPLATE
+from rag_autotune.settings import Settings
+
+# Warnings about code the translator generates, not about the template: a DependsOn that a Ref already
+# implies (W3005, on the usage plan), and a Fn::Sub left around a parameter SAM resolved (W1020).
+TRANSFORMED_IGNORE = ["W3005", "W1020"]
+
+
+def _lint(text: str, ignore: list[str] | None = None) -> list[str]:
+    from cfnlint.api import ManualArgs, lint
+
+    matches = lint(text, config=ManualArgs(regions=["us-east-1"], ignore_checks=ignore or []))
+    return [f"{m.rule.id} {m.message}" for m in matches]
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def transformed() -> dict[str, Any]:
+    return cfn.transformed_template(TEMPLATE)
+
+
+def test_cfn_lint_passes_on_the_sam_source_and_on_the_transformed_template(transformed: dict[str, Any]) -> None:
+    assert _lint(TEMPLATE.read_text()) == []
+    assert _lint(json.dumps(transformed), TRANSFORMED_IGNORE) == []
+
+
+def test_lint_of_the_transformed_template_catches_what_the_source_lint_misses(doc: dict[str, Any]) -> None:
+    bad = copy.deepcopy(doc)
+    bad["Resources"]["TuneSwapFunction"]["Properties"]["Runtime"] = "python3.99"
+    bad["Parameters"]["TuneSchedule"]["Default"] = "cron(0 3 * * *)"  # 5 fields: EventBridge wants 6
+    subs = bad["Resources"]["TuneStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    subs["SwapFunctionArn"] = {"Fn::GetAtt": ["TuneSwapFunction", "Nope"]}
+    packaged, _ = cfn.package(bad, REPO)
+    found = {m.split()[0] for m in _lint(json.dumps(cfn.transform(packaged)), TRANSFORMED_IGNORE)}
+    assert {"E3030", "W1030", "E1010"} <= found  # runtime, cron, GetAtt attribute
+
+
+def test_transform_packages_local_paths_like_sam_package(transformed: dict[str, Any]) -> None:
+    resources = transformed["Resources"]
+    functions = {k: v["Properties"] for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"}
+    assert set(functions) == {
+        "ApiFunction",
+        "TunePrepareFunction",
+        "TuneTrainFunction",
+        "TuneEmbedFunction",
+        "TuneSmokeFunction",
+        "TuneSwapFunction",
+        "TuneCleanupFunction",
+    }
+    for name, props in functions.items():
+        if name == "TuneTrainFunction":
+            assert props["PackageType"] == "Image" and "Runtime" not in props
+        else:
+            assert props["Code"]["S3Bucket"] == cfn.CODE_BUCKET
+            assert props["Runtime"] == "python3.11"  # the dev venv's Python (see the Globals comment)
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Architectures"] == ["x86_64"]
+    (sm,) = [v for v in resources.values() if v["Type"] == "AWS::StepFunctions::StateMachine"]
+    assert sm["Properties"]["DefinitionS3Location"]["Bucket"] == cfn.CODE_BUCKET
+    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
+    assert placeholders == set(sm["Properties"]["DefinitionSubstitutions"])
+
+
+def test_template_declares_what_the_issue_asks_for(doc: dict[str, Any], transformed: dict[str, Any]) -> None:
+    res = doc["Resources"]
+    table = res["FeedbackTable"]["Properties"]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert table["TimeToLiveSpecification"]["Enabled"] is True
+    bucket = res["ArtifactBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+
+    env = doc["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "RagAutotune" and "POWERTOOLS_SERVICE_NAME" in env
+    assert {
+        "Stage",
+        "TuneSchedule",
+        "BedrockModelId",
+        "QdrantUrl",
+        "QdrantApiKey",
+        "TuneMargin",
+        "TuneP99BudgetMs",
+    } <= set(doc["Parameters"])
+
+    # One Api event per route of the Chalice app (read from its @app.route decorators).
+    app_src = (REPO / "functions" / "api" / "app.py").read_text()
+    routes = {
+        (path, method.lower())
+        for path, methods in re.findall(r'@app\.route\("([^"]+)", methods=\[([^\]]+)\]', app_src)
+        for method in re.findall(r'"(\w+)"', methods)
+    }
+    assert len(routes) >= 4
+    events = res["ApiFunction"]["Properties"]["Events"].values()
+    assert {(e["Properties"]["Path"], e["Properties"]["Method"]) for e in events} == routes
+    assert all(e["Type"] == "Api" for e in events)  # REST, payload 1.0: what Chalice routes
+    auth = res["Api"]["Properties"]["Auth"]
+    assert auth["ApiKeyRequired"] is True and auth["UsagePlan"]["Throttle"]
+    assert res["Api"]["Properties"]["Cors"]["AllowOrigin"]
+
+    # Every function has its own policies; no statement grants every action.
+    for name, resource in res.items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            assert resource["Properties"].get("Policies"), name
+    for resource in transformed["Resources"].values():
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in resource["Properties"].get("Policies", []):
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                    assert "*" not in actions
+
+    # The dashboard plots the metrics the code emits.
+    body = json.dumps(res["Dashboard"]["Properties"]["DashboardBody"])
+    emitted = set()
+    for path in [
+        REPO / "layers/serve/python/rag_autotune/http_api.py",
+        *sorted((REPO / "functions/tune").glob("*.py")),
+    ]:
+        for line in path.read_text().splitlines():
+            if "add_metric(" in line:
+                emitted |= set(re.findall(r'"([A-Z]\w+)"', line))
+    emitted |= {"TuneRejected", "TuneFailed"}  # cleanup.py names them from the run's status
+    assert {"AskLatency", "VoteUp", "VoteDown", "TuneSwapped", "TuneSkipped"} <= emitted
+    for metric in emitted:
+        assert f'\\"{metric}\\"' in body or metric == "FeedbackRecorded", metric
+    assert '\\"p50\\"' in body and '\\"p99\\"' in body
+
+    assert {"ApiUrl", "ArtifactBucketName", "FeedbackTableName", "TuneStateMachineArn"} <= set(doc["Outputs"])
+
+
+def _api_events() -> list[dict[str, Any]]:
+    return list(load_template(TEMPLATE)["Resources"]["ApiFunction"]["Properties"]["Events"].values())
+
+
+@pytest.fixture(scope="module")
+def stack(moto_url: str) -> tuple[cfn.LocalStack, Settings]:
+    import uuid
+
+    suffix = uuid.uuid4().hex[:8]
+    settings = Settings(bucket=f"rag-tpl-{suffix}", table=f"rag-tpl-{suffix}")
+    deployed = cfn.deploy_stack(settings, stack_name=f"rag-tpl-{suffix}", state_machine_name=f"rag-tpl-{suffix}-tune")
+    return deployed, settings
+
+
+def test_the_stack_is_created_in_moto_from_the_template(stack: tuple[cfn.LocalStack, Settings]) -> None:
+    deployed, settings = stack
+    assert deployed.steps == ["rest_api", "bucket", "table", "functions", "state_machine"]
+    assert deployed.outputs["ArtifactBucketName"] == settings.bucket
+    assert deployed.outputs["FeedbackTableName"] == settings.table
+    assert deployed.outputs["TuneStateMachineArn"] == deployed.state_machine_arn
+    assert deployed.outputs["ApiUrl"].endswith("/prod") and deployed.outputs["ApiKeyId"]
+    region = settings.region
+
+    ddb = boto3.client("dynamodb", region_name=region)
+    table = ddb.describe_table(TableName=settings.table)["Table"]
+    assert [g["IndexName"] for g in table["GlobalSecondaryIndexes"]] == ["gsi1"]
+    assert ddb.describe_time_to_live(TableName=settings.table)["TimeToLiveDescription"] == {
+        "TimeToLiveStatus": "ENABLED",
+        "AttributeName": "expires_at",
+    }
+    backups = ddb.describe_continuous_backups(TableName=settings.table)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+
+    s3 = boto3.client("s3", region_name=region)
+    assert s3.get_bucket_versioning(Bucket=settings.bucket)["Status"] == "Enabled"
+    assert all(s3.get_public_access_block(Bucket=settings.bucket)["PublicAccessBlockConfiguration"].values())
+    # The template's only bucket policy statement is the TLS-only Deny, left out locally (plain HTTP endpoint).
+    with pytest.raises(s3.exceptions.ClientError, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=settings.bucket)
+    assert (
+        s3.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"][0]["ID"] == "expire-old-object-versions"
+    )
+    assert s3.get_bucket_encryption(Bucket=settings.bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+
+    lam = boto3.client("lambda", region_name=region)
+    api_fn = lam.get_function_configuration(FunctionName=f"{deployed.stack_name}-ApiFunction")
+    assert api_fn["Runtime"] == "python3.11" and api_fn["MemorySize"] == 1769
+    # TracingConfig and EphemeralStorage: moto ignores them (in CloudFormation and in the update API alike).
+    assert [
+        layer["Arn"].split(":")[-2].startswith(f"{deployed.stack_name}-ServeLayer") for layer in api_fn["Layers"]
+    ] == [True]
+    assert api_fn["Environment"]["Variables"]["RAG_BUCKET"] == settings.bucket
+
+    apigw = boto3.client("apigateway", region_name=region)
+    api_id = deployed.physical["Api"]
+    methods = {
+        (r["path"], m)
+        for r in apigw.get_resources(restApiId=api_id)["items"]
+        for m in r.get("resourceMethods", {})
+        if m != "OPTIONS"
+    }
+    declared = {(e["Properties"]["Path"], e["Properties"]["Method"].upper()) for e in _api_events()}
+    assert methods == declared and ("/ask", "POST") in methods
+    assert [s["stageName"] for s in apigw.get_stages(restApiId=api_id)["item"]] == ["prod"]
+    (plan,) = [p for p in apigw.get_usage_plans()["items"] if p["apiStages"] == [{"apiId": api_id, "stage": "prod"}]]
+    assert plan["throttle"] == {"burstLimit": 40, "rateLimit": 20.0}
+    keys = apigw.get_usage_plan_keys(usagePlanId=plan["id"])["items"]
+    assert [k["id"] for k in keys] == [deployed.outputs["ApiKeyId"]]
+
+    events = boto3.client("events", region_name=region)
+    rule = deployed.physical["TuneStateMachineNightly"]
+    assert events.describe_rule(Name=rule)["ScheduleExpression"] == "cron(0 3 * * ? *)"
+    assert [t["Arn"] for t in events.list_targets_by_rule(Rule=rule)["Targets"]] == [deployed.state_machine_arn]
+
+
+def test_the_stacks_state_machine_executes_with_the_stacks_functions(
+    stack: tuple[cfn.LocalStack, Settings], tmp_path: Path
+) -> None:
+    deployed, settings = stack
+    client = boto3.client("stepfunctions", region_name=settings.region)
+    definition = json.loads(client.describe_state_machine(stateMachineArn=deployed.state_machine_arn)["definition"])
+    assert definition["States"]["Prepare"]["Resource"] == deployed.function_arns["TunePrepareFunction"]
+    assert definition["States"]["Swap"]["Resource"] == deployed.function_arns["TuneSwapFunction"]
+
+    # Nothing is live in a fresh stack: Prepare (the real handler, in its own process) raises NotReady, the
+    # Catch routes to Cleanup (the stack's function too), and the run ends in the ASL's Failed state.
+    arn = sfn.start(deployed.state_machine_arn, trigger="test")
+    result = sfn.wait(arn, timeout_s=120, poll_s=0.3)
+    history = client.get_execution_history(executionArn=arn)["events"]
+    scheduled = [
+        e["lambdaFunctionScheduledEventDetails"]["resource"] for e in history if e["type"] == "LambdaFunctionScheduled"
+    ]
+    assert scheduled == [deployed.function_arns["TunePrepareFunction"], deployed.function_arns["TuneCleanupFunction"]]
+    failed = [e["lambdaFunctionFailedEventDetails"]["error"] for e in history if e["type"] == "LambdaFunctionFailed"]
+    assert failed == ["NotReady"]
+    assert result["status"] == "FAILED"
+    assert history[-1]["executionFailedEventDetails"]["error"] == "TuneFailed"
+
+
+def test_a_second_deploy_reuses_the_stack(stack: tuple[cfn.LocalStack, Settings]) -> None:
+    deployed, settings = stack
+    again = cfn.deploy_stack(settings, stack_name=deployed.stack_name, state_machine_name=f"{deployed.stack_name}-tune")
+    assert again.state_machine_arn == deployed.state_machine_arn
+    assert "rest_api" not in again.steps and again.function_arns == deployed.function_arns
