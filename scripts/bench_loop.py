@@ -8,6 +8,9 @@
 4. One tune run: `rag-autotune tune --wait` through the real ASL in moto's Step Functions interpreter.
 5. Prints P@5, hit@5, nDCG@10 before → after for repeated (voted) and held-out queries, the wall time of
    each step, the HTTP /ask p99 before and after, and the peak memory of the steps.
+6. The feedback memory (issue 7; --no-memory skips it): the rows base, base + memory (seconds after the votes,
+   as /ask serves them), tuned, tuned + memory, then a second round (the users re-ask, vote on what they now
+   see) and the /ask p99 with 10k remembered votes. Each simulated user votes under their own user_id.
 
 With --force-swap the run's gate margin is -1, so the candidate goes live whatever the held-out feedback
 says: the "after" columns then measure the trained candidate itself, and the script also prints what the
@@ -36,10 +39,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import man_corpus  # noqa: E402
 
 from rag_autotune import cli  # noqa: E402
+from rag_autotune.ask import retrieve  # noqa: E402
 from rag_autotune.ingest import ingest  # noqa: E402
 from rag_autotune.local import sfn, stack  # noqa: E402
 from rag_autotune.local.resources import ensure_resources  # noqa: E402
 from rag_autotune.local.server import ApiServer, load_api_module  # noqa: E402
+from rag_autotune.memory import MemoryVote  # noqa: E402
 from rag_autotune.runtime import Runtime  # noqa: E402
 from rag_autotune.settings import Settings, get_settings  # noqa: E402
 from rag_autotune.tune.gate import GateInput, decide  # noqa: E402
@@ -73,6 +78,61 @@ def quality(rt: Runtime, sets: dict[str, list[Judged]]) -> dict[str, dict[str, f
     return {name: evaluate(rank, qs) for name, qs in sets.items()}
 
 
+Quality = dict[str, dict[str, float]]
+
+
+def served_quality(api_module: object, sets: dict[str, list[Judged]]) -> Quality:
+    """What /ask serves: the top 10 per query from the API process's own live pair and feedback memory, through
+    the same retrieve() /ask runs. In process rather than over HTTP, so that measuring does not log ~1k queries
+    each time (moto copies every table on each vote's transaction: a big table makes voting slow and huge)."""
+
+    def rank(query: str) -> list[str]:
+        live = api_module.runtime.live.current()  # type: ignore[attr-defined]
+        return [c.doc_id for c in retrieve(query, 10, live).citations]
+
+    return {name: evaluate(rank, qs) for name, qs in sets.items()}
+
+
+def vote_round(client: Client, voted: list[man_corpus.Query], budget: int) -> tuple[int, int]:
+    """Each simulated user (one per query) asks, sees the top 5, votes 👍 relevant and 👎 the others."""
+    votes = asked = 0
+    for i, q in enumerate(voted):
+        if votes >= budget:
+            break
+        status, body, _ = client.post("/ask", {"query": q["query"], "top_k": 5})
+        asked += 1
+        for c in body["citations"]:  # type: ignore[attr-defined]
+            kind = "up" if c["doc_id"] in q["relevant"] else "down"
+            vote = {"query_id": body["query_id"], "doc_id": c["doc_id"], "vote": kind, "user_id": f"sim-{i}"}
+            st, _, _ = client.post("/feedback", vote)
+            votes += st == 201
+    return asked, votes
+
+
+def row(name: str, q: Quality) -> str:
+    cells = " | ".join(
+        f"{q[s]['p@5']:.3f} | {q[s]['hit@5']:.3f} | {q[s]['ndcg@10']:.3f}" for s in ("repeated", "held-out")
+    )
+    return f"| {name} | {cells} |"
+
+
+def remember_synthetic(api_module: object, rt: Runtime, queries: list[str], n: int) -> int:
+    """n votes on n distinct synthetic queries (real query vectors plus noise) in the served memory."""
+    live = api_module.runtime.live.current()  # type: ignore[attr-defined]
+    if live.memory is None:
+        return 0
+    base = live.encoder.encode(queries)
+    rng = np.random.default_rng(0)
+    now = time.time()
+    mem = live.memory
+    for i in range(n):
+        v = base[i % len(base)] + rng.normal(0, 0.02, base.shape[1]).astype(np.float32)
+        vote = MemoryVote(f"synthetic question {i}", f"synthetic-doc-{i % 500}", f"syn-{i}", bool(i % 2), now)
+        with mem._lock:  # the bench reaches into the served process's memory; requests may be running
+            mem.memory.add(vote, v / np.linalg.norm(v))
+    return len(mem.memory)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=2000, help="at most this many documents (all usable pages: ~1.7k)")
@@ -80,6 +140,8 @@ def main() -> int:
     ap.add_argument("--max-chars", type=int, default=3000, help="page text kept per document")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--force-swap", action="store_true", help="gate margin -1: measure the candidate itself")
+    ap.add_argument("--no-memory", action="store_true", help="skip the feedback memory rows and the second round")
+    ap.add_argument("--memory-votes", type=int, default=10_000, help="remembered votes for the /ask p99 check")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -97,6 +159,8 @@ def main() -> int:
         RAG_CACHE_DIR=str(work / "cache"),
         RAG_MANIFEST_TTL_S="1",
         RAG_FEEDBACK_RATE_PER_S="0",  # the simulated users all vote from 127.0.0.1: no per-client vote limit
+        RAG_MEMORY_REFRESH_S="2",
+        RAG_MEMORY_ENABLED="false" if args.no_memory else "true",
     )
     get_settings.cache_clear()
     settings = get_settings()
@@ -115,7 +179,8 @@ def main() -> int:
         chunk_overlap=settings.chunk_overlap,
     )
     print(f"ingest: {report.chunks} chunks in {time.perf_counter() - t:.0f} s", flush=True)
-    api = ApiServer(load_api_module().app, port=0).start()
+    api_module = load_api_module()
+    api = ApiServer(api_module.app, port=0).start()
     client = Client(api.port)
 
     rng = random.Random(args.seed)
@@ -130,19 +195,22 @@ def main() -> int:
     p99_before = ask_p99(client, [q["query"] for q in heldout])
 
     t = time.perf_counter()
-    votes = asked = 0
-    for q in voted:
-        if votes >= args.votes:
-            break
-        status, body, _ = client.post("/ask", {"query": q["query"], "top_k": 5})
-        asked += 1
-        for c in body["citations"]:  # type: ignore[attr-defined]
-            kind = "up" if c["doc_id"] in q["relevant"] else "down"
-            st, _, _ = client.post("/feedback", {"query_id": body["query_id"], "doc_id": c["doc_id"], "vote": kind})
-            votes += st == 201
+    asked, votes = vote_round(client, voted, args.votes)
     sets["repeated"] = sets["repeated"][:asked]  # only the queries users actually asked
     print(f"users: {asked} queries asked, {votes} votes ({time.perf_counter() - t:.0f} s)", flush=True)
     before["repeated"] = quality(rt, {"repeated": sets["repeated"]})["repeated"]
+    rows: list[tuple[str, Quality]] = []
+
+    def add_row(name: str, q: Quality) -> None:
+        rows.append((name, q))
+        print(f"row: {row(name, q)}", flush=True)  # as measured: a later failure cannot lose it
+
+    add_row("base", before)
+    if not args.no_memory:
+        time.sleep(settings.memory_refresh_s + 0.5)  # the served memory reads the new votes at most this often
+        t = time.perf_counter()
+        add_row("base + memory (seconds after the votes)", served_quality(api_module, sets))
+        print(f"base + memory measured in the API process ({time.perf_counter() - t:.0f} s)", flush=True)
 
     if args.force_swap:
         os.environ["RAG_TUNE_MARGIN"] = "-1"  # read by the step functions' processes
@@ -154,6 +222,20 @@ def main() -> int:
     time.sleep(settings.manifest_ttl_s + 0.5)
     after = quality(rt, sets)
     p99_after = ask_p99(client, [q["query"] for q in heldout])
+    add_row("tuned" if run["status"] == "SWAPPED" else f"tuned ({run['status']}: live unchanged)", after)
+    p99_memory = 0.0
+    remembered = 0
+    round2_votes = 0
+    if not args.no_memory:
+        add_row("tuned + memory", served_quality(api_module, sets))
+        t = time.perf_counter()
+        _, round2_votes = vote_round(client, voted[:asked], 10**9)  # the same users re-ask and vote again
+        time.sleep(settings.memory_refresh_s + 0.5)
+        add_row(f"tuned + memory, after round 2 (+{round2_votes} votes)", served_quality(api_module, sets))
+        print(f"second round: {round2_votes} votes ({time.perf_counter() - t:.0f} s)", flush=True)
+        remembered = remember_synthetic(api_module, rt, [q["query"] for q in queries], args.memory_votes)
+        p99_memory = ask_p99(client, [q["query"] for q in heldout])
+    run_report = json.loads(rt.store.get_bytes(f"runs/{run['run_id']}/report.json")) if run.get("metrics") else {}
     api.stop()
     moto.stop()
 
@@ -168,6 +250,27 @@ def main() -> int:
             f"| {name} | {a['n']} | {b['p@5']:.3f} → {a['p@5']:.3f} | {b['hit@5']:.3f} → {a['hit@5']:.3f} | "
             f"{b['ndcg@10']:.3f} → {a['ndcg@10']:.3f} ({(a['ndcg@10'] - b['ndcg@10']) * 100:+.1f} pts) |"
         )
+    if len(rows) > 1:
+        print("\n## The feedback memory: what /ask serves (P@5 | hit@5 | nDCG@10)\n")
+        print(
+            "| ranking | repeated P@5 | hit@5 | nDCG@10 | held-out P@5 | hit@5 | nDCG@10 |\n"
+            "|---|---|---|---|---|---|---|"
+        )
+        for name, q in rows:
+            print(row(name, q))
+        memory = run_report.get("memory") or {}
+        if memory.get("rows"):
+            print(
+                f"\nsmoke's memory choice (train split): threshold {memory['threshold']}, weight {memory['weight']}, "
+                f"{'enabled' if memory['enabled'] else 'shipped disabled'}: {'; '.join(memory['reasons'])}"
+            )
+            for name, m in memory["rows"].items():
+                print(
+                    f"  gate {name}: repeated nDCG@10 {m['repeated']['ndcg@10']:.3f}, "
+                    f"held-out {m['heldout']['ndcg@10']:.3f} (n={m['heldout']['n']})"
+                )
+        if remembered:
+            print(f"\n/ask over HTTP with {remembered} remembered votes, p99 over 300 requests: {p99_memory:.1f} ms")
     print("\n| step | wall time |\n|---|---|")
     for step, info in (run.get("steps") or {}).items():
         print(f"| {step} | {info['seconds']:.0f} s |")

@@ -226,6 +226,16 @@ def main() -> int:
     print(f"\nServe layer (`make layer`: what the ask Lambda carries besides the runtime's boto3): {layer_mb:.1f} MB")
     for part_size, name in parts[:6]:
         print(f"  {name:<28} {part_size / 1e6:7.1f} MB")
+    import sam_build
+
+    if sam_build.available():
+        built = sam_build.build(REPO / "build" / "sam")
+        print("\n`sam build ApiFunction` (template.yaml; Lambda's limit is 250 MB unzipped, function + layers):")
+        for name, n in built.items():
+            print(f"  {name:<28} {n / 1e6:7.1f} MB")
+        print(f"  {'total':<28} {sum(built.values()) / 1e6:7.1f} MB")
+    else:
+        print("\n(no .sam-venv/bin/sam: `make bench-query` installs aws-sam-cli there and prints the sam build sizes)")
     return 0
 
 

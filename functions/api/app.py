@@ -13,7 +13,7 @@ from chalice import Chalice, Response
 
 from rag_autotune import http_api
 from rag_autotune.errors import RagError
-from rag_autotune.observability import api_request_started, logger, metrics
+from rag_autotune.observability import api_request_started, logger, metrics, tracer
 from rag_autotune.openapi import openapi_document
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
@@ -65,16 +65,19 @@ def uniform_errors_and_metrics(event: Any, get_response: Any) -> Response:
 
 
 @app.route("/ask", methods=["POST"], content_types=ANY_TYPE, cors=True)
+@tracer.capture_method(capture_response=False)  # an X-Ray subsegment per request; boto3 calls nest in it
 def ask() -> Response:
     return _send(http_api.ask(runtime, _request(), guard))
 
 
 @app.route("/feedback", methods=["POST"], content_types=ANY_TYPE, cors=True)
+@tracer.capture_method(capture_response=False)
 def feedback() -> Response:
     return _send(http_api.feedback(runtime, _request(), guard))
 
 
 @app.route("/health", methods=["GET"], cors=True)
+@tracer.capture_method(capture_response=False)
 def health() -> Response:
     return _send(http_api.health(runtime))
 

@@ -14,7 +14,9 @@ rt = Runtime(get_settings())
 
 @step_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    result = steps.smoke(event, store=rt.store, index=rt.index, load_encoder=rt.load_encoder, settings=rt.settings)
+    result = steps.smoke(
+        event, store=rt.store, index=rt.index, load_encoder=rt.load_encoder, settings=rt.settings, feedback=rt.feedback
+    )
     deltas = result["deltas"]  # candidate − live nDCG@10 per query set, charted on the dashboard
     if "heldout" in deltas:
         metrics.add_metric(name="HeldoutNdcgDelta", unit=MetricUnit.NoUnit, value=deltas["heldout"])

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 
 from rag_autotune.adapters.aws import CLIENT_CONFIG
@@ -15,6 +16,7 @@ from rag_autotune.adapters.dynamodb import DynamoFeedbackStore
 from rag_autotune.domain import Citation, QueryLog, VersionPair, Vote
 from rag_autotune.errors import UpstreamError
 from rag_autotune.local.resources import ensure_table, load_template, table_spec
+from rag_autotune.memory import pack_vector, unpack_vector
 from rag_autotune.ports import FeedbackStore
 from tests.fakes import MemoryFeedbackStore
 
@@ -74,6 +76,23 @@ def test_query_log_round_trip(store: FeedbackStore) -> None:
     empty = QueryLog("q-empty", "nothing found", PAIR, (), T0)
     store.log_query(empty)
     assert store.get_query("q-empty") == empty
+
+
+def test_query_vector_travels_with_the_query_and_its_votes(store: FeedbackStore) -> None:
+    """The feedback memory reads votes with the vector logged at /ask, the same bytes from every store."""
+    emb = pack_vector(np.linspace(-1.0, 1.0, 384, dtype=np.float32))
+    cited = (Citation("open.2", "open.2#0", "open(2)", "opens a file", 0.9, 1, boosted=True),)
+    entry = QueryLog("q-emb", "open a file", PAIR, cited, T0, "c1", emb)
+    store.log_query(entry)
+    got = store.get_query("q-emb")
+    assert got == entry and isinstance(got.embedding, bytes) and got.citations[0].boosted is True
+    vote = _vote(T0, query_id="q-emb", embedding=got.embedding)
+    plain = _vote(T0 + 1, query_id="q-plain")
+    assert store.record_vote(vote, "q-emb|open.2|up", W) and store.record_vote(plain, "q-plain|open.2|up", W)
+    votes = store.votes()
+    assert votes == [vote, plain] and votes[0].embedding == emb and votes[1].embedding == b""
+    assert np.allclose(unpack_vector(votes[0].embedding), np.linspace(-1.0, 1.0, 384), atol=1e-3)
+    assert store.votes(since=T0) == [plain]
 
 
 def test_get_unknown_query_is_none(store: FeedbackStore) -> None:
@@ -175,6 +194,7 @@ def test_dynamodb_item_layout(dynamodb_client: Any, unique: str) -> None:
     assert vote["pk"] == {"S": "Q#q1"} and vote["sk"]["S"].startswith("V#1700000000.500000#")
     assert vote["gsi1pk"] == {"S": "VOTE"} and float(vote["gsi1sk"]["N"]) == T0
     assert "expires_at" not in vote and "user_id" not in vote  # None is omitted, votes are kept
+    assert "embedding" not in vote and "embedding" not in query  # logged only when there is one
     assert marker["pk"] == {"S": "D#q1|d|up"} and float(marker["last_at"]["N"]) == T0
     assert int(marker["expires_at"]["N"]) >= T0 + W
 

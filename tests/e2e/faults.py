@@ -54,3 +54,48 @@ def copy_train(event: dict[str, Any], context: Any) -> dict[str, Any]:
     for name in ("model.onnx", "tokenizer.json", "meta.json"):  # meta.json last, as the real step does
         rt.store.put_bytes(f"models/{cand}/{name}", rt.store.get_bytes(f"models/{live}/{name}"))
     return event
+
+
+# -- S3 outages: from the (n+1)th write on, this process cannot reach S3 (every retry and every re-invocation
+# of the step too, since each attempt is a fresh process that counts again). Cleanup runs in its own process,
+# where S3 is back, as it would be for an outage that lasts minutes.
+
+_WRITES = ("PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "CopyObject")
+
+
+def _s3_writes_fail_after(rt: Runtime, allowed: int) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    from rag_autotune.adapters.aws import make_client
+
+    client = make_client("s3", rt.settings.region)  # the shared client every adapter in this process uses
+    seen = [0]
+
+    def outage(request: Any, **_: Any) -> None:
+        seen[0] += 1
+        if seen[0] > allowed:
+            raise EndpointConnectionError(endpoint_url=request.url)
+
+    for op in _WRITES:
+        client.meta.events.register_first(f"before-send.s3.{op}", outage)
+
+
+def train_with_s3_outage(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Training 'done', the upload of the new model dies halfway: model.onnx written, the rest never."""
+    rt = Runtime(get_settings())
+    _s3_writes_fail_after(rt, allowed=1)
+    return copy_train(event, context)
+
+
+def embed_with_s3_outage(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The real embed, with S3 gone by the time the shadow shard is uploaded."""
+    rt = Runtime(get_settings())
+    _s3_writes_fail_after(rt, allowed=0)
+    return steps.embed(event, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder)
+
+
+def swap_with_s3_outage(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The real swap, with S3 gone at the manifest's conditional write."""
+    rt = Runtime(get_settings())
+    _s3_writes_fail_after(rt, allowed=0)
+    return steps.swap_step(event, store=rt.store, index=rt.index, settings=rt.settings)

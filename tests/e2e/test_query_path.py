@@ -160,3 +160,32 @@ def test_health_is_503_before_anything_is_live(moto_url: str, tmp_path) -> None:
     ensure_resources(settings)
     r = http_api.health(Runtime(settings))
     assert r.status == 503 and json.loads(r.body)["error"]["code"] == "not_ready"
+
+
+def test_a_truncated_model_in_the_manifest_is_refused_and_health_says_degraded(stack: SimpleNamespace) -> None:
+    """A damaged model made live by mistake: the API keeps answering from the last good pair, logs it, and
+    /health says degraded with the reason; rolling back clears it."""
+    from rag_autotune.domain import VersionPair
+    from rag_autotune.versions import MANIFEST_KEY, read_manifest, rollback, swap
+
+    store = stack.rt.store
+    original, _ = store.get_with_etag(MANIFEST_KEY)
+    for name in ("tokenizer.json", "meta.json"):
+        store.put_bytes(f"models/v90/{name}", store.get_bytes(f"models/v0/{name}"))
+    onnx = store.get_bytes("models/v0/model.onnx")
+    store.put_bytes("models/v90/model.onnx", onnx[: len(onnx) // 3])  # a torn upload
+    manifest, etag = read_manifest(store)  # type: ignore[misc]
+    good = manifest.live
+    swap(store, VersionPair("v90", good.index_version), expected_etag=etag, reason="test", documents=40, chunks=1)
+    try:
+        health = call(stack.url + "/health").json
+        assert health["status"] == "degraded" and health["model_version"] == good.model_version
+        assert "v90" in health["reason"]
+        asked = call(stack.url + "/ask", "POST", {"query": "create a pipe"})
+        assert asked.status == 200 and asked.json["model_version"] == good.model_version
+    finally:
+        rollback(store)
+    assert call(stack.url + "/health").json["status"] == "ok"
+    # leave the session's stack as it was: later tests name the next model v1
+    store.put_if(MANIFEST_KEY, original, read_manifest(store)[1])  # type: ignore[index]
+    store.delete_prefix("models/v90/")

@@ -193,3 +193,28 @@ def test_5_two_concurrent_starts_one_refused(tuned: SimpleNamespace, monkeypatch
     assert len(refused) == 1
     assert sorted(codes) == [1, 3]  # one refused (FAILED), one SKIPPED
     assert snapshot(tuned)[:3] == before[:3] and tuned.rt.store.head_etag(LOCK_KEY) is None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"TuneTrainFunction": "tests/e2e/faults.py:train_with_s3_outage"},
+        {
+            "TuneTrainFunction": "tests/e2e/faults.py:copy_train",
+            "TuneEmbedFunction": "tests/e2e/faults.py:embed_with_s3_outage",
+        },
+        {
+            "TuneTrainFunction": "tests/e2e/faults.py:copy_train",
+            "TuneSwapFunction": "tests/e2e/faults.py:swap_with_s3_outage",
+        },
+    ],
+    ids=["train", "embed", "swap"],
+)
+def test_6_s3_outage_mid_step_fails_cleanly(tuned: SimpleNamespace, overrides: dict[str, str]) -> None:
+    """S3 unreachable in the middle of train, embed or swap: retried by the ASL, then FAILED; live serving is
+    exactly as before and the run's shadow model and index are gone."""
+    asked = call(tuned.url + "/ask", "POST", {"query": "create a pipe"}).json
+    run = _failed_run_leaves_everything(tuned, overrides, "UpstreamError")
+    assert not tuned.rt.store.list_keys(f"models/{run['candidate']['model_version']}/")
+    again = call(tuned.url + "/ask", "POST", {"query": "create a pipe"}).json
+    assert (again["model_version"], again["index_version"]) == (asked["model_version"], asked["index_version"])

@@ -212,3 +212,35 @@ def test_live_state_keeps_serving_when_the_new_pair_cannot_load(world: dict) -> 
     )
     clock.t += 5
     assert live.current() is first  # still the old, whole pair
+    assert live.degraded is not None and "sha256" in live.degraded  # /health reports this
+    good = world["encoders"].__getitem__
+    live._load_encoder = good
+    clock.t += 5
+    assert live.current() is first  # the same broken manifest is not re-downloaded on every TTL
+    clock.t += 60
+    recovered = live.current()
+    assert recovered is not first and recovered.pair.index_version == "v0-c2" and live.degraded is None
+
+
+def test_health_says_degraded_while_the_last_good_pair_serves(world: dict) -> None:  # type: ignore[type-arg]
+    from types import SimpleNamespace
+
+    from rag_autotune import http_api
+    from rag_autotune.errors import CorruptArtifact
+
+    live, clock = world["live"], world["clock"]
+    live.current()
+    rt = SimpleNamespace(live=live)
+    assert json.loads(http_api.health(rt).body)["status"] == "ok"  # type: ignore[arg-type]
+
+    def broken(version: str) -> HashEncoder:
+        raise CorruptArtifact("models/v0/model.onnx: cannot load ONNX model: truncated")
+
+    live._load_encoder = broken
+    live._encoders.clear()
+    ingest(world["corpus"], store=world["store"], index=world["index"], load_encoder=world["encoders"].__getitem__)
+    clock.t += 5
+    reply = http_api.health(rt)  # type: ignore[arg-type]
+    body = json.loads(reply.body)
+    assert reply.status == 200 and body["status"] == "degraded" and "truncated" in body["reason"]
+    assert body["index_version"] == "v0-c1"  # what actually answers

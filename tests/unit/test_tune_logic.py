@@ -167,3 +167,26 @@ def test_whole_loop_with_fakes_then_cleanup_of_a_failed_run(tune_world: dict) ->
     assert "v2-c1" not in w["index"].versions()
     assert read_manifest(w["store"])[0].live == VersionPair("v1", "v1-c1")  # type: ignore[index]
     acquire_lock(w["store"], "r4", now=1)
+
+
+def test_a_run_that_died_without_cleanup_is_reaped_by_the_next(tune_world: dict) -> None:  # type: ignore[type-arg]
+    """A crash mid-embed with no Catch (Lambda killed, execution stopped): its shadow stays behind until the
+    next run's Prepare removes it and marks the dead run FAILED. Live is untouched."""
+    w = tune_world
+    for i, q in enumerate(["make a pipe", "open a file", "allocate memory", "signals overview", "create file"]):
+        _log_and_vote(w["fb"], q, DOCS[i % 4][0], DOCS[(i + 1) % 4][0], 10.0 + i)
+    kw = {"store": w["store"], "index": w["index"]}
+    state = steps.prepare({"run_id": "dead"}, feedback=w["fb"], settings=w["settings"], **kw)
+    w["store"].put_bytes("models/v1/meta.json", b"{}")
+    steps.embed(state, load_encoder=lambda v: HashEncoder(v), **kw)  # ... and then the process died
+    assert "v1-c1" in w["index"].versions()
+    w["store"].delete_prefix("tune/lock.json")  # the lock went stale (or was released by an operator)
+    live_before = read_manifest(w["store"])[0].live  # type: ignore[index]
+
+    state = steps.prepare({"run_id": "next"}, feedback=w["fb"], settings=w["settings"], **kw)
+    assert "v1-c1" not in w["index"].versions() and not w["store"].list_keys("models/v1/")
+    dead = read_run(w["store"], "dead")
+    assert dead["status"] == "FAILED" and "abandoned" in dead["reason"] and "next" in dead["reason"]
+    assert read_run(w["store"], "next")["reaped"] == ["v1-c1", "v1"]
+    assert read_manifest(w["store"])[0].live == live_before  # type: ignore[index]
+    assert state["candidate"]["model_version"] == "v2"  # a dead run's number is not reused

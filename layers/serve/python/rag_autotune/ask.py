@@ -1,42 +1,43 @@
-"""/ask: encode with the live encoder, search the same pair's index, keep the best chunk per document,
-generate, and log what was shown (the raw material of tomorrow's training data)."""
+"""/ask: encode with the live encoder, search the same pair's index, let the pair's feedback memory re-rank
+(votes on near-identical queries, memory.py), keep the best chunk per document, generate, and log what was
+shown with the query's vector (the raw material of tomorrow's training data and of the memory)."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .domain import Answer, Citation, Hit, QueryLog, Timings, VersionPair
 from .generate import Generator, Passage, best_sentence
 from .live import LivePair
-from .ports import FeedbackStore
+from .memory import pack_vector, rerank
+from .ports import FeedbackStore, Vectors
 
 # Chunks fetched per cited document: several chunks of one document must not crowd out the others.
 OVERSAMPLE = 4
 
 
-def citations_from_hits(query: str, hits: Sequence[Hit], top_k: int) -> tuple[Citation, ...]:
-    """Best chunk per document, in score order, at most top_k."""
+def citations_from_hits(
+    query: str, hits: Sequence[Hit], top_k: int, boosts: Mapping[str, float] | None = None
+) -> tuple[Citation, ...]:
+    """Best chunk per document, in score order, at most top_k. With boosts (the feedback memory's), documents
+    are re-ranked on score + boost, and the citations whose score the memory changed say `boosted`."""
+    boosts = boosts or {}
     out: list[Citation] = []
-    seen: set[str] = set()
-    for hit in hits:
-        if hit.chunk.doc_id in seen:
-            continue
-        seen.add(hit.chunk.doc_id)
+    for hit, score in rerank(hits, boosts)[:top_k]:
         out.append(
             Citation(
                 doc_id=hit.chunk.doc_id,
                 chunk_id=hit.chunk.chunk_id,
                 title=hit.chunk.title,
                 snippet=best_sentence(query, hit.chunk.text, max_chars=240) or hit.chunk.text[:240],
-                score=round(hit.score, 6),
+                score=round(score, 6),
                 rank=len(out) + 1,
+                boosted=hit.chunk.doc_id in boosts,
             )
         )
-        if len(out) == top_k:
-            break
     return tuple(out)
 
 
@@ -52,17 +53,29 @@ class Retrieval:
     encode_ms: float
     search_ms: float
     started: float
+    vector: Vectors  # logged with the query: the feedback memory takes votes on it without re-encoding
 
 
 def retrieve(
-    query: str, top_k: int, live: LivePair, *, new_id: Callable[[], str] = lambda: uuid.uuid4().hex
+    query: str,
+    top_k: int,
+    live: LivePair,
+    *,
+    new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> Retrieval:
     started = time.perf_counter()
+    memory = live.memory if live.memory is not None and live.memory.enabled else None
+    if memory is not None:
+        memory.maybe_refresh()  # new votes, at most every refresh_s (one time-ordered query; errors logged)
+    before_encode = time.perf_counter()
     vector = live.encoder.encode([query])[0]
     encoded = time.perf_counter()
-    hits = live.index.search(live.pair.index_version, vector, top_k * OVERSAMPLE)
+    # The memory re-ranks a wider candidate set, so that a demoted document's replacement can surface.
+    depth = top_k * OVERSAMPLE if memory is None else max(top_k * OVERSAMPLE, memory.depth)
+    hits = live.index.search(live.pair.index_version, vector, depth)
+    boosts = memory.boosts(vector) if memory is not None else {}
     searched = time.perf_counter()
-    citations = citations_from_hits(query, hits, top_k)
+    citations = citations_from_hits(query, hits, top_k, boosts)
     texts = {h.chunk.chunk_id: h.chunk.text for h in hits}
     passages = tuple(Passage(c.rank, c.title, texts[c.chunk_id]) for c in citations)
     return Retrieval(
@@ -71,14 +84,15 @@ def retrieve(
         pair=live.pair,
         citations=citations,
         passages=passages,
-        encode_ms=(encoded - started) * 1000,
+        encode_ms=(encoded - before_encode) * 1000,
         search_ms=(searched - encoded) * 1000,
         started=started,
+        vector=vector,
     )
 
 
 def log_shown(r: Retrieval, store: FeedbackStore, client_id: str, now: float) -> None:
-    store.log_query(QueryLog(r.query_id, r.query, r.pair, r.citations, now, client_id))
+    store.log_query(QueryLog(r.query_id, r.query, r.pair, r.citations, now, client_id, pack_vector(r.vector)))
 
 
 def ask(

@@ -60,6 +60,7 @@ class Citation:
     snippet: str
     score: float
     rank: int  # 1-based
+    boosted: bool = False  # the feedback memory changed this document's score
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,14 @@ class QueryLog:
     citations: tuple[Citation, ...]
     created_at: float  # epoch seconds
     client_id: str = "anonymous"
+    # The query's vector from pair.model_version, packed (memory.pack_vector: float16): votes on this query
+    # reach the feedback memory without re-encoding. b"" when not logged.
+    embedding: bytes = b""
+
+
+def voter_id(user_id: str | None, client_id: str) -> str:
+    """Who cast a vote, for dedupe and the feedback memory's per-voter caps."""
+    return f"user:{user_id}" if user_id else f"client:{client_id}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,11 @@ class Vote:
     user_id: str | None = None
     client_id: str = "anonymous"
     comment: str | None = None
+    embedding: bytes = b""  # copied from the query log at record time; made by pair.model_version
+
+    @property
+    def voter(self) -> str:
+        return voter_id(self.user_id, self.client_id)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .domain import Vote, VoteKind
+from .domain import Vote, VoteKind, voter_id
 from .errors import DocNotCited, UnknownQuery
 from .ports import FeedbackStore
 
@@ -34,7 +34,7 @@ def record_feedback(
     cited = next((c for c in shown.citations if c.doc_id == doc_id), None)
     if cited is None:
         raise DocNotCited(f"document {doc_id!r} was not among the citations of query {query_id!r}")
-    voter = f"user:{user_id}" if user_id else f"client:{client_id}"
+    voter = voter_id(user_id, client_id)
     entry = Vote(
         query_id=query_id,
         doc_id=doc_id,
@@ -47,5 +47,6 @@ def record_feedback(
         user_id=user_id,
         client_id=client_id,
         comment=comment,
+        embedding=shown.embedding,  # the memory needs no re-encoding for a vote on this query
     )
     return store.record_vote(entry, dedupe_key(voter, query_id, doc_id, vote), window_s)

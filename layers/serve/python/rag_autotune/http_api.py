@@ -120,6 +120,7 @@ def _citation(c: Citation) -> dict[str, Any]:
         "snippet": c.snippet,
         "score": c.score,
         "rank": c.rank,
+        "boosted": c.boosted,
     }
 
 
@@ -210,4 +211,8 @@ def health(rt: Runtime) -> HttpResponse:
     except RagError as exc:
         return error_response(exc)
     m = live.manifest
-    return json_response(200, {"status": "ok", **live.pair.as_dict(), "documents": m.documents, "chunks": m.chunks})
+    body = {"status": "ok", **live.pair.as_dict(), "documents": m.documents, "chunks": m.chunks}
+    reason = rt.live.degraded
+    if reason:  # still answering, from the last pair that loaded: say so, and why
+        body.update(status="degraded", reason=reason)
+    return json_response(200, body)

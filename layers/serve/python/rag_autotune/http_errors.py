@@ -18,6 +18,7 @@ STATUS: dict[type[errors.RagError], int] = {
     errors.RateLimited: 429,
     errors.Throttled: 503,
     errors.NotReady: 503,
+    errors.CorruptArtifact: 503,  # the live model or shard is damaged and there is no older pair to serve
     errors.ConflictError: 409,
     errors.UpstreamError: 502,
 }

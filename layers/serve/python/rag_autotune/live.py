@@ -15,9 +15,12 @@ from dataclasses import dataclass
 
 from .domain import Manifest, VersionPair
 from .errors import NotReady, RagError
+from .memory import LiveMemory
 from .observability import logger
 from .ports import ArtifactStore, Encoder, VectorIndex
 from .versions import MANIFEST_KEY, read_manifest
+
+RETRY_FAILED_S = 60.0  # a manifest whose pair failed to load is retried this often, not on every TTL
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,7 @@ class LivePair:
     index: VectorIndex
     manifest: Manifest
     etag: str
+    memory: LiveMemory | None = None  # the feedback memory of pair.model_version (None: switched off)
 
 
 class LiveState:
@@ -37,16 +41,19 @@ class LiveState:
         load_encoder: Callable[[str], Encoder],
         ttl_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        load_memory: Callable[[Encoder], LiveMemory | None] | None = None,
     ) -> None:
         self._store = store
         self._index = index
         self._load_encoder = load_encoder
         self._ttl_s = ttl_s
         self._clock = clock
+        self._load_memory = load_memory
         self._live: LivePair | None = None
         self._checked_at = float("-inf")
         self._encoders: dict[str, Encoder] = {}
         self._lock = threading.Lock()
+        self._failed: tuple[str, str, float] | None = None  # (manifest etag, why, when) of a pair that won't load
 
     def current(self) -> LivePair:
         """The live pair, re-checking the manifest when the last check is older than ttl_s.
@@ -59,23 +66,36 @@ class LiveState:
             if live is not None and self._clock() - self._checked_at < self._ttl_s:
                 return live  # another thread refreshed while we waited
             etag = self._store.head_etag(MANIFEST_KEY)
-            if live is None or etag != live.etag:
+            now = self._clock()
+            failed = self._failed
+            retry_later = (
+                failed is not None and failed[0] == etag and now - failed[2] < max(self._ttl_s, RETRY_FAILED_S)
+            )
+            if (live is None or etag != live.etag) and not (retry_later and live is not None):
                 try:
                     live = self._load() if etag is not None else None
-                except RagError:
+                    self._failed = None
+                except RagError as exc:
+                    self._failed = (etag or "", str(exc), now)
                     if live is None:
                         raise
                     # The new pair cannot be loaded (e.g. a damaged model): keep answering from the pair we
-                    # have, consistently, and try again after the next TTL.
+                    # have, consistently; /health says degraded; the same manifest is retried after a while.
                     logger.exception(
                         "cannot load the new live pair; still serving the previous one",
-                        extra={"serving": live.pair.as_dict()},
+                        extra={"serving": live.pair.as_dict(), "manifest_etag": etag},
                     )
             self._checked_at = self._clock()
             self._live = live
         if live is None:
             raise NotReady("no model/index pair is live: run `rag-autotune bootstrap` then `rag-autotune ingest`")
         return live
+
+    @property
+    def degraded(self) -> str | None:
+        """Why the manifest's pair is not the one serving (it failed to load), or None when all is well."""
+        failed, live = self._failed, self._live
+        return failed[1] if failed is not None and live is not None and failed[0] != live.etag else None
 
     def _load(self) -> LivePair | None:
         found = read_manifest(self._store)
@@ -98,7 +118,9 @@ class LiveState:
             self._encoders[pair.model_version] = encoder
         else:
             self._index.warm(pair.index_version)  # open the shard now, not on the first user's request
-        return LivePair(pair, encoder, self._index, manifest, etag)
+        # The memory of this encoder's version, loaded before the pair goes live: never another version's.
+        memory = self._load_memory(encoder) if self._load_memory is not None else None
+        return LivePair(pair, encoder, self._index, manifest, etag, memory)
 
     def _current_model(self) -> str | None:
         return self._live.pair.model_version if self._live else None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from .errors import CorruptArtifact
 from .generate import ExtractiveGenerator, Generator
 from .live import LiveState
+from .memory import LiveMemory, MemoryParams, open_live_memory
 from .ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
 from .settings import Settings
 from .versions import model_prefix
@@ -132,4 +133,34 @@ class Runtime:
 
     @cached_property
     def live(self) -> LiveState:
-        return LiveState(self.store, self.index, self.load_encoder, ttl_s=self.settings.manifest_ttl_s)
+        return LiveState(
+            self.store, self.index, self.load_encoder, ttl_s=self.settings.manifest_ttl_s, load_memory=self.load_memory
+        )
+
+    @cached_property
+    def _memories(self) -> dict[str, LiveMemory]:
+        return {}
+
+    def load_memory(self, encoder: Encoder) -> LiveMemory | None:
+        """The feedback memory of the encoder's version (None when RAG_MEMORY_ENABLED is false). Kept per
+        version like the encoders, for the live model and the one before it, so a rollback is instant."""
+        s = self.settings
+        if not s.memory_enabled:
+            return None
+        memory = self._memories.get(encoder.version)
+        if memory is None or memory.model_version != encoder.version:
+            memory = open_live_memory(
+                self.store,
+                self.feedback,
+                encoder,
+                MemoryParams.from_settings(s),
+                refresh_s=s.memory_refresh_s,
+                depth=s.memory_depth,
+                max_votes=s.memory_max_votes,
+                max_age_days=s.memory_max_age_days,
+            )
+            recent = list(self._memories.items())[-1:]
+            self._memories.clear()
+            self._memories.update(recent)
+            self._memories[encoder.version] = memory
+        return memory

@@ -31,8 +31,11 @@ class CitationOut(BaseModel):
     chunk_id: str
     title: str
     snippet: str
-    score: float
+    score: float = Field(description="Retrieval score, plus the feedback memory's boost when `boosted`.")
     rank: int
+    boosted: bool = Field(
+        description="The feedback memory (votes on near-identical queries) changed this document's score."
+    )
 
 
 class TimingsOut(BaseModel):
@@ -56,11 +59,12 @@ class FeedbackResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"]  # degraded: the manifest's newest pair failed to load; the last good one serves
     model_version: str
     index_version: str
     documents: int
     chunks: int
+    reason: str | None = None
 
 
 class ErrorBody(BaseModel):

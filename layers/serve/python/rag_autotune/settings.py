@@ -33,6 +33,20 @@ class Settings(BaseSettings):
     query_log_ttl_days: int = Field(180, ge=1)
     dedupe_window_s: int = Field(3600, ge=1)
 
+    # Feedback memory (memory.py): votes re-rank near-identical queries at once, before any tuning.
+    memory_enabled: bool = Field(True, description="the off switch: False serves the plain retriever")
+    memory_refresh_s: float = Field(10.0, ge=0.0, description="new votes are read at most this often")
+    memory_threshold: float = Field(
+        0.95, ge=-1.0, le=1.0, description="cosine to a voted query; a tune run ships its own tuned value"
+    )
+    memory_weight: float = Field(0.3, ge=0.0, description="score per net vote × similarity; tuned per model too")
+    memory_half_life_days: float = Field(7.0, gt=0.0)
+    memory_client_daily_cap: int = Field(3, ge=1, description="queries per voter per document per day that count")
+    memory_max_penalty: float = Field(0.25, ge=0.0, description="a document is demoted by at most this, never hidden")
+    memory_depth: int = Field(40, ge=1, le=200, description="chunks re-ranked when the memory is on")
+    memory_max_votes: int = Field(20000, ge=1, description="votes read per refresh")
+    memory_max_age_days: float = Field(90.0, gt=0.0, description="votes older than this are not loaded")
+
     # Hardening. On AWS, API Gateway enforces the key and throttles (usage plan); the app checks run there too.
     api_key: SecretStr | None = Field(
         None,

@@ -3,6 +3,7 @@
 Items (pk, sk are strings):
   query log      pk=Q#<query_id>  sk=Q                               expires_at = created_at + query_ttl_s
   vote           pk=Q#<query_id>  sk=V#<created_at:017.6f>#<rand8>   gsi1pk=VOTE, gsi1sk=created_at (N)
+Both carry `embedding` (B): the query vector, float16, from the model_version the item names.
   dedupe marker  pk=D#<dedupe_key> sk=D  last_at (N)                 expires_at = last_at + window_s
 
 TTL only collects garbage: it is lazy (days on AWS, never on moto), so the dedupe window is enforced by the
@@ -23,7 +24,7 @@ import uuid
 from decimal import Decimal
 from typing import Any, cast
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..domain import Citation, QueryLog, VersionPair, Vote, VoteKind
@@ -67,6 +68,13 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _bytes(value: Any) -> bytes:
+    """A Binary attribute (boto3 deserialises B to Binary) back to bytes; b"" when absent."""
+    if value is None:
+        return b""
+    return bytes(value.value) if isinstance(value, Binary) else bytes(value)
+
+
 def _failed(op: str, exc: ClientError | BotoCoreError, cancel_codes: list[str] | None = None) -> UpstreamError:
     """The domain error for a failed call: Throttled when DynamoDB was still throttling after the retries."""
     code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
@@ -102,9 +110,11 @@ class DynamoFeedbackStore:
                     "snippet": c.snippet,
                     "score": float(c.score),
                     "rank": int(c.rank),
+                    "boosted": True if c.boosted else None,  # omitted when False
                 }
                 for c in entry.citations
             ],
+            "embedding": entry.embedding or None,  # Binary (B): the packed query vector; omitted when empty
             "expires_at": math.ceil(entry.created_at) + self.query_ttl_s,
         }
         try:
@@ -136,11 +146,13 @@ class DynamoFeedbackStore:
                     snippet=str(c["snippet"]),
                     score=float(c["score"]),
                     rank=int(c["rank"]),
+                    boosted=bool(c.get("boosted", False)),
                 )
                 for c in it.get("citations", [])
             ),
             created_at=float(it["created_at"]),
             client_id=str(it.get("client_id", "anonymous")),
+            embedding=_bytes(it.get("embedding")),
         )
 
     # ---- votes -----------------------------------------------------------------------------------------
@@ -218,6 +230,8 @@ class DynamoFeedbackStore:
             "user_id": vote.user_id,
             "client_id": vote.client_id,
             "comment": vote.comment,
+            # Copied from the query log, so the serving memory reads votes with their vectors in one query.
+            "embedding": vote.embedding or None,
         }
 
     @staticmethod
@@ -234,6 +248,7 @@ class DynamoFeedbackStore:
             user_id=_opt_str(it.get("user_id")),
             client_id=str(it.get("client_id", "anonymous")),
             comment=_opt_str(it.get("comment")),
+            embedding=_bytes(it.get("embedding")),
         )
 
     def votes(self, since: float | None = None, limit: int = 10_000) -> list[Vote]:

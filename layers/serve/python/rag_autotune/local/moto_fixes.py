@@ -3,10 +3,16 @@
 moto checks a condition and then writes without a lock: S3 If-Match/If-None-Match on put_object, and
 DynamoDB transact_write_items (which snapshots the table, checks, writes, and restores on failure). Under
 concurrent requests two writers can both win, or a committed write can be lost. AWS serialises these; one
-lock per service over moto's backend calls does the same here. Applied once, in the process running moto."""
+lock per service over moto's backend calls does the same here. Applied once, in the process running moto.
+
+moto's transact_write_items also deep-copies every table it touches, on every call, to roll back on failure:
+O(table) per vote, so the embedded default's /feedback got slower with every vote (hundreds of ms at a few
+thousand items). Under the lock it is enough to keep the items the transaction names: `_cheap_transactions`
+hands moto a placeholder instead of the table copy and, if moto rolls back to it, restores those items."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +38,64 @@ def apply() -> None:
     from moto.s3.responses import S3Response
 
     dynamo_lock = threading.RLock()  # transact_write_items calls put_item on the same thread
+    DynamoDBBackend.transact_write_items = _cheap_transactions(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
     for name in _DYNAMO_OPS:
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name), dynamo_lock))
     S3Response.put_object = _locked(S3Response.put_object, threading.Lock())  # type: ignore[method-assign]
     _applied = True
+
+
+class _NotCopied:
+    """Stands in for moto's whole-table copy; if moto 'restores' it, the wrapper below puts things right."""
+
+
+def _item_key(table: Any, op_type: str, op: dict[str, Any]) -> dict[str, Any]:
+    if op_type != "Put":
+        return dict(op["Key"])
+    attrs = op["Item"]
+    keys = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+    return {k: attrs[k] for k in keys if k in attrs}
+
+
+def _cheap_transactions(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        before: list[tuple[str, dict[str, Any], Any]] = []  # (table, key, a copy of the item or None)
+        for entry in transact_items:
+            op_type, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            try:
+                key = _item_key(table, op_type, op)
+                current = self.get_item(op["TableName"], key)
+            except Exception:  # noqa: BLE001 - a malformed op: moto's own call reports it
+                continue
+            before.append((op["TableName"], key, copy.deepcopy(current) if current is not None else None))
+        tables = dict(self.tables)
+        saved = Table.__dict__.get("__deepcopy__")
+        Table.__deepcopy__ = lambda table, memo: _NotCopied()  # type: ignore[attr-defined]
+        try:
+            return orig(self, transact_items)
+        except BaseException:
+            rolled_back = [name for name, t in self.tables.items() if isinstance(t, _NotCopied)]
+            for name in rolled_back:
+                self.tables[name] = tables[name]
+            if rolled_back:
+                for name, key, item in reversed(before):
+                    table = self.tables[name]
+                    hash_value, range_value = self.get_keys_value(table, key)
+                    if table.get_item(hash_value, range_value) is not None:
+                        table.delete_item(hash_value, range_value)
+                    if item is not None:
+                        table.put_item(item.to_json()["Attributes"])
+            raise
+        finally:
+            if saved is None:
+                del Table.__deepcopy__  # type: ignore[attr-defined]
+            else:
+                Table.__deepcopy__ = saved  # type: ignore[attr-defined]
+
+    transact_write_items.__wrapped__ = orig  # type: ignore[attr-defined]
+    return transact_write_items

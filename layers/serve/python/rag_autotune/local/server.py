@@ -50,6 +50,9 @@ class ApiServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 8000) -> None:
         config = Config.create(chalice_app=app, lambda_timeout=30)
         self._dev = LocalDevServer(app, config, host, port, handler_cls=_OneAtATime)
+        # socketserver listens with a backlog of 5: more simultaneous clients than that (a widget page burst,
+        # bench-load's 50) would get connection resets while the app is busy. Linux takes a new backlog as is.
+        self._dev.server.socket.listen(128)
         self.host, self.port = self._dev.server.server_address[:2]
         self._thread: threading.Thread | None = None
 

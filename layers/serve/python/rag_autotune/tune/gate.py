@@ -44,3 +44,39 @@ def decide(g: GateInput) -> Decision:
     if g.p99_ms > g.p99_budget_ms:
         reasons.append(f"encode+search p99 {g.p99_ms:.2f} ms is over the budget {g.p99_budget_ms:.2f} ms")
     return Decision(not reasons, reasons)
+
+
+# ---- the feedback memory: its threshold and weight are chosen on the train split, then checked on held-out ----
+
+MEMORY_THRESHOLDS = (0.9, 0.95, 0.98)
+MEMORY_WEIGHTS = (0.1, 0.3, 0.5)
+
+
+@dataclass(frozen=True)
+class MemoryPoint:
+    """One grid point, scored on the train split (voted queries that are not held out)."""
+
+    threshold: float
+    weight: float
+    repeated: float  # METRIC of the train queries, their own votes remembered (the same question again)
+    unseen: float  # METRIC of the train queries with only the other fold's votes remembered (a new question)
+
+
+def choose_memory(grid: list[MemoryPoint], unseen_without: float) -> MemoryPoint:
+    """The best repeated-query METRIC among the points that do not lower unseen queries (the votes of other
+    questions must not hurt this one); ties go to the higher threshold and the smaller weight. When every point
+    lowers unseen queries: the most conservative point, and the held-out check decides."""
+    safe = [g for g in grid if g.unseen >= unseen_without - 1e-9]
+    if not safe:
+        return max(grid, key=lambda g: (g.threshold, -g.weight))
+    return max(safe, key=lambda g: (round(g.repeated, 6), round(g.unseen, 6), g.threshold, -g.weight))
+
+
+def memory_verdict(heldout_without: dict[str, Any] | None, heldout_with: dict[str, Any] | None) -> Decision:
+    """The memory ships enabled only if it does not lower held-out METRIC (queries whose votes it never saw)."""
+    if not heldout_without or not heldout_without.get("n") or heldout_with is None:
+        return Decision(True, ["no held-out queries to check the memory on"])
+    before, after = heldout_without[METRIC], heldout_with[METRIC]
+    if after < before - 1e-9:
+        return Decision(False, [f"memory lowers held-out {METRIC} {before:.4f} → {after:.4f}: shipped disabled"])
+    return Decision(True, [f"held-out {METRIC} {before:.4f} → {after:.4f} with the memory"])

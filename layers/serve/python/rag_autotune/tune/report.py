@@ -169,6 +169,28 @@ def _training(report: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _memory(report: Mapping[str, Any]) -> str:
+    """The feedback memory: live and candidate with and without it, the chosen threshold and weight."""
+    m = report.get("memory") or {}
+    rows = m.get("rows") or {}
+    if not rows:
+        return "<h2>Feedback memory</h2><p>" + esc("; ".join(m.get("reasons") or ["not evaluated"])) + "</p>"
+    body = [
+        [name, *(f"{(rows[name].get(s) or {}).get(k, 0.0):.3f}" for s in ("repeated", "heldout") for k in _METRICS)]
+        for name in ("live", "live+memory", "candidate", "candidate+memory")
+        if name in rows
+    ]
+    state = "enabled" if m.get("enabled") else "shipped disabled"
+    return (
+        f"<h2>Feedback memory</h2><p>{m.get('votes', 0)} votes; threshold {m.get('threshold')}, weight "
+        f"{m.get('weight')} (chosen on the train split); {state}: {esc('; '.join(m.get('reasons') or []))}</p>"
+        + table(["ranking", *(f"{s} {k}" for s in ("repeated", "held-out") for k in _METRICS)], body)
+    )
+
+
+_METRICS = ("p@5", "hit@5", "ndcg@10")
+
+
 def html(report: Mapping[str, Any], samples: Mapping[str, Sequence[float]]) -> str:
     """The run report page. `samples`: encode+search latencies (ms) per pair, e.g. {"live": …, "candidate": …}."""
     lat = report["latency_ms"]
@@ -181,7 +203,7 @@ def html(report: Mapping[str, Any], samples: Mapping[str, Sequence[float]]) -> s
         f"<h2>Encode + search latency</h2><p>p99: live {lat['live_p99']:.2f} ms, "
         f"candidate {lat['candidate_p99']:.2f} ms "
         f"over {lat['samples']} queries each</p>{histograms(samples)}"
-        f"{_training(report)}<h2>Queries that moved</h2>{_movers(report)}"
+        f"{_memory(report)}{_training(report)}<h2>Queries that moved</h2>{_movers(report)}"
     )
     return _page(f"Tune run {report['run_id']}", body)
 

@@ -18,7 +18,8 @@ from ..domain import VersionPair
 from ..errors import ArtifactNotFound, ConflictError, NotReady, RagError
 from ..golden import GOLDEN_KEY
 from ..ingest import build_version
-from ..ports import ArtifactStore, Encoder, VectorIndex
+from ..memory import MemoryParams, memory_key
+from ..ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
 from ..settings import Settings
 from ..versions import (
     corpus_generation,
@@ -32,6 +33,7 @@ from ..versions import (
 from . import report as report_mod
 from .dataset import group_votes, judged, split, triplets
 from .gate import METRIC, GateInput, decide
+from .memory_eval import evaluate_memory
 from .metrics import Judged, evaluate, movers
 from .runs import RunLocked, acquire_lock, list_runs, record_step, release_lock, update_run
 
@@ -109,11 +111,13 @@ def prepare(
         raise NotReady("nothing is live: ingest a corpus first")
     manifest, etag = found
     live = manifest.live
+    past = list_runs(store, 1000)
+    reaped = reap_abandoned_runs(store, index, past, run_id, now)
+    if reaped:
+        update_run(store, run_id, reaped=reaped)
 
     history = feedback.votes(None, limit=10**9)[-settings.tune_max_feedback :]
-    last_ok = max(
-        (float(r.get("finished_at", 0)) for r in list_runs(store, 1000) if r.get("status") == "SWAPPED"), default=0.0
-    )
+    last_ok = max((float(r.get("finished_at", 0)) for r in past if r.get("status") == "SWAPPED"), default=0.0)
     new_votes = sum(1 for v in history if v.created_at > last_ok)
     counts: dict[str, int] = {"votes": len(history), "new_votes": new_votes}
     state: dict[str, Any] = {"run_id": run_id, "live": live.as_dict(), "live_etag": etag, "counts": counts}
@@ -157,18 +161,38 @@ def prepare(
         release_lock(store, run_id)
         return {**state, "status": "SKIPPED", "reason": reason}
 
-    model = _next_model(store, live.model_version)
+    model = _next_model(store, live.model_version, past)
     candidate = VersionPair(model, index_version(model, corpus_generation(live.index_version)))
     update_run(store, run_id, counts=counts, live=live.as_dict(), candidate=candidate.as_dict())
     _step(store, run_id, "prepare", started)
     return {**state, "status": "RUNNING", "candidate": candidate.as_dict(), "prefix": prefix}
 
 
-def _next_model(store: ArtifactStore, live_model: str) -> str:
-    """One past every model ever started (a failed run's number is not reused: its leftovers are gone, but
-    logs and reports still name it)."""
+FINISHED = frozenset({"SWAPPED", "REJECTED", "SKIPPED", "FAILED"})
+
+
+def reap_abandoned_runs(
+    store: ArtifactStore, index: VectorIndex, runs: Sequence[dict[str, Any]], current: str, now: Callable[[], float]
+) -> list[str]:
+    """Runs that never finished (their Lambda was killed, the execution was stopped or timed out, so no Catch
+    ran) leave a shadow model and index behind. The caller holds the run lock, so none of them is still running:
+    remove what each made, unless the manifest names it, and mark the run FAILED. Returns what was removed."""
+    removed: list[str] = []
+    for run in runs:
+        if run.get("run_id") == current or run.get("status") in FINISHED:
+            continue
+        left = cleanup({"run_id": run["run_id"], "run": run}, store=store, index=index, now=now, keep_lock=True)
+        update_run(store, run["run_id"], reason=f"abandoned (no cleanup ran); reaped by run {current}")
+        removed += [str(v) for v in left.get("removed", [])]
+    return removed
+
+
+def _next_model(store: ArtifactStore, live_model: str, runs: Sequence[dict[str, Any]]) -> str:
+    """One past every model ever started, by its files or by a run record (a failed run's number is not
+    reused: its leftovers are gone, but logs and reports still name it)."""
     started = [k.split("/")[1] for k in store.list_keys("models/")]
-    numbers = [int(v[1:]) for v in {*started, *model_versions(store), live_model} if v[1:].isdigit()]
+    named = [str((r.get("candidate") or {}).get("model_version", "")) for r in runs]
+    numbers = [int(v[1:]) for v in {*started, *named, *model_versions(store), live_model} if v[1:].isdigit()]
     return f"v{max(numbers, default=0) + 1}"
 
 
@@ -251,6 +275,7 @@ def smoke(
     index: VectorIndex,
     load_encoder: Callable[[str], Encoder],
     settings: Settings,
+    feedback: FeedbackStore | None = None,
 ) -> dict[str, Any]:
     started = time.time()
     run_id, prefix = state["run_id"], state["prefix"]
@@ -271,6 +296,7 @@ def smoke(
     queries = [q.query for qs in sets.values() for q in qs]
     p99, samples = latency_p99(cand_enc, index, candidate.index_version, queries)
     live_p99, live_samples = latency_p99(live_enc, index, live.index_version, queries)
+    memory = _smoke_memory(feedback, sets, live_enc, cand_enc, live, candidate, index, store, settings)
     decision = decide(
         GateInput(
             metrics=metrics,
@@ -296,6 +322,7 @@ def smoke(
         "counts": state.get("counts", {}),
         "training": _training_record(store, candidate.model_version),
         "movers": {"up": [m.__dict__ for m in up], "down": [m.__dict__ for m in down], "depth": RANK_DEPTH},
+        "memory": memory,
     }
     store.put_bytes(prefix + "report.json", json.dumps(report, indent=2).encode(), "application/json")
     page = report_mod.html(report, {"live": live_samples, "candidate": samples})
@@ -306,6 +333,40 @@ def smoke(
         name: round(m["after"][METRIC] - m["before"][METRIC], 4) for name, m in metrics.items() if m["after"]["n"]
     }
     return {**state, "status": status, "reasons": decision.reasons, "deltas": deltas, "candidate_p99_ms": round(p99, 3)}
+
+
+def _smoke_memory(
+    feedback: FeedbackStore | None,
+    sets: dict[str, list[Judged]],
+    live_enc: Encoder,
+    cand_enc: Encoder,
+    live: VersionPair,
+    candidate: VersionPair,
+    index: VectorIndex,
+    store: ArtifactStore,
+    settings: Settings,
+) -> dict[str, Any]:
+    """Live and candidate with and without the feedback memory; its threshold and weight chosen on the train
+    split and checked on held-out; the candidate's memory (voted queries re-encoded with it) shipped beside the
+    model as models/<candidate>/memory.npz. The manifest names the model, so the swap moves encoder, index and
+    memory together."""
+    if feedback is None:
+        return {"votes": 0, "reasons": ["no feedback store given to the smoke step"]}
+    since = time.time() - settings.memory_max_age_days * 86400
+    votes = feedback.votes(since, limit=10**9)[-settings.memory_max_votes :]
+    section, snapshot = evaluate_memory(
+        votes,
+        sets,
+        live=(live_enc, live.index_version),
+        candidate=(cand_enc, candidate.index_version),
+        index=index,
+        params=MemoryParams.from_settings(settings),
+        heldout_fraction=settings.tune_heldout_fraction,
+        depth=settings.memory_depth,
+    )
+    if snapshot is not None:
+        store.put_bytes(memory_key(candidate.model_version), snapshot)
+    return section
 
 
 # ---------------------------------------------------------------- swap
@@ -371,9 +432,15 @@ def collect_garbage(store: ArtifactStore, index: VectorIndex) -> list[str]:
 
 
 def cleanup(
-    event: dict[str, Any], *, store: ArtifactStore, index: VectorIndex, now: Callable[[], float] = _now
+    event: dict[str, Any],
+    *,
+    store: ArtifactStore,
+    index: VectorIndex,
+    now: Callable[[], float] = _now,
+    keep_lock: bool = False,
 ) -> dict[str, Any]:
-    """Remove what this run made (never what is live), record the outcome, release the lock."""
+    """Remove what this run made (never what the manifest names), record the outcome, release the lock (unless
+    keep_lock: another run holding it is reaping this one)."""
     state = event.get("run") or {}
     run_id = str(state.get("run_id") or event["run_id"])
     error = event.get("error")
@@ -391,17 +458,22 @@ def cleanup(
     if "candidate" in state:
         candidate = _pair(state["candidate"])
         found = read_manifest(store)
-        live = found[0].live if found else None
-        if live is None or live.index_version != candidate.index_version:
+        named = (
+            {v for p in (found[0].live, *found[0].previous) for v in (p.model_version, p.index_version)}
+            if found
+            else set()
+        )
+        if candidate.index_version not in named:
             index.delete(candidate.index_version)
             store.delete_prefix(f"corpus/{candidate.index_version}/")
             removed.append(candidate.index_version)
-        if live is None or live.model_version != candidate.model_version:
+        if candidate.model_version not in named:
             store.delete_prefix(model_prefix(candidate.model_version))
             removed.append(candidate.model_version)
     update_run(store, run_id, status=status, reason=reason, finished_at=now(), removed=removed)
-    release_lock(store, run_id)
-    return {**state, "run_id": run_id, "status": status, "reason": reason}
+    if not keep_lock:
+        release_lock(store, run_id)
+    return {**state, "run_id": run_id, "status": status, "reason": reason, "removed": removed}
 
 
 def progress_logger(step: str, every_pct: int = 10) -> Callable[[int, int], None]:

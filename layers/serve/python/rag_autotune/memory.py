@@ -1,0 +1,412 @@
+"""Serve-time feedback memory: votes count at once, before any tuning.
+
+The memory holds the voted queries of one encoder version as a matrix (one row per distinct query text) and,
+per row, a net weight per document. At ask time a query's similarity to every remembered query is one
+matrix-vector product; remembered queries with cosine ≥ threshold add `weight × sim × net` to the documents
+their voters judged (👍 +, 👎 −), and the candidates are re-ranked on the boosted score.
+
+Rules (all in `VoteMemory.add`, so a snapshot replayed and a live refresh agree):
+- one voter, one query, one document: the latest vote counts, once (👍 then 👎 is one 👎);
+- a voter counts on at most `client_daily_cap` distinct queries per document per UTC day;
+- votes of different voters add up, so opposite votes cancel by weight;
+- a vote's weight halves every `half_life_days` (kept exact without rewriting: weights are stored relative to
+  a fixed epoch and scaled by 2^-(now-epoch)/half_life at ask time);
+- a document's boost is never below -max_penalty: demoted, not hidden, for a query it clearly answers.
+
+Version tie: a `VoteMemory` names the encoder version whose vectors it holds. `LiveMemory` refuses any other
+encoder, and adds a vote's logged embedding only when the vote's model_version is its own; otherwise it
+re-encodes that query text once with its encoder. A tune run ships a rebuilt memory with each new model
+(models/<version>/memory.npz), so after a swap no query meets vectors of another encoder.
+
+numpy only: no I/O here beyond the ports LiveMemory is given.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from .domain import Hit, Vote
+from .errors import ArtifactNotFound, CorruptArtifact, RagError
+from .observability import logger
+from .ports import ArtifactStore, Encoder, FeedbackStore, Vectors
+from .tune.dataset import normalise
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+DAY_S = 86400.0
+_TINY = 1e-9
+
+
+def memory_key(model_version: str) -> str:
+    """The memory snapshot shipped with a model (written by the tune's smoke step)."""
+    return f"models/{model_version}/memory.npz"
+
+
+def pack_vector(vector: Vectors) -> bytes:
+    """A query vector as logged with the query (float16: 768 bytes for 384 dims; cosine error < 1e-3)."""
+    return np.asarray(vector, dtype=np.float32).reshape(-1).astype(np.float16).tobytes()
+
+
+def unpack_vector(data: bytes) -> Vectors:
+    return np.frombuffer(data, dtype=np.float16).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class MemoryParams:
+    threshold: float = 0.95  # cosine to a remembered query for its votes to apply
+    weight: float = 0.3  # score added per unit of net vote × similarity
+    half_life_days: float = 7.0
+    client_daily_cap: int = 3  # distinct queries per voter per document per day that count
+    max_penalty: float = 0.25  # a document's boost never goes below -max_penalty
+    enabled: bool = True  # False: the gate found the memory lowered held-out quality for this model
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> MemoryParams:
+        return cls(
+            threshold=s.memory_threshold,
+            weight=s.memory_weight,
+            half_life_days=s.memory_half_life_days,
+            client_daily_cap=s.memory_client_daily_cap,
+            max_penalty=s.memory_max_penalty,
+        )
+
+
+@dataclass(frozen=True)
+class MemoryVote:
+    """A vote as the memory sees it."""
+
+    query: str
+    doc_id: str
+    voter: str
+    up: bool
+    created_at: float
+
+    @classmethod
+    def of(cls, v: Vote) -> MemoryVote:
+        return cls(v.query, v.doc_id, v.voter, v.vote == "up", v.created_at)
+
+
+class _Entry(NamedTuple):
+    at: float
+    contribution: float  # ±2^((at - epoch) / half_life)
+    up: bool
+
+
+class VoteMemory:
+    """The in-memory matrix of voted queries for one encoder version, and the boosts it gives."""
+
+    def __init__(self, model_version: str, dim: int, params: MemoryParams, epoch: float | None = None) -> None:
+        self.model_version = model_version
+        self.dim = dim
+        self.params = params
+        self.epoch = time.time() if epoch is None else epoch
+        self._half_life_s = max(params.half_life_days, 1e-6) * DAY_S
+        self._rows: dict[str, int] = {}  # normalised query → row
+        self._texts: list[str] = []
+        self._matrix = np.zeros((16, dim), dtype=np.float32)
+        self._docs: list[dict[str, float]] = []  # per row: doc_id → Σ contributions
+        self._entries: dict[tuple[str, str, str], _Entry] = {}  # (voter, query, doc) → the vote that counts
+        self._counted: dict[tuple[str, str, int], set[str]] = {}  # (voter, doc, day) → queries counted
+
+    # ---- building -------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Votes that count."""
+        return len(self._entries)
+
+    @property
+    def queries(self) -> int:
+        return len(self._texts)
+
+    def knows(self, query: str) -> bool:
+        return normalise(query) in self._rows
+
+    def add(self, vote: MemoryVote, vector: Vectors | None = None) -> bool:
+        """Apply one vote; True when it changed the memory. `vector` (this memory's encoder) is needed only for
+        a query text the memory does not know yet. Idempotent: a vote no newer than the one counted for the same
+        (voter, query, document) changes nothing, so overlapping refreshes are safe."""
+        qkey = normalise(vote.query)
+        key = (vote.voter, qkey, vote.doc_id)
+        old = self._entries.get(key)
+        if old is not None and old.at >= vote.created_at:
+            return False
+        if old is None:
+            bucket = self._counted.setdefault((vote.voter, vote.doc_id, int(vote.created_at // DAY_S)), set())
+            if qkey not in bucket and len(bucket) >= self.params.client_daily_cap:
+                return False
+            bucket.add(qkey)
+        row = self._row(qkey, vote.query, vector)
+        sign = 1.0 if vote.up else -1.0
+        contribution = sign * 2.0 ** ((vote.created_at - self.epoch) / self._half_life_s)
+        docs = self._docs[row]
+        net = docs.get(vote.doc_id, 0.0) - (old.contribution if old else 0.0) + contribution
+        if abs(net) <= _TINY * abs(contribution):  # opposite votes of equal weight cancel exactly
+            docs.pop(vote.doc_id, None)
+        else:
+            docs[vote.doc_id] = net
+        self._entries[key] = _Entry(vote.created_at, contribution, vote.up)
+        return True
+
+    def _row(self, qkey: str, text: str, vector: Vectors | None) -> int:
+        row = self._rows.get(qkey)
+        if row is not None:
+            return row
+        if vector is None:
+            raise ValueError(f"a vector is needed for a query the memory does not know: {text[:60]!r}")
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != self.dim:
+            raise ValueError(f"vector of dim {v.shape[0]} for a memory of dim {self.dim} ({self.model_version})")
+        row = len(self._texts)
+        if row == self._matrix.shape[0]:
+            grown = np.zeros((row * 2, self.dim), dtype=np.float32)
+            grown[:row] = self._matrix
+            self._matrix = grown
+        norm = float(np.linalg.norm(v)) or 1.0
+        self._matrix[row] = v / norm
+        self._rows[qkey] = row
+        self._texts.append(text)
+        self._docs.append({})
+        return row
+
+    # ---- asking ---------------------------------------------------------------------------------------
+
+    def boosts(self, vector: Vectors, now: float) -> dict[str, float]:
+        """doc_id → score to add, for a query vector of this memory's encoder. Empty when nothing is near."""
+        n = len(self._texts)
+        if n == 0 or not self.params.enabled:
+            return {}
+        sims = self._matrix[:n] @ np.asarray(vector, dtype=np.float32).reshape(-1)
+        near = np.flatnonzero(sims >= self.params.threshold)
+        if near.size == 0:
+            return {}
+        scale = self.params.weight * 2.0 ** (-(now - self.epoch) / self._half_life_s)
+        out: dict[str, float] = {}
+        for i in near.tolist():
+            s = float(sims[i]) * scale
+            for doc, net in self._docs[i].items():
+                out[doc] = out.get(doc, 0.0) + s * net
+        floor = -self.params.max_penalty
+        return {d: max(b, floor) for d, b in out.items() if abs(b) > 1e-6}
+
+    # ---- snapshot -------------------------------------------------------------------------------------
+
+    def to_bytes(self, as_of: float, extra: Mapping[str, Any] | None = None) -> bytes:
+        """The votes that count and the query vectors (float16), as one .npz (no pickles)."""
+        keys = list(self._entries)
+        meta = {
+            "model_version": self.model_version,
+            "dim": self.dim,
+            "epoch": self.epoch,
+            "as_of": as_of,
+            "params": asdict(self.params),
+            "votes": len(keys),
+            "queries": len(self._texts),
+            **(extra or {}),
+        }
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            meta=np.array(json.dumps(meta)),
+            texts=np.array(self._texts, dtype=str),
+            vectors=self._matrix[: len(self._texts)].astype(np.float16),
+            voter=np.array([k[0] for k in keys], dtype=str),
+            row=np.array([self._rows[k[1]] for k in keys], dtype=np.int32),
+            doc=np.array([k[2] for k in keys], dtype=str),
+            up=np.array([self._entries[k].up for k in keys], dtype=bool),
+            at=np.array([self._entries[k].at for k in keys], dtype=np.float64),
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, params: MemoryParams | None = None) -> tuple[VoteMemory, dict[str, Any]]:
+        """A snapshot back, replayed through `add` (so the rules hold), and its meta. `params` replaces the
+        snapshot's safety settings but keeps its tuned threshold, weight and enabled flag."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                texts = [str(t) for t in z["texts"]]
+                vectors = z["vectors"].astype(np.float32)
+                voters, rows, docs = z["voter"], z["row"], z["doc"]
+                ups, ats = z["up"], z["at"]
+        except (ValueError, KeyError, OSError) as exc:
+            raise CorruptArtifact(f"feedback memory snapshot: {exc}") from exc
+        stored = MemoryParams(**meta.get("params", {}))
+        base = params or stored
+        tuned = replace(base, threshold=stored.threshold, weight=stored.weight, enabled=stored.enabled)
+        mem = cls(str(meta["model_version"]), int(meta["dim"]), tuned, meta.get("epoch"))
+        for i in np.argsort(ats, kind="stable").tolist():
+            r = int(rows[i])
+            vote = MemoryVote(texts[r], str(docs[i]), str(voters[i]), bool(ups[i]), float(ats[i]))
+            mem.add(vote, vectors[r])
+        return mem, meta
+
+
+def build_memory(
+    model_version: str,
+    votes: Sequence[MemoryVote],
+    vectors: Mapping[str, Vectors],
+    dim: int,
+    params: MemoryParams,
+    epoch: float | None = None,
+) -> VoteMemory:
+    """A memory from votes, oldest first; `vectors` maps each vote's query text to its vector."""
+    mem = VoteMemory(model_version, dim, params, epoch)
+    for v in sorted(votes, key=lambda v: v.created_at):
+        mem.add(v, None if mem.knows(v.query) else vectors[v.query])
+    return mem
+
+
+def rerank(hits: Sequence[Hit], boosts: Mapping[str, float]) -> list[tuple[Hit, float]]:
+    """Best chunk per document (in hit order), each with its boosted score, best first. Stable: documents the
+    memory does not touch keep their order among themselves."""
+    best: dict[str, Hit] = {}
+    for h in hits:
+        best.setdefault(h.chunk.doc_id, h)
+    scored = [(h, h.score + boosts.get(d, 0.0)) for d, h in best.items()]
+    if boosts:
+        scored.sort(key=lambda x: -x[1])
+    return scored
+
+
+# ---- the serving side: one memory per live encoder, kept current from the vote log -----------------------
+
+
+class LiveMemory:
+    """A VoteMemory for the live encoder, refreshed from FeedbackStore.votes(since=…) at most every refresh_s.
+
+    Refresh reads only votes newer than the last one seen (minus an overlap for late-indexed votes, harmless
+    because `add` is idempotent) through the time-ordered vote index, never a scan. A failed refresh is logged
+    and retried later: the memory is an improvement, never a reason for /ask to fail."""
+
+    OVERLAP_S = 5.0  # GSI propagation is typically sub-second; re-reading more is wasted work at high vote rates
+
+    def __init__(
+        self,
+        memory: VoteMemory,
+        feedback: FeedbackStore,
+        encoder: Encoder,
+        *,
+        as_of: float,
+        refresh_s: float = 10.0,
+        depth: int = 40,
+        max_votes: int = 20_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if encoder.version != memory.model_version:
+            raise ValueError(f"memory of {memory.model_version} cannot serve encoder {encoder.version}")
+        self.memory = memory
+        self.depth = depth
+        self._feedback = feedback
+        self._encoder = encoder
+        self._as_of = as_of
+        self._refresh_s = refresh_s
+        self._max_votes = max_votes
+        self._clock = clock
+        self._refreshed_at = float("-inf")
+        self._lock = threading.Lock()  # guards the memory: refresh writes, boosts read
+        self._refreshing = threading.Lock()  # one refresh at a time; others go on without waiting
+        self.encoded = 0  # query texts re-encoded so far (votes logged under another encoder)
+
+    @property
+    def model_version(self) -> str:
+        return self.memory.model_version
+
+    @property
+    def enabled(self) -> bool:
+        return self.memory.params.enabled
+
+    def boosts(self, vector: Vectors, now: float | None = None) -> dict[str, float]:
+        with self._lock:
+            return self.memory.boosts(vector, self._clock() if now is None else now)
+
+    def maybe_refresh(self) -> int:
+        """Refresh when the last one is older than refresh_s; the number of votes applied."""
+        if self._clock() - self._refreshed_at < self._refresh_s:
+            return 0
+        return self.refresh()
+
+    def refresh(self) -> int:
+        if not self._refreshing.acquire(blocking=False):
+            return 0  # another request is refreshing now
+        try:
+            started = self._clock()
+            try:
+                votes = self._feedback.votes(since=self._as_of - self.OVERLAP_S, limit=self._max_votes)
+                applied = self.apply(votes)
+            except RagError as exc:
+                logger.warning("feedback memory refresh failed; retrying later", extra={"error": str(exc)})
+                return 0
+            self._refreshed_at = started
+            return applied
+        finally:
+            self._refreshing.release()
+
+    def apply(self, votes: Iterable[Vote]) -> int:
+        """Add votes (oldest first). A query the memory does not know takes its logged embedding when that was
+        made by this memory's encoder, else it is re-encoded once, with all such queries in one batch."""
+        votes = sorted(votes, key=lambda v: v.created_at)
+        if not votes:
+            return 0
+        fresh: dict[str, Vectors] = {}
+        to_encode: list[str] = []
+        for v in votes:
+            if v.query in fresh or self.memory.knows(v.query):
+                continue
+            if v.embedding and v.pair.model_version == self.model_version:
+                fresh[v.query] = unpack_vector(v.embedding)
+            elif v.query not in to_encode:
+                to_encode.append(v.query)
+        if to_encode:
+            fresh.update(zip(to_encode, self._encoder.encode(to_encode), strict=True))
+            self.encoded += len(to_encode)
+        applied = 0
+        with self._lock:
+            for v in votes:
+                try:
+                    applied += self.memory.add(MemoryVote.of(v), fresh.get(v.query))
+                except ValueError as exc:  # a logged vector of another dimension: re-encode next time
+                    logger.warning("feedback memory skipped a vote", extra={"error": str(exc)})
+        self._as_of = max(self._as_of, votes[-1].created_at)
+        return applied
+
+
+def open_live_memory(
+    store: ArtifactStore,
+    feedback: FeedbackStore,
+    encoder: Encoder,
+    defaults: MemoryParams,
+    *,
+    refresh_s: float = 10.0,
+    depth: int = 40,
+    max_votes: int = 20_000,
+    max_age_days: float = 90.0,
+    clock: Callable[[], float] = time.time,
+) -> LiveMemory:
+    """The live memory of `encoder`'s version: its shipped snapshot (tuned threshold and weight) plus the votes
+    since, or, without a snapshot (a bootstrapped model, or a damaged file), every vote of the last
+    max_age_days. Loaded fully before the pair it belongs to goes live."""
+    version = encoder.version
+    try:
+        memory, meta = VoteMemory.from_bytes(store.get_bytes(memory_key(version)), defaults)
+        as_of = float(meta.get("as_of", 0.0))
+        if memory.model_version != version or memory.dim != encoder.dim:
+            raise CorruptArtifact(f"{memory_key(version)} was built for {memory.model_version}/{memory.dim}")
+    except ArtifactNotFound:
+        memory, as_of = VoteMemory(version, encoder.dim, defaults, clock()), clock() - max_age_days * DAY_S
+    except CorruptArtifact as exc:
+        logger.error("feedback memory snapshot unusable; rebuilding from the vote log", extra={"error": str(exc)})
+        memory, as_of = VoteMemory(version, encoder.dim, defaults, clock()), clock() - max_age_days * DAY_S
+    live = LiveMemory(
+        memory, feedback, encoder, as_of=as_of, refresh_s=refresh_s, depth=depth, max_votes=max_votes, clock=clock
+    )
+    live.refresh()
+    return live

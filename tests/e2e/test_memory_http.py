@@ -1,0 +1,66 @@
+"""Issue 7 over HTTP on the embedded default: /ask logs the query vector in DynamoDB, a vote carries it, and the
+next /ask is re-ranked by the feedback memory with `boosted` citations. Queries and votes go to a table of this
+module's own (the tune loop counts the session table's votes), and the served app gets a LiveState whose memory
+reads that table and refreshes on every request (RAG_MEMORY_REFRESH_S=0)."""
+
+from __future__ import annotations
+
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from rag_autotune.adapters.dynamodb import DynamoFeedbackStore
+from rag_autotune.live import LiveState
+from rag_autotune.local.resources import ensure_table, load_template, table_spec
+from rag_autotune.memory import MemoryParams, open_live_memory, unpack_vector
+from tests.http_client import call
+
+
+@pytest.fixture
+def served(stack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    rt = stack.app.runtime
+    table = f"e2e-memory-{uuid.uuid4().hex[:8]}"
+    ensure_table(rt.feedback._ddb, table, table_spec(load_template()))
+    fb = DynamoFeedbackStore(rt.feedback._ddb, table, rt.feedback.query_ttl_s)
+    params = MemoryParams.from_settings(rt.settings)
+    live = LiveState(
+        rt.store,
+        rt.index,
+        rt.load_encoder,
+        ttl_s=0,
+        load_memory=lambda enc: open_live_memory(rt.store, fb, enc, params, refresh_s=0),
+    )
+    monkeypatch.setattr(rt, "feedback", fb)
+    monkeypatch.setattr(rt, "live", live)
+    return SimpleNamespace(table=table, ddb=fb._ddb, live=live)
+
+
+def test_votes_rerank_the_next_answer_over_http(stack: SimpleNamespace, served: SimpleNamespace) -> None:
+    q = {"query": "create a pipe for interprocess communication", "top_k": 3}
+    first = call(stack.url + "/ask", "POST", q).json
+    assert [c["boosted"] for c in first["citations"]] == [False, False, False]
+    item = served.ddb.get_item(TableName=served.table, Key={"pk": {"S": f"Q#{first['query_id']}"}, "sk": {"S": "Q"}})
+    logged = item["Item"]["embedding"]["B"]
+    assert len(logged) == 2 * 384  # float16, from the live encoder (v0)
+    assert float(unpack_vector(logged) @ unpack_vector(logged)) == pytest.approx(1.0, abs=1e-2)
+
+    top = first["citations"][0]["doc_id"]
+    for user in ("alice", "bob", "carol"):
+        vote = {"query_id": first["query_id"], "doc_id": top, "vote": "down", "user_id": user}
+        assert call(stack.url + "/feedback", "POST", vote).status == 201
+    votes = served.ddb.query(
+        TableName=served.table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
+        ExpressionAttributeValues={":pk": {"S": f"Q#{first['query_id']}"}, ":v": {"S": "V#"}},
+    )["Items"]
+    assert len(votes) == 3 and all(v["embedding"]["B"] == logged for v in votes)
+
+    again = call(stack.url + "/ask", "POST", q).json  # the memory refreshes before answering
+    assert again["model_version"] == first["model_version"]
+    assert again["citations"][0]["doc_id"] != top
+    shown = {c["doc_id"]: c for c in again["citations"]}
+    assert top not in shown or (shown[top]["boosted"] and shown[top]["rank"] > 1)
+    memory = served.live.current().memory
+    assert memory is not None and memory.model_version == again["model_version"] and len(memory.memory) == 3
+    assert memory.encoded == 0  # the logged vectors were used: no query re-encoded

@@ -1,0 +1,59 @@
+"""moto's TransactWriteItems, as patched by local/moto_fixes.py (no whole-table copy per call), keeps DynamoDB's
+all-or-nothing semantics: a cancelled transaction leaves every item it named as it was."""
+
+from __future__ import annotations
+
+import uuid
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+
+@pytest.fixture
+def table(moto_url: str) -> str:
+    name = f"fixes-{uuid.uuid4().hex[:8]}"
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+def _put(name: str, pk: str, value: str, condition: str | None = None) -> dict:  # type: ignore[type-arg]
+    op: dict = {"TableName": name, "Item": {"pk": {"S": pk}, "sk": {"S": "x"}, "v": {"S": value}}}  # type: ignore[type-arg]
+    if condition:
+        op["ConditionExpression"] = condition
+    return {"Put": op}
+
+
+def _value(name: str, pk: str) -> str | None:
+    item = boto3.client("dynamodb").get_item(TableName=name, Key={"pk": {"S": pk}, "sk": {"S": "x"}}).get("Item")
+    return item["v"]["S"] if item else None
+
+
+def test_cancelled_transaction_leaves_every_item_as_it_was(table: str) -> None:
+    ddb = boto3.client("dynamodb")
+    ddb.transact_write_items(TransactItems=[_put(table, "a", "a1"), _put(table, "b", "b1")])
+    for i in range(200):  # a table with history: the old code copied all of it on every call
+        ddb.put_item(TableName=table, Item={"pk": {"S": f"filler{i}"}, "sk": {"S": "x"}, "v": {"S": "f"}})
+    with pytest.raises(ClientError) as failed:
+        ddb.transact_write_items(
+            TransactItems=[
+                _put(table, "a", "a2"),  # would succeed on its own ...
+                _put(table, "new", "n1"),
+                _put(table, "b", "b2", "attribute_not_exists(pk)"),  # ... but this one fails: b exists
+            ]
+        )
+    assert failed.value.response["Error"]["Code"] == "TransactionCanceledException"
+    assert (_value(table, "a"), _value(table, "b"), _value(table, "new")) == ("a1", "b1", None)
+    assert _value(table, "filler7") == "f"
+
+    ddb.transact_write_items(TransactItems=[_put(table, "a", "a3"), _put(table, "c", "c1", "attribute_not_exists(pk)")])
+    assert (_value(table, "a"), _value(table, "c")) == ("a3", "c1")
