@@ -42,6 +42,7 @@ def _request() -> http_api.HttpRequest:
         body=req.raw_body,
         headers={k.lower(): v for k, v in req.headers.items()},
         source_ip=req.context.get("identity", {}).get("sourceIp"),
+        api_key_id=req.context.get("identity", {}).get("apiKeyId"),
     )
 
 

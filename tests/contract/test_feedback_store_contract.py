@@ -70,6 +70,7 @@ def test_query_log_round_trip(store: FeedbackStore) -> None:
         ),
         created_at=1_700_000_123.456789,
         client_id="cli-42",
+        tenant="apikey-k7",  # only this API key may vote on it
     )
     store.log_query(entry)
     assert store.get_query("3f2a9c") == entry

@@ -313,3 +313,30 @@ def test_html_in_a_document_comes_back_as_plain_text(rt: Runtime) -> None:
     assert "&lt;" not in r.body and "&amp;" not in r.body  # JSON is not HTML: nothing is entity-escaped
     streamed = http_api.ask(rt, req({"query": "how does a pipe warn you", "stream": True}), guard)
     assert "<script>alert('pipe')</script>" in streamed.body
+
+
+def test_a_vote_cannot_reach_another_tenants_query(rt: Runtime) -> None:
+    """Tenants are API keys. A query asked with key A is unknown (404, as if it did not exist) to key B and to
+    keyless callers; key A votes on it as usual. API Gateway's apiKeyId names the tenant when it checked the key."""
+    from rag_autotune.domain import PUBLIC_TENANT
+
+    guard = http_api.Guard(ApiKeyCheck(None), 65536, None)  # the key was checked by API Gateway
+    assert guard.tenant_of(req({})) == PUBLIC_TENANT
+    as_a = http_api.HttpRequest(json.dumps({"query": "make a pipe"}).encode(), {}, "203.0.113.9", "key-id-a")
+    assert guard.tenant_of(as_a) == "apikey-key-id-a"
+    answer = json.loads(http_api.ask(rt, as_a, guard).body)
+    vote = json.dumps({"query_id": answer["query_id"], "doc_id": answer["citations"][0]["doc_id"], "vote": "up"})
+    for other in ("key-id-b", None):
+        refused = http_api.feedback(rt, http_api.HttpRequest(vote.encode(), {}, "198.51.100.7", other), guard)
+        assert error_of(refused) == (404, "unknown_query")
+    assert (
+        http_api.feedback(rt, http_api.HttpRequest(vote.encode(), {}, "198.51.100.7", "key-id-a"), guard).status == 201
+    )
+
+
+def test_with_the_embedded_key_the_key_is_the_tenant(rt: Runtime) -> None:
+    guard = http_api.Guard(ApiKeyCheck("s3cret"), 65536, None)
+    answer = asked(rt, guard, "make a pipe", **{"x-api-key": "s3cret"})
+    vote = {"query_id": answer["query_id"], "doc_id": answer["citations"][0]["doc_id"], "vote": "up"}
+    assert http_api.feedback(rt, req(vote, {"x-api-key": "s3cret"}), guard).status == 201
+    assert guard.tenant_of(req({}, {"x-api-key": "s3cret"})).startswith("key-")

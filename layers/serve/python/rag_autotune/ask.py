@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from .domain import Answer, Citation, Hit, QueryLog, Timings, VersionPair
+from .domain import PUBLIC_TENANT, Answer, Citation, Hit, QueryLog, Timings, VersionPair
 from .generate import Generator, Passage, best_sentence
 from .live import LivePair
 from .memory import pack_vector, rerank
@@ -91,8 +91,8 @@ def retrieve(
     )
 
 
-def log_shown(r: Retrieval, store: FeedbackStore, client_id: str, now: float) -> None:
-    store.log_query(QueryLog(r.query_id, r.query, r.pair, r.citations, now, client_id, pack_vector(r.vector)))
+def log_shown(r: Retrieval, store: FeedbackStore, client_id: str, tenant: str, now: float) -> None:
+    store.log_query(QueryLog(r.query_id, r.query, r.pair, r.citations, now, client_id, pack_vector(r.vector), tenant))
 
 
 def ask(
@@ -103,13 +103,14 @@ def ask(
     generator: Generator,
     *,
     client_id: str = "anonymous",
+    tenant: str = PUBLIC_TENANT,
     now: Callable[[], float] = time.time,
 ) -> Answer:
     r = retrieve(query, top_k, live)
     gen_start = time.perf_counter()
     text = generator.answer(query, r.passages)
     gen_ms = (time.perf_counter() - gen_start) * 1000
-    log_shown(r, store, client_id, now())
+    log_shown(r, store, client_id, tenant, now())
     total = (time.perf_counter() - r.started) * 1000
     return Answer(r.query_id, text, r.pair, r.citations, Timings(r.encode_ms, r.search_ms, gen_ms, total))
 
@@ -122,10 +123,11 @@ def ask_stream(
     generator: Generator,
     *,
     client_id: str = "anonymous",
+    tenant: str = PUBLIC_TENANT,
     now: Callable[[], float] = time.time,
 ) -> tuple[Retrieval, Iterator[str]]:
     """The retrieval (for the citations event) and the answer deltas. The query is logged before the
     first delta, so a `done` event's query_id can always be voted on."""
     r = retrieve(query, top_k, live)
-    log_shown(r, store, client_id, now())
+    log_shown(r, store, client_id, tenant, now())
     return r, generator.stream(query, r.passages)

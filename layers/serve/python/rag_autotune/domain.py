@@ -8,6 +8,9 @@ from typing import Literal
 VoteKind = Literal["up", "down"]
 
 
+
+PUBLIC_TENANT = "public"  # no API key: one shared tenant
+
 @dataclass(frozen=True)
 class VersionPair:
     """The one thing a response is computed from: an encoder and the vectors that encoder made."""
@@ -76,6 +79,7 @@ class QueryLog:
     # The query's vector from pair.model_version, packed (memory.pack_vector: float16): votes on this query
     # reach the feedback memory without re-encoding. b"" when not logged.
     embedding: bytes = b""
+    tenant: str = PUBLIC_TENANT  # who may vote on it: the API key that asked (see http_api.Guard.tenant_of)
 
 
 def voter_id(user_id: str | None, client_id: str) -> str:

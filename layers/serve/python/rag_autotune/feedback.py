@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .domain import Vote, VoteKind, voter_id
+from .domain import PUBLIC_TENANT, Vote, VoteKind, voter_id
 from .errors import DocNotCited, UnknownQuery
 from .ports import FeedbackStore
 
@@ -25,11 +25,13 @@ def record_feedback(
     client_id: str,
     comment: str | None,
     window_s: int,
+    tenant: str = PUBLIC_TENANT,
     now: Callable[[], float] = time.time,
 ) -> bool:
-    """True when recorded, False when a duplicate within the window."""
+    """True when recorded, False when a duplicate within the window. A query asked under another tenant (API
+    key) is answered exactly as an unknown one: a vote can't be attached to it, nor its existence learned."""
     shown = store.get_query(query_id)
-    if shown is None:
+    if shown is None or shown.tenant != tenant:
         raise UnknownQuery(f"no query with id {query_id!r}")
     cited = next((c for c in shown.citations if c.doc_id == doc_id), None)
     if cited is None:

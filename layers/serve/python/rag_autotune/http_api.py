@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from . import ask as ask_logic
 from .auth import HEADER as API_KEY_HEADER
 from .auth import ApiKeyCheck, key_fingerprint
-from .domain import Answer, Citation
+from .domain import PUBLIC_TENANT, Answer, Citation
 from .errors import InvalidInput, InvalidJson, PayloadTooLarge, RagError
 from .feedback import record_feedback
 from .http_errors import error_body, headers_of, status_of
@@ -44,6 +44,7 @@ class HttpRequest:
     body: bytes | None
     headers: Mapping[str, str] = field(default_factory=dict)
     source_ip: str | None = None
+    api_key_id: str | None = None  # requestContext.identity.apiKeyId: set by API Gateway for a keyed method
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -71,6 +72,16 @@ class Guard:
             raise PayloadTooLarge(f"request body is {len(req.body)} bytes; the limit is {self.max_body_bytes}")
         if rate_limited and self.feedback_limit is not None:
             self.feedback_limit.take(self.client_of(req, presented))
+
+    def tenant_of(self, req: HttpRequest) -> str:
+        """Whose data a request may touch: the API key API Gateway checked (its id), or the key this process
+        checked (its fingerprint), or the one public tenant when no key is in use."""
+        if req.api_key_id:
+            return "apikey-" + req.api_key_id
+        presented = req.header(API_KEY_HEADER)
+        if presented and self.api_key.required:
+            return "key-" + key_fingerprint(presented)
+        return PUBLIC_TENANT
 
     def client_of(self, req: HttpRequest, presented: str | None) -> str:
         """The rate-limited client: the API key once it has been checked, else the source IP."""
@@ -144,9 +155,11 @@ def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-def _sse_events(rt: Runtime, req: AskRequest, voter: str) -> Iterator[str]:
+def _sse_events(rt: Runtime, req: AskRequest, voter: str, tenant: str) -> Iterator[str]:
     live = rt.live.current()
-    retrieval, deltas = ask_logic.ask_stream(req.query, req.top_k, live, rt.feedback, rt.generator, client_id=voter)
+    retrieval, deltas = ask_logic.ask_stream(
+        req.query, req.top_k, live, rt.feedback, rt.generator, client_id=voter, tenant=tenant
+    )
     yield _sse(
         "citations",
         {
@@ -164,12 +177,14 @@ def ask(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
     try:
         guard.admit(request)
         req = parse(AskRequest, request.body)
-        voter = client_id(request.source_ip)
+        voter, tenant = client_id(request.source_ip), guard.tenant_of(request)
         if req.stream or (request.header("accept") or "").startswith("text/event-stream"):
             # API Gateway REST + Chalice buffer the whole body: the client gets every event at once.
-            body = "".join(_sse_events(rt, req, voter))
+            body = "".join(_sse_events(rt, req, voter, tenant))
             return HttpResponse(200, body, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        answer = ask_logic.ask(req.query, req.top_k, rt.live.current(), rt.feedback, rt.generator, client_id=voter)
+        answer = ask_logic.ask(
+            req.query, req.top_k, rt.live.current(), rt.feedback, rt.generator, client_id=voter, tenant=tenant
+        )
     except RagError as exc:
         return error_response(exc)
     metrics.add_metric(name="AskLatency", unit=MetricUnit.Milliseconds, value=answer.timings.total_ms)
@@ -195,6 +210,7 @@ def feedback(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
             client_id=client_id(request.source_ip),
             comment=req.comment,
             window_s=rt.settings.dedupe_window_s,
+            tenant=guard.tenant_of(request),
         )
     except RagError as exc:
         return error_response(exc)

@@ -27,7 +27,7 @@ from typing import Any, cast
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..domain import Citation, QueryLog, VersionPair, Vote, VoteKind
+from ..domain import PUBLIC_TENANT, Citation, QueryLog, VersionPair, Vote, VoteKind
 from ..errors import Throttled, UpstreamError
 
 _SER = TypeSerializer()
@@ -101,6 +101,7 @@ class DynamoFeedbackStore:
             "model_version": entry.pair.model_version,
             "index_version": entry.pair.index_version,
             "client_id": entry.client_id,
+            "tenant": entry.tenant,
             "created_at": entry.created_at,
             "citations": [
                 {
@@ -152,6 +153,7 @@ class DynamoFeedbackStore:
             ),
             created_at=float(it["created_at"]),
             client_id=str(it.get("client_id", "anonymous")),
+            tenant=str(it.get("tenant", PUBLIC_TENANT)),
             embedding=_bytes(it.get("embedding")),
         )
 
