@@ -136,7 +136,8 @@ def main() -> int:
     ap.add_argument("--servers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--workers", type=int, default=2, help="client processes")
     ap.add_argument("--start-after", type=float, default=10, help="start the tune run this long into the load")
-    ap.add_argument("--tail", type=float, default=20, help="keep the load on this long after the swap")
+    ap.add_argument("--tail", type=float, default=30, help="keep the load on this long after the swap")
+    ap.add_argument("--window", type=float, default=60, help="also report this many seconds centred on the swap")
     ap.add_argument("--tune-timeout", type=float, default=900)
     args = ap.parse_args()
 
@@ -226,9 +227,14 @@ def main() -> int:
     print(f"\n## Load during a swap: {args.clients} clients, {elapsed:.0f} s, {args.servers} API processes\n")
     print(f"live pair {before.as_dict()} → {after.as_dict()}; the tune run ended {swap_at - t0:.0f} s in")
     print("| phase | route | requests | req/s | p50 | p99 | statuses |\n|---|---|---|---|---|---|---|")
+    half = args.window / 2  # the view: a window of --window seconds with the swap in its middle
+    lo, hi = max(t0, swap_at - half), min(t_end, swap_at + half)
     table(samples, elapsed, "whole run")
     table([r for r in samples if r[0] < swap_at], swap_at - t0, "tune running")
     table([r for r in samples if r[0] >= swap_at], t_end - swap_at, "after the swap")
+    table([r for r in samples if lo <= r[0] < hi], hi - lo, f"{hi - lo:.0f} s around the swap")
+    in_window = [r for r in samples if lo <= r[0] < hi]
+    print(f"\n{hi - lo:.0f} s around the swap: {len(in_window)} requests, {len(in_window) / (hi - lo):.1f} req/s")
     print(f"\nall requests: {len(samples)} in {elapsed:.0f} s = {len(samples) / elapsed:.1f} req/s")
     print(f"errors (5xx or connection): {len(errors)}" + "".join(f"\n  {e}" for e in errors[:5]))
     print(f"votes accepted (201): {accepted}; vote rows in DynamoDB: {rows}; lost: {accepted - rows}")
