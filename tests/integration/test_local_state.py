@@ -19,8 +19,14 @@ def test_state_survives_a_restart(tmp_path: Path, monkeypatch) -> None:  # type:
     suffix = uuid.uuid4().hex[:6]
     settings = Settings(bucket=f"state-{suffix}", table=f"state-{suffix}", cache_dir=tmp_path / "cache")
     folder = tmp_path / "state"
-    log = QueryLog("q1", "open a file", VersionPair("v0", "v0-c1"),
-                   (Citation("open.2", "open.2#0", "open(2)", "opens", 0.9, 1),), 1_700_000_000.0)
+    log = QueryLog(
+        "q1",
+        "open a file",
+        VersionPair("v0", "v0-c1"),
+        (Citation("open.2", "open.2#0", "open(2)", "opens", 0.9, 1),),
+        1_700_000_000.0,
+        embedding=bytes(range(256)) * 3,  # the query vector is a DynamoDB Binary: it must survive too
+    )
 
     first = stack.MotoStack().start()
     try:

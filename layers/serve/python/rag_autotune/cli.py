@@ -250,6 +250,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         f"""
 RAG-Autotune is up (embedded default: moto on {moto.url}).
   API       {api.url}/ask  {api.url}/feedback  {api.url}/health  {api.url}/openapi.json
+  Widget    {api.url}/ (demo page; embed {api.url}/widget.js)   Runs  {api.url}/dashboard (after `dashboard`)
   Try       curl -s {api.url}/ask -H 'content-type: application/json' -d '{{"query": "how do I create a pipe"}}'
   Tune      nightly at {cron} (UTC) by the local scheduler, or now: rag-autotune tune --wait
   Other CLI commands in another shell: export AWS_ENDPOINT_URL={moto.url}

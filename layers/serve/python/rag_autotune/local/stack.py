@@ -7,6 +7,7 @@ restart of `make run`. (Step Functions executions and the EventBridge rule are r
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -61,6 +62,7 @@ def save(settings: Settings, folder: Path) -> tuple[int, int]:
     """Bucket objects and table items → folder (written to a temp folder, then swapped in)."""
     s3, ddb = _clients(settings)
     tmp = folder.with_name(folder.name + ".tmp")
+    _rmtree(tmp)  # what a failed save left
     objects = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket):
         for obj in page.get("Contents", []):
@@ -73,7 +75,7 @@ def save(settings: Settings, folder: Path) -> tuple[int, int]:
     with (tmp / "table.jsonl").open("w") as fh:
         for page in ddb.get_paginator("scan").paginate(TableName=settings.table):
             for item in page["Items"]:
-                fh.write(json.dumps(item) + "\n")
+                fh.write(json.dumps(item, default=_encode_binary) + "\n")
                 items += 1
     if folder.exists():
         old = folder.with_name(folder.name + ".old")
@@ -100,9 +102,20 @@ def restore(settings: Settings, folder: Path) -> tuple[int, int]:
     if table_file.exists():
         with table_file.open() as fh:
             for line in fh:
-                ddb.put_item(TableName=settings.table, Item=json.loads(line))
+                ddb.put_item(TableName=settings.table, Item=json.loads(line, object_hook=_decode_binary))
                 items += 1
     return objects, items
+
+
+def _encode_binary(value: object) -> dict[str, str]:
+    """DynamoDB Binary values (the query log's vectors) in JSON: {"B": {"base64": ...}}."""
+    if isinstance(value, bytes | bytearray):
+        return {"base64": base64.b64encode(value).decode()}
+    raise TypeError(f"cannot save a {type(value).__name__} in the table snapshot")
+
+
+def _decode_binary(obj: dict[str, Any]) -> Any:
+    return base64.b64decode(obj["base64"]) if set(obj) == {"base64"} else obj
 
 
 def _rmtree(path: Path) -> None:
