@@ -202,7 +202,7 @@ def test_live_state_keeps_serving_when_the_new_pair_cannot_load(world: dict) -> 
         raise CorruptArtifact("model.onnx does not match its sha256")
 
     live._load_encoder = broken
-    live._encoders.clear()
+    live._loaded.clear()
     ingest(
         world["corpus"],
         store=world["store"],
@@ -237,7 +237,7 @@ def test_health_says_degraded_while_the_last_good_pair_serves(world: dict) -> No
         raise CorruptArtifact("models/v0/model.onnx: cannot load ONNX model: truncated")
 
     live._load_encoder = broken
-    live._encoders.clear()
+    live._loaded.clear()
     ingest(world["corpus"], store=world["store"], index=world["index"], load_encoder=world["encoders"].__getitem__)
     clock.t += 5
     reply = http_api.health(rt)  # type: ignore[arg-type]

@@ -8,8 +8,8 @@ from typing import Literal
 VoteKind = Literal["up", "down"]
 
 
-
 PUBLIC_TENANT = "public"  # no API key: one shared tenant
+
 
 @dataclass(frozen=True)
 class VersionPair:
@@ -32,6 +32,11 @@ class Manifest:
     reason: str = ""
     documents: int = 0  # of the live index, so /health needs no scan
     chunks: int = 0
+
+    @property
+    def named_versions(self) -> set[str]:
+        """Every model and index version the pointer names (live and rollback targets): never to be deleted."""
+        return {v for p in (self.live, *self.previous) for v in (p.model_version, p.index_version)}
 
 
 @dataclass(frozen=True)

@@ -78,16 +78,15 @@ class Guard:
         checked (its fingerprint), or the one public tenant when no key is in use."""
         if req.api_key_id:
             return "apikey-" + req.api_key_id
-        presented = req.header(API_KEY_HEADER)
-        if presented and self.api_key.required:
-            return "key-" + key_fingerprint(presented)
-        return PUBLIC_TENANT
+        return self._checked_key(req.header(API_KEY_HEADER)) or PUBLIC_TENANT
 
     def client_of(self, req: HttpRequest, presented: str | None) -> str:
         """The rate-limited client: the API key once it has been checked, else the source IP."""
-        if presented and self.api_key.required:
-            return "key-" + key_fingerprint(presented)
-        return client_id(req.source_ip)
+        return self._checked_key(presented) or client_id(req.source_ip)
+
+    def _checked_key(self, presented: str | None) -> str | None:
+        """The configured key's identity when the request carries it (admit has checked it), never the key."""
+        return "key-" + key_fingerprint(presented) if presented and self.api_key.required else None
 
 
 def json_response(status: int, obj: Any) -> HttpResponse:

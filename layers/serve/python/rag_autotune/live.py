@@ -51,7 +51,8 @@ class LiveState:
         self._load_memory = load_memory
         self._live: LivePair | None = None
         self._checked_at = float("-inf")
-        self._encoders: dict[str, Encoder] = {}
+        # model version → its encoder and feedback memory: the pair in use and the one before it
+        self._loaded: dict[str, tuple[Encoder, LiveMemory | None]] = {}
         self._lock = threading.Lock()
         self._failed: tuple[str, str, float] | None = None  # (manifest etag, why, when) of a pair that won't load
 
@@ -103,8 +104,8 @@ class LiveState:
             return None
         manifest, etag = found
         pair = manifest.live
-        encoder = self._encoders.get(pair.model_version)
-        if encoder is None:
+        loaded = self._loaded.get(pair.model_version)
+        if loaded is None:
             # Fetch and open the encoder and the shard at once (each is mostly S3 I/O and native code that
             # releases the GIL): at a cold start that saves the shorter of the two.
             with ThreadPoolExecutor(1, thread_name_prefix="load-encoder") as pool:
@@ -113,13 +114,15 @@ class LiveState:
                     self._index.warm(pair.index_version)
                 finally:
                     encoder = pending.result()  # raises the encoder's error; waits even when warm failed
-            # Keep only the encoder in use and the one before it (rollback is then instant).
-            self._encoders = {k: v for k, v in self._encoders.items() if k == self._current_model()}
-            self._encoders[pair.model_version] = encoder
+            # The memory of this encoder's version, loaded before the pair goes live: never another version's.
+            memory = self._load_memory(encoder) if self._load_memory is not None else None
+            loaded = (encoder, memory)
+            # Keep only the model in use and the one before it (rollback is then instant).
+            self._loaded = {k: v for k, v in self._loaded.items() if k == self._current_model()}
+            self._loaded[pair.model_version] = loaded
         else:
             self._index.warm(pair.index_version)  # open the shard now, not on the first user's request
-        # The memory of this encoder's version, loaded before the pair goes live: never another version's.
-        memory = self._load_memory(encoder) if self._load_memory is not None else None
+        encoder, memory = loaded
         return LivePair(pair, encoder, self._index, manifest, etag, memory)
 
     def _current_model(self) -> str | None:

@@ -38,6 +38,7 @@ from .errors import ArtifactNotFound, CorruptArtifact, RagError
 from .observability import logger
 from .ports import ArtifactStore, Encoder, FeedbackStore, Vectors
 from .tune.dataset import normalise
+from .versions import model_prefix
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -48,7 +49,7 @@ _TINY = 1e-9
 
 def memory_key(model_version: str) -> str:
     """The memory snapshot shipped with a model (written by the tune's smoke step)."""
-    return f"models/{model_version}/memory.npz"
+    return model_prefix(model_version) + "memory.npz"
 
 
 def pack_vector(vector: Vectors) -> bytes:
@@ -413,10 +414,9 @@ def open_live_memory(
         as_of = float(meta.get("as_of", 0.0))
         if memory.model_version != version or memory.dim != encoder.dim:
             raise CorruptArtifact(f"{memory_key(version)} was built for {memory.model_version}/{memory.dim}")
-    except ArtifactNotFound:
-        memory, as_of = VoteMemory(version, encoder.dim, defaults, clock()), clock() - max_age_days * DAY_S
-    except CorruptArtifact as exc:
-        logger.error("feedback memory snapshot unusable; rebuilding from the vote log", extra={"error": str(exc)})
+    except (ArtifactNotFound, CorruptArtifact) as exc:
+        if isinstance(exc, CorruptArtifact):
+            logger.error("feedback memory snapshot unusable; rebuilding from the vote log", extra={"error": str(exc)})
         memory, as_of = VoteMemory(version, encoder.dim, defaults, clock()), clock() - max_age_days * DAY_S
     live = LiveMemory(
         memory, feedback, encoder, as_of=as_of, refresh_s=refresh_s, depth=depth, max_votes=max_votes, clock=clock

@@ -137,30 +137,19 @@ class Runtime:
             self.store, self.index, self.load_encoder, ttl_s=self.settings.manifest_ttl_s, load_memory=self.load_memory
         )
 
-    @cached_property
-    def _memories(self) -> dict[str, LiveMemory]:
-        return {}
-
     def load_memory(self, encoder: Encoder) -> LiveMemory | None:
-        """The feedback memory of the encoder's version (None when RAG_MEMORY_ENABLED is false). Kept per
-        version like the encoders, for the live model and the one before it, so a rollback is instant."""
+        """The feedback memory of the encoder's version (None when RAG_MEMORY_ENABLED is false). LiveState keeps
+        it beside its encoder, for the live model and the one before it, so a rollback is instant."""
         s = self.settings
         if not s.memory_enabled:
             return None
-        memory = self._memories.get(encoder.version)
-        if memory is None or memory.model_version != encoder.version:
-            memory = open_live_memory(
-                self.store,
-                self.feedback,
-                encoder,
-                MemoryParams.from_settings(s),
-                refresh_s=s.memory_refresh_s,
-                depth=s.memory_depth,
-                max_votes=s.memory_max_votes,
-                max_age_days=s.memory_max_age_days,
-            )
-            recent = list(self._memories.items())[-1:]
-            self._memories.clear()
-            self._memories.update(recent)
-            self._memories[encoder.version] = memory
-        return memory
+        return open_live_memory(
+            self.store,
+            self.feedback,
+            encoder,
+            MemoryParams.from_settings(s),
+            refresh_s=s.memory_refresh_s,
+            depth=s.memory_depth,
+            max_votes=s.memory_max_votes,
+            max_age_days=s.memory_max_age_days,
+        )

@@ -181,8 +181,10 @@ def reap_abandoned_runs(
     for run in runs:
         if run.get("run_id") == current or run.get("status") in FINISHED:
             continue
-        left = cleanup({"run_id": run["run_id"], "run": run}, store=store, index=index, now=now, keep_lock=True)
-        update_run(store, run["run_id"], reason=f"abandoned (no cleanup ran); reaped by run {current}")
+        why = {"Error": "RunAbandoned", "Cause": f"abandoned (no cleanup ran); reaped by run {current}"}
+        left = cleanup(
+            {"run_id": run["run_id"], "run": run, "error": why}, store=store, index=index, now=now, keep_lock=True
+        )
         removed += [str(v) for v in left.get("removed", [])]
     return removed
 
@@ -410,9 +412,7 @@ def collect_garbage(store: ArtifactStore, index: VectorIndex) -> list[str]:
     if found is None:
         return []
     manifest = found[0]
-    keep = {p.model_version for p in (manifest.live, *manifest.previous)} | {
-        p.index_version for p in (manifest.live, *manifest.previous)
-    }
+    keep = manifest.named_versions
     live_model = int(manifest.live.model_version[1:])
     live_gen = corpus_generation(manifest.live.index_version)
     removed: list[str] = []
@@ -458,11 +458,7 @@ def cleanup(
     if "candidate" in state:
         candidate = _pair(state["candidate"])
         found = read_manifest(store)
-        named = (
-            {v for p in (found[0].live, *found[0].previous) for v in (p.model_version, p.index_version)}
-            if found
-            else set()
-        )
+        named = found[0].named_versions if found else set()
         if candidate.index_version not in named:
             index.delete(candidate.index_version)
             store.delete_prefix(f"corpus/{candidate.index_version}/")
