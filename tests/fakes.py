@@ -7,12 +7,16 @@ import hashlib
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rag_autotune.domain import Chunk, Hit, QueryLog, Vote
 from rag_autotune.errors import ArtifactNotFound, ConflictError
 from rag_autotune.ports import Vectors
+
+if TYPE_CHECKING:
+    from rag_autotune.runtime import Runtime
 
 
 def _etag(data: bytes) -> str:
@@ -175,3 +179,23 @@ class HashEncoder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return out / norms
+
+
+def fake_runtime(folder: Path, doc: dict[str, str], **settings: Any) -> Runtime:
+    """A Runtime whose four ports are the fakes above (HashEncoder for every version), with `doc` ingested."""
+    import json
+
+    from rag_autotune.ingest import ingest
+    from rag_autotune.runtime import Runtime
+    from rag_autotune.settings import Settings
+
+    rt = Runtime(Settings(cache_dir=folder, **settings))
+    rt.store = MemoryArtifactStore()  # type: ignore[misc]
+    rt.index = MemoryVectorIndex()  # type: ignore[misc]
+    rt.feedback = MemoryFeedbackStore()  # type: ignore[misc]
+    rt.load_encoder = lambda v: HashEncoder(v)  # type: ignore[method-assign]
+    rt.store.put_bytes("models/v0/meta.json", b"{}")
+    corpus = folder / "c.jsonl"
+    corpus.write_text(json.dumps(doc) + "\n")
+    ingest(corpus, store=rt.store, index=rt.index, load_encoder=rt.load_encoder)
+    return rt

@@ -16,12 +16,11 @@ from pydantic import SecretStr
 from rag_autotune import http_api
 from rag_autotune.auth import ApiKeyCheck
 from rag_autotune.errors import InvalidApiKey, MissingApiKey, RateLimited
-from rag_autotune.ingest import ingest
 from rag_autotune.observability import logger
 from rag_autotune.ratelimit import TokenBucket
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import Settings
-from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
+from tests.fakes import fake_runtime
 
 KEY = "k3y-" + "s" * 28
 SCRIPT_DOC = {
@@ -34,16 +33,7 @@ SCRIPT_DOC = {
 def make_runtime(tmp_path: Path, api_key: str | None = None, **settings: object) -> Runtime:
     if api_key:
         settings["RAG_AUTOTUNE_API_KEY"] = api_key  # the field is read by its environment name only
-    rt = Runtime(Settings(cache_dir=tmp_path, **settings))  # type: ignore[arg-type]
-    rt.store = MemoryArtifactStore()  # type: ignore[misc]
-    rt.index = MemoryVectorIndex()  # type: ignore[misc]
-    rt.feedback = MemoryFeedbackStore()  # type: ignore[misc]
-    rt.load_encoder = lambda v: HashEncoder(v)  # type: ignore[method-assign]
-    rt.store.put_bytes("models/v0/meta.json", b"{}")
-    corpus = tmp_path / "c.jsonl"
-    corpus.write_text(json.dumps(SCRIPT_DOC) + "\n")
-    ingest(corpus, store=rt.store, index=rt.index, load_encoder=rt.load_encoder)
-    return rt
+    return fake_runtime(tmp_path, SCRIPT_DOC, **settings)
 
 
 @pytest.fixture

@@ -88,16 +88,30 @@ def log_vote(fb: MemoryFeedbackStore, q: str, doc: str, kind: str, t: float, *, 
     embedding = pack_vector(vec(q, model)) if model else b""
     cited = (Citation(doc, f"{doc}#0", doc, "", 0.5, 1),)
     fb.log_query(QueryLog(qid, q, VersionPair(model, f"{model}-c1"), cited, t, kw.get("client_id", "c1"), embedding))
+    vote_on(fb, qid, doc, kind, user_id=kw.get("user_id"), client_id=kw.get("client_id", "c1"), at=t)
+
+
+def vote_on(
+    fb: MemoryFeedbackStore,
+    query_id: str,
+    doc: str,
+    kind: str,
+    *,
+    user_id: str | None = None,
+    client_id: str = "c1",
+    at: float = T0 + 1,
+) -> None:
+    """A vote through /feedback's logic, as a user would cast it."""
     record_feedback(
         fb,
-        query_id=qid,
+        query_id=query_id,
         doc_id=doc,
         vote=kind,  # type: ignore[arg-type]
-        user_id=kw.get("user_id"),
-        client_id=kw.get("client_id", "c1"),
+        user_id=user_id,
+        client_id=client_id,
         comment=None,
         window_s=3600,
-        now=lambda: t,
+        now=lambda: at,
     )
 
 
@@ -255,17 +269,7 @@ def test_votes_rerank_at_once_and_citations_say_boosted(world: dict[str, Any]) -
     assert unpack_vector(logged.embedding) @ vec(q) > 0.999  # the query's vector is logged with it
     top = first.citations[0].doc_id
     for voter in ("u1", "u2"):  # two users say the top document is wrong
-        record_feedback(
-            world["fb"],
-            query_id=first.query_id,
-            doc_id=top,
-            vote="down",
-            user_id=voter,
-            client_id="c1",
-            comment=None,
-            window_s=3600,
-            now=lambda: T0 + 1,
-        )
+        vote_on(world["fb"], first.query_id, top, "down", user_id=voter)
     world["wall"].t = T0 + 2
     again = _ask(world, q)
     assert again.citations[0].doc_id != top  # its replacement surfaced
@@ -278,17 +282,7 @@ def test_votes_rerank_at_once_and_citations_say_boosted(world: dict[str, Any]) -
 def test_version_tie_after_swap_no_old_memory_with_the_new_encoder(world: dict[str, Any]) -> None:
     w = world
     first = _ask(w, "create a pipe with two file descriptors")
-    record_feedback(
-        w["fb"],
-        query_id=first.query_id,
-        doc_id=first.citations[1].doc_id,
-        vote="up",
-        user_id=None,
-        client_id="c1",
-        comment=None,
-        window_s=3600,
-        now=lambda: T0 + 1,
-    )
+    vote_on(w["fb"], first.query_id, first.citations[1].doc_id, "up")
     w["wall"].t = T0 + 2
     before = w["live"].current()
     assert before.memory is not None and before.memory.maybe_refresh() == 1  # as the next /ask would
@@ -331,17 +325,7 @@ def test_off_switch(world: dict[str, Any]) -> None:
     q = "a data channel between processes"
     first = _ask(world, q)
     for voter in ("u1", "u2"):
-        record_feedback(
-            world["fb"],
-            query_id=first.query_id,
-            doc_id=first.citations[0].doc_id,
-            vote="down",
-            user_id=voter,
-            client_id="c1",
-            comment=None,
-            window_s=3600,
-            now=lambda: T0 + 1,
-        )
+        vote_on(world["fb"], first.query_id, first.citations[0].doc_id, "down", user_id=voter)
     off = LiveState(world["store"], world["index"], world["encoders"].__getitem__, ttl_s=0)  # no memory loader
     plain = ask(q, 3, off.current(), world["fb"], ExtractiveGenerator())
     assert off.current().memory is None

@@ -10,25 +10,14 @@ from pathlib import Path
 import pytest
 
 from rag_autotune import http_api
-from rag_autotune.ingest import ingest
 from rag_autotune.observability import metrics
 from rag_autotune.runtime import Runtime
-from rag_autotune.settings import Settings
-from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
+from tests.fakes import fake_runtime
 
 
 @pytest.fixture
 def rt(tmp_path: Path) -> Runtime:
-    runtime = Runtime(Settings(cache_dir=tmp_path))
-    runtime.store = MemoryArtifactStore()  # type: ignore[misc]
-    runtime.index = MemoryVectorIndex()  # type: ignore[misc]
-    runtime.feedback = MemoryFeedbackStore()  # type: ignore[misc]
-    runtime.load_encoder = lambda v: HashEncoder(v)  # type: ignore[method-assign]
-    runtime.store.put_bytes("models/v0/meta.json", b"{}")
-    corpus = tmp_path / "c.jsonl"
-    corpus.write_text(json.dumps({"id": "pipe.2", "title": "pipe(2)", "text": "pipe creates a pipe."}) + "\n")
-    ingest(corpus, store=runtime.store, index=runtime.index, load_encoder=runtime.load_encoder)
-    return runtime
+    return fake_runtime(tmp_path, {"id": "pipe.2", "title": "pipe(2)", "text": "pipe creates a pipe."})
 
 
 def emf_blobs(out: str) -> list[dict]:  # type: ignore[type-arg]
