@@ -9,14 +9,21 @@ if ! command -v docker >/dev/null 2>&1 || ! docker info >/dev/null 2>&1; then
 fi
 docker compose -f localstack/docker-compose.yml up -d --wait
 
-# aws-sam-cli pins pydantic ~=2.13 and this project pins 2.14: samlocal gets its own venv.
-SAMVENV=.venv-sam
+# aws-sam-cli pins pydantic ~=2.13 and this project pins 2.14: sam and samlocal live in .sam-venv (the
+# Makefile's, which `make test` also uses for its `sam build` check).
+SAMVENV=.sam-venv
 if [ ! -x "$SAMVENV/bin/samlocal" ]; then
-  python3.11 -m venv "$SAMVENV"
-  "$SAMVENV/bin/pip" install -q aws-sam-cli==1.170.0 aws-sam-cli-local==1.71.0
+  [ -x "$SAMVENV/bin/python" ] || env -u PYTHONPATH python3.11 -m venv "$SAMVENV"
+  env -u PYTHONPATH "$SAMVENV/bin/pip" install -q aws-sam-cli==1.170.0 aws-sam-cli-local==1.71.0
 fi
 export AWS_ENDPOINT_URL=http://localhost:4566 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
-"$SAMVENV/bin/samlocal" build --config-env localstack
+
+# The community edition applies no layers and has no ECR: build the variant of template.yaml that vendors
+# the serve layer into each function and ships the train step as a zip (CPU torch from TORCH_INDEX_URL).
+# With LOCALSTACK_AUTH_TOKEN set (Pro), the train step stays a container image.
+TRAIN=zip; [ -n "${LOCALSTACK_AUTH_TOKEN:-}" ] && TRAIN=image
+.venv/bin/python scripts/localstack_build.py --out build/localstack --train "$TRAIN"
+PATH="$PWD/.venv/bin:$PATH" "$SAMVENV/bin/samlocal" build --config-env localstack --template-file build/localstack/template.json
 "$SAMVENV/bin/samlocal" deploy --config-env localstack
 
 eval "$(.venv/bin/python localstack/outputs.py)"   # RAG_BUCKET RAG_TABLE RAG_STATE_MACHINE_ARN API_URL API_KEY

@@ -3,6 +3,10 @@
 - /ask over HTTP: p50/p99 over >= 1000 sequential requests on a 20k-chunk corpus. The API runs in its own
   process (`rag-autotune serve`, one request at a time like one Lambda instance); moto is the AWS endpoint.
 - the same handler in-process (API Gateway event in, response out: no HTTP);
+- the same /ask with a feedback memory of 10k remembered votes (a shipped snapshot, as a tune run leaves it)
+  while new votes keep arriving in DynamoDB (one every 0.2 s from another process, as other instances would
+  record them), so the memory's refresh runs as in production: every RAG_MEMORY_REFRESH_S, off the request
+  path;
 - cold start: a fresh process importing the API module (loading the live encoder and shard) and answering;
 - the installed size of what the ask Lambda's layer carries.
 
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -30,9 +36,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rag_autotune.chunking import chunk_document, embed_text  # noqa: E402
 from rag_autotune.corpus import load_documents  # noqa: E402
-from rag_autotune.domain import Chunk, VersionPair  # noqa: E402
+from rag_autotune.domain import Chunk, Citation, QueryLog, VersionPair  # noqa: E402
+from rag_autotune.feedback import record_feedback  # noqa: E402
 from rag_autotune.local import stack  # noqa: E402
 from rag_autotune.local.resources import ensure_resources  # noqa: E402
+from rag_autotune.memory import MemoryParams, MemoryVote, VoteMemory, memory_key, pack_vector  # noqa: E402
 from rag_autotune.runtime import Runtime  # noqa: E402
 from rag_autotune.settings import get_settings  # noqa: E402
 from rag_autotune.versions import swap, write_stats  # noqa: E402
@@ -74,8 +82,72 @@ def build_corpus(rt: Runtime, target: int, seed: int = 0) -> tuple[str, list[str
     print(f"built index {version}: {n} points in {time.perf_counter() - t:.1f} s", flush=True)
     write_stats(rt.store, version, len(docs), n)
     swap(rt.store, VersionPair("v0", version), expected_etag=None, reason="bench", documents=len(docs), chunks=n)
-    queries = [json.loads(x)["query"] for x in (REPO / "demo" / "golden.jsonl").read_text().splitlines()]
-    return version, queries
+    return version, golden_queries()
+
+
+def golden_queries() -> list[str]:
+    return [json.loads(x)["query"] for x in (REPO / "demo" / "golden.jsonl").read_text().splitlines()]
+
+
+def remember(rt: Runtime, queries: list[str], n: int, seed: int = 1) -> None:
+    """Ship a v0 memory of n votes on n distinct queries: the real queries' vectors plus noise, so that some are
+    near what the bench asks (boosts are computed) and all are scored (one similarity per remembered query)."""
+    base = rt.load_encoder("v0").encode(queries)
+    rng = np.random.default_rng(seed)
+    now = time.time()
+    mem = VoteMemory("v0", base.shape[1], MemoryParams.from_settings(rt.settings), now)
+    for i in range(n):
+        v = base[i % len(base)] + rng.normal(0, 0.02, base.shape[1]).astype(np.float32)
+        mem.add(MemoryVote(f"remembered question {i}", f"doc-{i % 500}", f"user-{i}", bool(i % 2), now), v)
+    rt.store.put_bytes(memory_key("v0"), mem.to_bytes(as_of=now))
+
+
+def trickle_votes(every_s: float) -> None:
+    """`--trickle`: new votes until killed, written as other API instances would (query log, then the vote).
+    Its own process, so that the writing does not compete with moto's server (in the bench process) for the
+    GIL; prints how many it recorded when stopped."""
+    rt = Runtime(get_settings())
+    queries = golden_queries()
+    vectors = rt.load_encoder("v0").encode(queries)
+    pair = VersionPair("v0", "v0-c1")
+    recorded = 0
+    signal.signal(signal.SIGTERM, lambda *_: (print(recorded, flush=True), sys.exit(0)))
+    for i in itertools.count():
+        time.sleep(every_s)
+        qid, j = uuid.uuid4().hex, i % len(queries)
+        cited = (Citation(f"doc-{i % 97}", f"doc-{i % 97}#0", "t", "", 0.5, 1),)
+        rt.feedback.log_query(QueryLog(qid, queries[j], pair, cited, time.time(), "bench", pack_vector(vectors[j])))
+        recorded += record_feedback(
+            rt.feedback,
+            query_id=qid,
+            doc_id=cited[0].doc_id,
+            vote="up",
+            user_id=f"trickle-{i}",
+            client_id="bench",
+            comment=None,
+            window_s=60,
+        )
+
+
+def serve_and_bench(env: dict[str, str], queries: list[str], n: int, log: Path) -> list[float]:
+    """Start `rag-autotune serve` (one request at a time, like one Lambda instance) and time n /ask calls."""
+    port = stack.free_port()
+    with log.open("w") as out:  # a file, not a pipe: the server logs every request and must never block
+        server = subprocess.Popen(
+            [sys.executable, "-m", "rag_autotune.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        while "serving http" not in log.read_text():  # printed once the live pair is loaded
+            if server.poll() is not None:
+                raise RuntimeError(f"the API server exited:\n{log.read_text()[-2000:]}")
+            time.sleep(0.2)
+        return bench_http(port, queries, n)
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def bench_http(port: int, queries: list[str], n: int) -> list[float]:
@@ -149,7 +221,12 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chunks", type=int, default=20_000)
     ap.add_argument("--requests", type=int, default=1000)
+    ap.add_argument("--memory-votes", type=int, default=10_000, help="votes in the feedback memory's snapshot")
+    ap.add_argument("--trickle-every", type=float, default=0.2, help="seconds between new votes in the memory row")
+    ap.add_argument("--trickle", type=float, help=argparse.SUPPRESS)  # the vote writer's own process
     args = ap.parse_args()
+    if args.trickle is not None:
+        trickle_votes(args.trickle)  # until SIGTERM
 
     moto = stack.MotoStack().start()
     suffix = uuid.uuid4().hex[:6]
@@ -170,27 +247,22 @@ def main() -> int:
         "PYTHONPATH": f"{REPO / 'layers' / 'serve' / 'python'}:{REPO}",
         "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-api",
     }
-    port = stack.free_port()
-    log = Path(f"/tmp/rag-bench-{suffix}-api.log")
-    with log.open("w") as out:  # a file, not a pipe: the server logs every request and must never block
-        server = subprocess.Popen(
-            [sys.executable, "-m", "rag_autotune.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        while "serving http" not in log.read_text():  # printed once the live pair is loaded
-            if server.poll() is not None:
-                raise RuntimeError(f"the API server exited:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        http_ms = bench_http(port, queries, args.requests)
-    finally:
-        server.terminate()
-        server.wait(10)
+    http_ms = serve_and_bench(env, queries, args.requests, Path(f"/tmp/rag-bench-{suffix}-api.log"))
     inproc_ms = bench_in_process(queries, args.requests)
     cold = bench_cold({**env, "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-cold"}, queries[0], 1)
     cold += bench_cold(env, queries[0], 4)  # later runs find the model and shard already in /tmp, as a warm /tmp
+
+    remember(rt, queries, args.memory_votes)  # from here on, v0 serves with a feedback memory
+    trickle = subprocess.Popen(
+        [sys.executable, __file__, "--trickle", str(args.trickle_every)],
+        env={**env, "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-trickle"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    memory_ms = serve_and_bench(env, queries, args.requests, Path(f"/tmp/rag-bench-{suffix}-memory.log"))
+    trickle.terminate()
+    trickled = int(trickle.communicate(timeout=30)[0].split()[-1])
+    cold_memory = bench_cold(env, queries[0], 3)
 
     import build_layer
 
@@ -211,6 +283,11 @@ def main() -> int:
         f"| in-process handler (API Gateway event → response) | {pct(inproc_ms, 50):.2f} ms | "
         f"{pct(inproc_ms, 99):.2f} ms | {len(inproc_ms)} |"
     )
+    print(
+        f"| HTTP POST /ask, same, memory of {args.memory_votes} votes + {trickled} new (refresh every "
+        f"{settings.memory_refresh_s:g} s) | {pct(memory_ms, 50):.2f} ms | {pct(memory_ms, 99):.2f} ms "
+        f"| {len(memory_ms)} |"
+    )
     first = cold[0]
     print(
         f"| cold start, empty /tmp: import+init / first answer / whole process | {first['init_s']:.2f} s / "
@@ -222,7 +299,13 @@ def main() -> int:
         f"{np.median([c['init_s'] for c in warm]):.2f} s / {np.median([c['first_s'] for c in warm]) * 1000:.1f} ms "
         f"/ {np.median([c['wall_s'] for c in warm]):.2f} s | | {len(warm)} |"
     )
-    print(f"| torch imported by the serving process | {any(c['torch'] for c in cold)} | | |")
+    print(
+        f"| cold start, artifacts in /tmp, memory of {args.memory_votes} votes: import+init / first answer / whole "
+        f"process | {np.median([c['init_s'] for c in cold_memory]):.2f} s / "
+        f"{np.median([c['first_s'] for c in cold_memory]) * 1000:.1f} ms / "
+        f"{np.median([c['wall_s'] for c in cold_memory]):.2f} s | | {len(cold_memory)} |"
+    )
+    print(f"| torch imported by the serving process | {any(c['torch'] for c in cold + cold_memory)} | | |")
     print(f"\nServe layer (`make layer`: what the ask Lambda carries besides the runtime's boto3): {layer_mb:.1f} MB")
     for part_size, name in parts[:6]:
         print(f"  {name:<28} {part_size / 1e6:7.1f} MB")

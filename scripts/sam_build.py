@@ -23,8 +23,8 @@ def size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def build(build_dir: Path, resource: str = "ApiFunction") -> dict[str, int]:
-    """Bytes per built artifact folder (the function and its layer). Raises CalledProcessError on failure."""
+def build(build_dir: Path, resource: str = "ApiFunction", template: Path = REPO / "template.yaml") -> dict[str, int]:
+    """Bytes per built artifact folder (the function and its layer); RuntimeError with sam's output on failure."""
     shutil.rmtree(build_dir, ignore_errors=True)
     env = {
         **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},  # sam's own venv, not the project's paths
@@ -32,13 +32,14 @@ def build(build_dir: Path, resource: str = "ApiFunction") -> dict[str, int]:
         # sam looks for the runtime's interpreter (python3.11) on PATH: the project venv has it
         "PATH": f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    subprocess.run(
-        [str(SAM), "build", resource, "--build-dir", str(build_dir), "--template-file", str(REPO / "template.yaml")],
+    run = subprocess.run(
+        [str(SAM), "build", resource, "--build-dir", str(build_dir), "--template-file", str(template)],
         cwd=REPO,
         env=env,
-        check=True,
         capture_output=True,
         text=True,
         timeout=600,
     )
+    if run.returncode:
+        raise RuntimeError(f"sam build {resource} failed:\n{(run.stdout + run.stderr)[-3000:]}")
     return {p.name: size(p) for p in sorted(build_dir.iterdir()) if p.is_dir()}

@@ -29,7 +29,7 @@ def served(stack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleNam
         rt.index,
         rt.load_encoder,
         ttl_s=0,
-        load_memory=lambda enc: open_live_memory(rt.store, fb, enc, params, refresh_s=0),
+        load_memory=lambda enc: open_live_memory(rt.store, fb, enc, params, refresh_s=0, background=False),
     )
     monkeypatch.setattr(rt, "feedback", fb)
     monkeypatch.setattr(rt, "live", live)

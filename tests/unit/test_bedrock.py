@@ -18,8 +18,13 @@ PASSAGES = [Passage(1, "pipe(2)", "pipe() creates a pipe."), Passage(2, "open(2)
 
 @pytest.fixture
 def client() -> Any:
-    return boto3.client("bedrock-runtime", region_name="us-east-1", aws_access_key_id="x",
-                        aws_secret_access_key="x", endpoint_url="https://bedrock-runtime.us-east-1.amazonaws.com")
+    return boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        endpoint_url="https://bedrock-runtime.us-east-1.amazonaws.com",
+    )
 
 
 def test_converse_request_carries_passages_and_citation_instructions(client: Any) -> None:
@@ -60,12 +65,16 @@ def test_stream_yields_converse_stream_text_deltas() -> None:
 
         def converse_stream(self, **kwargs: Any) -> dict[str, Any]:
             self.request = kwargs
-            return {"stream": iter([
-                {"messageStart": {"role": "assistant"}},
-                {"contentBlockDelta": {"delta": {"text": "Use "}, "contentBlockIndex": 0}},
-                {"contentBlockDelta": {"delta": {"text": "pipe() [1]."}, "contentBlockIndex": 0}},
-                {"messageStop": {"stopReason": "end_turn"}},
-            ])}
+            return {
+                "stream": iter(
+                    [
+                        {"messageStart": {"role": "assistant"}},
+                        {"contentBlockDelta": {"delta": {"text": "Use "}, "contentBlockIndex": 0}},
+                        {"contentBlockDelta": {"delta": {"text": "pipe() [1]."}, "contentBlockIndex": 0}},
+                        {"messageStop": {"stopReason": "end_turn"}},
+                    ]
+                )
+            }
 
     fake = StreamingClient()
     deltas = list(BedrockGenerator(fake, MODEL).stream("make a pipe", PASSAGES))

@@ -4,6 +4,7 @@ swap, the off switch, and the smoke step that tunes and ships it."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -24,6 +25,7 @@ from rag_autotune.memory import (
     MemoryParams,
     MemoryVote,
     VoteMemory,
+    hamming_cutoff,
     memory_key,
     open_live_memory,
     pack_vector,
@@ -207,7 +209,7 @@ def test_snapshot_round_trip_keeps_tuned_values_and_takes_safety_from_settings()
 
 def test_refresh_is_incremental_at_most_every_n_seconds_and_uses_logged_vectors() -> None:
     fb, clock, enc = SpyFeedback(), Clock(), CountingEncoder("v0")
-    live = open_live_memory(MemoryArtifactStore(), fb, enc, P, refresh_s=10, clock=clock)
+    live = open_live_memory(MemoryArtifactStore(), fb, enc, P, refresh_s=10, background=False, clock=clock)
     # No snapshot: every vote of the last 90 days.
     assert fb.since == [T0 - 90 * DAY_S - LiveMemory.OVERLAP_S] and len(live.memory) == 0
     log_vote(fb, "create a pipe", "pipe.2", "up", T0 + 1)
@@ -221,6 +223,52 @@ def test_refresh_is_incremental_at_most_every_n_seconds_and_uses_logged_vectors(
     clock.t = T0 + 22
     assert live.maybe_refresh() == 1  # only the new vote applies (the overlap re-reads, idempotently)
     assert fb.since[-1] == pytest.approx(T0 + 1 - LiveMemory.OVERLAP_S)
+
+
+class GatedFeedback(MemoryFeedbackStore):
+    """votes() waits for the test to open the gate: a slow DynamoDB query, or one that fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.entered, self.fail, self.calls = threading.Event(), threading.Event(), False, 0
+
+    def votes(self, since: float | None = None, limit: int = 10_000) -> list[Vote]:
+        self.calls += 1
+        self.entered.set()
+        assert self.gate.wait(5)
+        if self.fail:
+            raise RuntimeError("the vote index answered garbage")
+        return super().votes(since, limit)
+
+
+def test_background_refresh_answers_from_the_current_memory_and_applies_the_votes_later() -> None:
+    fb, clock = GatedFeedback(), Clock()
+    fb.gate.set()
+    live = open_live_memory(MemoryArtifactStore(), fb, HashEncoder("v0"), P, refresh_s=10, clock=clock)
+    log_vote(fb, "create a pipe", "pipe.2", "up", T0 + 1)
+    fb.gate.clear()
+    fb.entered.clear()
+    clock.t = T0 + 11
+    assert live.maybe_refresh() == 0  # returns at once, while the vote query is still "in flight"
+    assert fb.entered.wait(5) and live.pending is not None and live.pending.is_alive()
+    assert live.boosts(vec("create a pipe")) == {}  # answered from the memory as it was
+    assert live.maybe_refresh() == 0 and fb.calls == 2  # one refresh at a time: no second query
+    fb.gate.set()
+    live.pending.join(5)
+    assert live.boosts(vec("create a pipe"))["pipe.2"] > 0.29
+
+    # A refresh that crashes on a background thread is logged; the next stale request tries again.
+    log_vote(fb, "open a file", "open.2", "up", T0 + 12)
+    fb.fail = True
+    clock.t = T0 + 22
+    live.maybe_refresh()
+    assert live.pending is not None
+    live.pending.join(5)
+    assert "open.2" not in live.boosts(vec("open a file"))
+    fb.fail = False
+    live.maybe_refresh()
+    live.pending.join(5)
+    assert live.boosts(vec("open a file"))["open.2"] > 0.29
 
 
 def test_vote_logged_under_another_encoder_is_re_encoded_once() -> None:
@@ -252,7 +300,7 @@ def world(tmp_path: Path) -> dict[str, Any]:
         index,
         encoders.__getitem__,
         ttl_s=0,
-        load_memory=lambda enc: open_live_memory(store, fb, enc, P, refresh_s=0, clock=wall),
+        load_memory=lambda enc: open_live_memory(store, fb, enc, P, refresh_s=0, background=False, clock=wall),
     )
     return {"store": store, "index": index, "fb": fb, "live": live, "encoders": encoders, "wall": wall}
 
@@ -384,3 +432,46 @@ def test_smoke_evaluates_with_and_without_memory_and_ships_it_with_the_candidate
         mem["enabled"],
     )
     assert "Feedback memory" in w["store"].get_bytes("runs/r1/report.html").decode()
+
+
+# ---- the SimHash prefilter: the same near rows as a full scan ---------------------------------------------------
+
+
+def _at_cosine(q: Any, c: float, rng: np.random.Generator) -> Any:
+    """A unit vector with cosine exactly c to the unit vector q."""
+    r = rng.standard_normal(q.shape[0]).astype(np.float32)
+    r -= (r @ q) * q
+    return c * q + np.sqrt(1 - c * c) * r / np.linalg.norm(r)
+
+
+@pytest.mark.parametrize("threshold", [0.95, 0.9, 0.8, 0.3])
+def test_prefilter_finds_exactly_the_rows_a_full_scan_finds(threshold: float) -> None:
+    rng = np.random.default_rng(7)
+    dim, mem = 384, VoteMemory("v0", 384, replace(P, threshold=threshold))
+    queries = [v / np.linalg.norm(v) for v in rng.standard_normal((20, dim)).astype(np.float32)]
+    rows = []
+    for q in queries:  # per query: rows just above and just below the threshold, and unrelated ones
+        rows += [_at_cosine(q, min(threshold + d, 1.0), rng) for d in (0.0005, 0.002, 0.01, 0.03, -0.002, -0.03)]
+        rows += list(rng.standard_normal((40, dim)).astype(np.float32))
+    for i, v in enumerate(rows):
+        mem.add(mv(f"q{i}", f"doc{i}", t=T0), v)
+    matrix = np.stack([v / np.linalg.norm(v) for v in rows])
+    pruned = 0
+    for q in queries:
+        near, sims = mem._near(q, mem.queries)
+        exact = np.flatnonzero(matrix @ q >= threshold)
+        assert near.tolist() == exact.tolist() and np.allclose(sims, matrix[exact] @ q, atol=1e-5)
+        pruned += hamming_cutoff(threshold) < 128
+    assert pruned == (20 if threshold >= 0.8 else 0)  # loose thresholds scan every row
+
+
+def test_snapshot_rows_load_in_bulk_and_match_added_rows() -> None:
+    rng = np.random.default_rng(3)
+    mem, vectors = VoteMemory("v0", 64, P, epoch=T0), rng.standard_normal((50, 64)).astype(np.float32)
+    for i, v in enumerate(vectors):
+        mem.add(mv(f"query {i % 40}", f"doc{i % 7}", voter=f"u{i}", up=bool(i % 3), t=T0 + i), v)
+    back, _ = VoteMemory.from_bytes(mem.to_bytes(as_of=T0 + 60))
+    assert back.queries == mem.queries == 40 and len(back) == len(mem)
+    for q in vectors[:5]:  # each is a remembered query: its own votes boost
+        a, b = mem.boosts(q, T0 + 60), back.boosts(q, T0 + 60)
+        assert a and a.keys() == b.keys() and all(abs(a[k] - b[k]) < 2e-3 for k in a)

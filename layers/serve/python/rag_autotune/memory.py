@@ -5,6 +5,13 @@ per row, a net weight per document. At ask time a query's similarity to every re
 matrix-vector product; remembered queries with cosine ≥ threshold add `weight × sim × net` to the documents
 their voters judged (👍 +, 👎 −), and the candidates are re-ranked on the boosted score.
 
+Finding the near rows: a full scan of 10k × 384 float32 (15 MB) is bound by memory bandwidth once the
+encoder and the index have evicted it from cache (about 1.3 ms per query here). Each row also keeps a 256-bit
+SimHash (signs of 256 fixed random Gaussian projections, 32 bytes a row), and only rows whose Hamming distance
+to the query's could belong to a cosine ≥ threshold are scored exactly. For random hyperplanes each bit
+differs with probability angle/π independently, so the cut-off (expected count + 6σ at the threshold angle)
+misses a row that is truly near with probability below 1e-9; thresholds too low to prune scan everything.
+
 Rules (all in `VoteMemory.add`, so a snapshot replayed and a live refresh agree):
 - one voter, one query, one document: the latest vote counts, once (👍 then 👎 is one 👎);
 - a voter counts on at most `client_daily_cap` distinct queries per document per UTC day;
@@ -29,9 +36,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from .domain import Hit, Vote
 from .errors import ArtifactNotFound, CorruptArtifact, RagError
@@ -102,6 +111,39 @@ class _Entry(NamedTuple):
     up: bool
 
 
+_SIMHASH_BITS = 256
+_SIMHASH_SIGMAS = 6.0
+_PLANES: dict[int, Vectors] = {}  # dim → projections, fixed (seeded): every process hashes alike
+
+
+def _planes(dim: int) -> Vectors:
+    if dim not in _PLANES:
+        rng = np.random.Generator(np.random.PCG64(0x5EED))
+        _PLANES[dim] = rng.standard_normal((dim, _SIMHASH_BITS)).astype(np.float32)
+    return _PLANES[dim]
+
+
+Hashes = npt.NDArray[np.uint64]
+Rows = npt.NDArray[np.intp]
+
+
+def _simhash(unit_rows: Vectors) -> Hashes:
+    """(n, dim) → (n, BITS/64) uint64 sign bits of the fixed projections."""
+    return np.packbits(unit_rows @ _planes(unit_rows.shape[1]) > 0, axis=1).view(np.uint64)
+
+
+def _grown(a: npt.NDArray[Any], rows: int) -> npt.NDArray[Any]:
+    out = np.zeros((rows, *a.shape[1:]), dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+def hamming_cutoff(threshold: float, bits: int = _SIMHASH_BITS, sigmas: float = _SIMHASH_SIGMAS) -> float:
+    """Largest Hamming distance a row with cosine ≥ threshold plausibly has; ≥ bits/2 means no pruning."""
+    p = float(np.arccos(np.clip(threshold, -1.0, 1.0))) / np.pi
+    return bits * p + sigmas * float(np.sqrt(bits * p * (1.0 - p)))
+
+
 class VoteMemory:
     """The in-memory matrix of voted queries for one encoder version, and the boosts it gives."""
 
@@ -114,6 +156,8 @@ class VoteMemory:
         self._rows: dict[str, int] = {}  # normalised query → row
         self._texts: list[str] = []
         self._matrix = np.zeros((16, dim), dtype=np.float32)
+        # (words, rows): the distance sums 4 contiguous rows; summing along a 4-wide axis costs 8x more
+        self._hashes: Hashes = np.zeros((_SIMHASH_BITS // 64, 16), dtype=np.uint64)
         self._docs: list[dict[str, float]] = []  # per row: doc_id → Σ contributions
         self._entries: dict[tuple[str, str, str], _Entry] = {}  # (voter, query, doc) → the vote that counts
         self._counted: dict[tuple[str, str, int], set[str]] = {}  # (voter, doc, day) → queries counted
@@ -136,25 +180,28 @@ class VoteMemory:
         a query text the memory does not know yet. Idempotent: a vote no newer than the one counted for the same
         (voter, query, document) changes nothing, so overlapping refreshes are safe."""
         qkey = normalise(vote.query)
-        key = (vote.voter, qkey, vote.doc_id)
+        return self._apply(
+            vote.voter, qkey, vote.doc_id, vote.up, vote.created_at, lambda: self._row(qkey, vote.query, vector)
+        )
+
+    def _apply(self, voter: str, qkey: str, doc: str, up: bool, at: float, row_of: Callable[[], int]) -> bool:
+        key = (voter, qkey, doc)
         old = self._entries.get(key)
-        if old is not None and old.at >= vote.created_at:
+        if old is not None and old.at >= at:
             return False
         if old is None:
-            bucket = self._counted.setdefault((vote.voter, vote.doc_id, int(vote.created_at // DAY_S)), set())
+            bucket = self._counted.setdefault((voter, doc, int(at // DAY_S)), set())
             if qkey not in bucket and len(bucket) >= self.params.client_daily_cap:
                 return False
             bucket.add(qkey)
-        row = self._row(qkey, vote.query, vector)
-        sign = 1.0 if vote.up else -1.0
-        contribution = sign * 2.0 ** ((vote.created_at - self.epoch) / self._half_life_s)
-        docs = self._docs[row]
-        net = docs.get(vote.doc_id, 0.0) - (old.contribution if old else 0.0) + contribution
+        docs = self._docs[row_of()]  # the row is made only for a vote that counts
+        contribution = (1.0 if up else -1.0) * 2.0 ** ((at - self.epoch) / self._half_life_s)
+        net = docs.get(doc, 0.0) - (old.contribution if old else 0.0) + contribution
         if abs(net) <= _TINY * abs(contribution):  # opposite votes of equal weight cancel exactly
-            docs.pop(vote.doc_id, None)
+            docs.pop(doc, None)
         else:
-            docs[vote.doc_id] = net
-        self._entries[key] = _Entry(vote.created_at, contribution, vote.up)
+            docs[doc] = net
+        self._entries[key] = _Entry(at, contribution, up)
         return True
 
     def _row(self, qkey: str, text: str, vector: Vectors | None) -> int:
@@ -163,20 +210,25 @@ class VoteMemory:
             return row
         if vector is None:
             raise ValueError(f"a vector is needed for a query the memory does not know: {text[:60]!r}")
-        v = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if v.shape[0] != self.dim:
-            raise ValueError(f"vector of dim {v.shape[0]} for a memory of dim {self.dim} ({self.model_version})")
-        row = len(self._texts)
-        if row == self._matrix.shape[0]:
-            grown = np.zeros((row * 2, self.dim), dtype=np.float32)
-            grown[:row] = self._matrix
-            self._matrix = grown
-        norm = float(np.linalg.norm(v)) or 1.0
-        self._matrix[row] = v / norm
-        self._rows[qkey] = row
-        self._texts.append(text)
-        self._docs.append({})
-        return row
+        return self._add_rows([qkey], [text], np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
+
+    def _add_rows(self, qkeys: Sequence[str], texts: Sequence[str], vectors: Vectors) -> list[int]:
+        """New rows for query texts the memory does not know yet (one projection for all of them)."""
+        if vectors.shape[1] != self.dim:
+            raise ValueError(f"vector of dim {vectors.shape[1]} for a memory of dim {self.dim} ({self.model_version})")
+        start, n = len(self._texts), len(qkeys)
+        if start + n > self._matrix.shape[0]:
+            capacity = max(start + n, self._matrix.shape[0] * 2)
+            self._matrix, self._hashes = _grown(self._matrix, capacity), _grown(self._hashes.T, capacity).T.copy()
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        unit = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        self._matrix[start : start + n] = unit
+        self._hashes[:, start : start + n] = _simhash(unit).T
+        for i, (qkey, text) in enumerate(zip(qkeys, texts, strict=True)):
+            self._rows[qkey] = start + i
+            self._texts.append(text)
+            self._docs.append({})
+        return list(range(start, start + n))
 
     # ---- asking ---------------------------------------------------------------------------------------
 
@@ -185,18 +237,33 @@ class VoteMemory:
         n = len(self._texts)
         if n == 0 or not self.params.enabled:
             return {}
-        sims = _similarities(self._matrix, n, np.asarray(vector, dtype=np.float32).reshape(-1))
-        near = np.flatnonzero(sims >= self.params.threshold)
+        near, sims = self._near(np.asarray(vector, dtype=np.float32).reshape(-1), n)
         if near.size == 0:
             return {}
         scale = self.params.weight * 2.0 ** (-(now - self.epoch) / self._half_life_s)
         out: dict[str, float] = {}
-        for i in near.tolist():
-            s = float(sims[i]) * scale
+        for i, sim in zip(near.tolist(), sims.tolist(), strict=True):
+            s = sim * scale
             for doc, net in self._docs[i].items():
                 out[doc] = out.get(doc, 0.0) + s * net
         floor = -self.params.max_penalty
         return {d: max(b, floor) for d, b in out.items() if abs(b) > 1e-6}
+
+    def _near(self, v: Vectors, n: int) -> tuple[Rows, Vectors]:
+        """Rows with cosine ≥ threshold to v, and their cosines (exact)."""
+        threshold = self.params.threshold
+        cutoff = hamming_cutoff(threshold)
+        if cutoff >= _SIMHASH_BITS / 2:  # too loose to prune: score every row
+            sims = _similarities(self._matrix, n, v)
+            near = np.flatnonzero(sims >= threshold)
+            return near, sims[near]
+        norm = float(np.linalg.norm(v)) or 1.0
+        qhash = _simhash((v / np.float32(norm)).reshape(1, -1)).T  # (words, 1)
+        distance = np.bitwise_count(self._hashes[:, :n] ^ qhash).sum(axis=0, dtype=np.uint16)
+        candidates = np.flatnonzero(distance <= cutoff)
+        sims = self._matrix[candidates] @ v
+        keep = sims >= threshold
+        return candidates[keep], sims[keep]
 
     # ---- snapshot -------------------------------------------------------------------------------------
 
@@ -244,10 +311,24 @@ class VoteMemory:
         base = params or stored
         tuned = replace(base, threshold=stored.threshold, weight=stored.weight, enabled=stored.enabled)
         mem = cls(str(meta["model_version"]), int(meta["dim"]), tuned, meta.get("epoch"))
+        if vectors.shape != (len(texts), mem.dim):
+            raise CorruptArtifact(f"feedback memory snapshot: vectors {vectors.shape} for {len(texts)} queries")
+        keys = [normalise(t) for t in texts]
+        if len(set(keys)) != len(keys):
+            raise CorruptArtifact("feedback memory snapshot: a query appears twice")
+        mem._add_rows(keys, texts, vectors)  # all rows at once; the votes replay through `_apply` (the rules)
+        row_of, voter_of, doc_of, up_of, at_of = (
+            rows.tolist(),
+            voters.tolist(),
+            docs.tolist(),
+            ups.tolist(),
+            ats.tolist(),
+        )
+        if any(not 0 <= r < len(keys) for r in row_of):
+            raise CorruptArtifact("feedback memory snapshot: a vote on a missing query")
         for i in np.argsort(ats, kind="stable").tolist():
-            r = int(rows[i])
-            vote = MemoryVote(texts[r], str(docs[i]), str(voters[i]), bool(ups[i]), float(ats[i]))
-            mem.add(vote, vectors[r])
+            row = row_of[i]
+            mem._apply(voter_of[i], keys[row], doc_of[i], up_of[i], at_of[i], partial(int, row))
         return mem, meta
 
 
@@ -299,7 +380,13 @@ class LiveMemory:
 
     Refresh reads only votes newer than the last one seen (minus an overlap for late-indexed votes, harmless
     because `add` is idempotent) through the time-ordered vote index, never a scan. A failed refresh is logged
-    and retried later: the memory is an improvement, never a reason for /ask to fail."""
+    and retried later: the memory is an improvement, never a reason for /ask to fail.
+
+    With `background` (the default), a request that finds the memory stale starts the refresh on a daemon thread
+    and answers from the memory as it is (stale-while-revalidate): the DynamoDB round trip and the re-encoding
+    of new query texts stay off the request path. On Lambda the thread is frozen with the sandbox between
+    invocations and carries on in the next one. Without it, the refresh runs inline: read-your-votes at once,
+    which tests and a refresh_s of 0 want."""
 
     OVERLAP_S = 5.0  # GSI propagation is typically sub-second; re-reading more is wasted work at high vote rates
 
@@ -313,6 +400,7 @@ class LiveMemory:
         refresh_s: float = 10.0,
         depth: int = 40,
         max_votes: int = 20_000,
+        background: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if encoder.version != memory.model_version:
@@ -324,10 +412,12 @@ class LiveMemory:
         self._as_of = as_of
         self._refresh_s = refresh_s
         self._max_votes = max_votes
+        self._background = background
         self._clock = clock
         self._refreshed_at = float("-inf")
         self._lock = threading.Lock()  # guards the memory: refresh writes, boosts read
         self._refreshing = threading.Lock()  # one refresh at a time; others go on without waiting
+        self.pending: threading.Thread | None = None  # the last background refresh
         self.encoded = 0  # query texts re-encoded so far (votes logged under another encoder)
 
     @property
@@ -343,14 +433,29 @@ class LiveMemory:
             return self.memory.boosts(vector, self._clock() if now is None else now)
 
     def maybe_refresh(self) -> int:
-        """Refresh when the last one is older than refresh_s; the number of votes applied."""
+        """Refresh when the last one is older than refresh_s: inline, the number of votes applied; in the
+        background, 0 at once (the thread is `self.pending`). Also 0 when fresh or a refresh is running."""
         if self._clock() - self._refreshed_at < self._refresh_s:
             return 0
-        return self.refresh()
+        if not self._background:
+            return self.refresh()
+        if not self._refreshing.acquire(blocking=False):
+            return 0  # one refresh at a time; this request answers from the memory as it is
+        try:
+            self.pending = threading.Thread(target=self._refresh_held, name="memory-refresh", daemon=True)
+            self.pending.start()
+        except BaseException:
+            self._refreshing.release()
+            raise
+        return 0
 
     def refresh(self) -> int:
+        """Read and apply the votes since the last refresh, now; 0 when another refresh is running."""
         if not self._refreshing.acquire(blocking=False):
-            return 0  # another request is refreshing now
+            return 0
+        return self._refresh_held()
+
+    def _refresh_held(self) -> int:
         try:
             started = self._clock()
             try:
@@ -358,6 +463,9 @@ class LiveMemory:
                 applied = self.apply(votes)
             except RagError as exc:
                 logger.warning("feedback memory refresh failed; retrying later", extra={"error": str(exc)})
+                return 0
+            except Exception:  # a background thread has nobody to raise to: log, keep serving, retry later
+                logger.exception("feedback memory refresh crashed; retrying later")
                 return 0
             self._refreshed_at = started
             return applied
@@ -403,6 +511,7 @@ def open_live_memory(
     depth: int = 40,
     max_votes: int = 20_000,
     max_age_days: float = 90.0,
+    background: bool = True,
     clock: Callable[[], float] = time.time,
 ) -> LiveMemory:
     """The live memory of `encoder`'s version: its shipped snapshot (tuned threshold and weight) plus the votes
@@ -419,7 +528,15 @@ def open_live_memory(
             logger.error("feedback memory snapshot unusable; rebuilding from the vote log", extra={"error": str(exc)})
         memory, as_of = VoteMemory(version, encoder.dim, defaults, clock()), clock() - max_age_days * DAY_S
     live = LiveMemory(
-        memory, feedback, encoder, as_of=as_of, refresh_s=refresh_s, depth=depth, max_votes=max_votes, clock=clock
+        memory,
+        feedback,
+        encoder,
+        as_of=as_of,
+        refresh_s=refresh_s,
+        depth=depth,
+        max_votes=max_votes,
+        background=background,
+        clock=clock,
     )
-    live.refresh()
+    live.refresh()  # inline: the pair goes live with its memory current
     return live

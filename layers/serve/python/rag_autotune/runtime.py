@@ -152,4 +152,5 @@ class Runtime:
             depth=s.memory_depth,
             max_votes=s.memory_max_votes,
             max_age_days=s.memory_max_age_days,
+            background=s.memory_refresh_s > 0,  # 0 asks for every request to read the new votes first
         )

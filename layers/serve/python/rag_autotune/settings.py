@@ -35,7 +35,9 @@ class Settings(BaseSettings):
 
     # Feedback memory (memory.py): votes re-rank near-identical queries at once, before any tuning.
     memory_enabled: bool = Field(True, description="the off switch: False serves the plain retriever")
-    memory_refresh_s: float = Field(10.0, ge=0.0, description="new votes are read at most this often")
+    memory_refresh_s: float = Field(
+        10.0, ge=0.0, description="new votes are read at most this often, off the request path; 0: before every answer"
+    )
     memory_threshold: float = Field(
         0.95, ge=-1.0, le=1.0, description="cosine to a voted query; a tune run ships its own tuned value"
     )
