@@ -70,10 +70,11 @@ def retrieve(
     before_encode = time.perf_counter()
     vector = live.encoder.encode([query])[0]
     encoded = time.perf_counter()
-    # The memory re-ranks a wider candidate set, so that a demoted document's replacement can surface.
-    depth = top_k * OVERSAMPLE if memory is None else max(top_k * OVERSAMPLE, memory.depth)
-    hits = live.index.search(live.pair.index_version, vector, depth)
     boosts = memory.boosts(vector) if memory is not None else {}
+    # When votes move documents for this query, re-rank a wider candidate set, so that a demoted document's
+    # replacement can surface. Most queries are near no voted one and keep the plain depth (and its cost).
+    depth = max(top_k * OVERSAMPLE, memory.depth) if memory is not None and boosts else top_k * OVERSAMPLE
+    hits = live.index.search(live.pair.index_version, vector, depth)
     searched = time.perf_counter()
     citations = citations_from_hits(query, hits, top_k, boosts)
     texts = {h.chunk.chunk_id: h.chunk.text for h in hits}
