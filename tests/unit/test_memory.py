@@ -475,3 +475,35 @@ def test_snapshot_rows_load_in_bulk_and_match_added_rows() -> None:
     for q in vectors[:5]:  # each is a remembered query: its own votes boost
         a, b = mem.boosts(q, T0 + 60), back.boosts(q, T0 + 60)
         assert a and a.keys() == b.keys() and all(abs(a[k] - b[k]) < 2e-3 for k in a)
+
+
+def test_cold_load_reads_the_snapshot_beside_the_encoder_once(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = world["store"]
+    shipped = VoteMemory("v0", 64, P, epoch=T0)
+    shipped.add(mv("create a pipe", "pipe.2"), vec("create a pipe"))
+    store.put_bytes(memory_key("v0"), shipped.to_bytes(as_of=T0))
+    reads: list[str] = []
+    get_bytes = store.get_bytes
+    monkeypatch.setattr(store, "get_bytes", lambda key: reads.append(key) or get_bytes(key))
+    rt = Runtime(Settings())
+    rt.__dict__.update(store=store, feedback=world["fb"])  # the cached_property adapters, replaced by fakes
+    threads: list[str] = []
+
+    def prefetch(version: str) -> None:
+        threads.append(threading.current_thread().name)
+        rt.prefetch_memory(version)
+
+    live = LiveState(
+        store,
+        world["index"],
+        world["encoders"].__getitem__,
+        ttl_s=0,
+        load_memory=rt.load_memory,
+        prefetch_memory=prefetch,
+    )
+    memory = live.current().memory
+    assert memory is not None and memory.memory.queries == 1 and "pipe.2" in memory.boosts(vec("create a pipe"))
+    assert threads and threads[0].startswith("load-pair")  # beside the encoder, not after it
+    assert reads.count(memory_key("v0")) == 1 and rt._snapshots == {}  # read once, then handed over

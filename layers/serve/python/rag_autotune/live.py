@@ -42,6 +42,7 @@ class LiveState:
         ttl_s: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         load_memory: Callable[[Encoder], LiveMemory | None] | None = None,
+        prefetch_memory: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self._index = index
@@ -49,6 +50,7 @@ class LiveState:
         self._ttl_s = ttl_s
         self._clock = clock
         self._load_memory = load_memory
+        self._prefetch_memory = prefetch_memory  # what load_memory needs that does not need the encoder
         self._live: LivePair | None = None
         self._checked_at = float("-inf")
         # model version → its encoder and feedback memory: the pair in use and the one before it
@@ -106,14 +108,17 @@ class LiveState:
         pair = manifest.live
         loaded = self._loaded.get(pair.model_version)
         if loaded is None:
-            # Fetch and open the encoder and the shard at once (each is mostly S3 I/O and native code that
-            # releases the GIL): at a cold start that saves the shorter of the two.
-            with ThreadPoolExecutor(1, thread_name_prefix="load-encoder") as pool:
+            # Fetch and open the encoder, the shard and the memory snapshot at once (mostly S3 I/O and native
+            # code that releases the GIL): at a cold start that saves all but the longest.
+            with ThreadPoolExecutor(2, thread_name_prefix="load-pair") as pool:
                 pending = pool.submit(self._load_encoder, pair.model_version)
+                prefetch = pool.submit(self._prefetch_memory, pair.model_version) if self._prefetch_memory else None
                 try:
                     self._index.warm(pair.index_version)
                 finally:
                     encoder = pending.result()  # raises the encoder's error; waits even when warm failed
+                    if prefetch is not None and prefetch.exception() is not None:  # load_memory reads it again
+                        logger.warning("memory prefetch failed", extra={"error": str(prefetch.exception())})
             # The memory of this encoder's version, loaded before the pair goes live: never another version's.
             memory = self._load_memory(encoder) if self._load_memory is not None else None
             loaded = (encoder, memory)

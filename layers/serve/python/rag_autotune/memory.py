@@ -501,12 +501,42 @@ class LiveMemory:
         return applied
 
 
+class MemorySnapshot(NamedTuple):
+    """A version's shipped memory as read from S3, or None (no snapshot, or an unusable one), and the time
+    from which the vote log must be replayed on top of it."""
+
+    memory: VoteMemory | None
+    as_of: float
+
+
+def read_snapshot(
+    store: ArtifactStore,
+    version: str,
+    defaults: MemoryParams,
+    *,
+    max_age_days: float = 90.0,
+    clock: Callable[[], float] = time.time,
+) -> MemorySnapshot:
+    """models/<version>/memory.npz (its tuned threshold and weight kept), or, without a usable one, None and
+    the start of the last max_age_days. Needs no encoder, so a cold start reads it while the encoder loads."""
+    try:
+        memory, meta = VoteMemory.from_bytes(store.get_bytes(memory_key(version)), defaults)
+        if memory.model_version != version:
+            raise CorruptArtifact(f"{memory_key(version)} was built for {memory.model_version}")
+        return MemorySnapshot(memory, float(meta.get("as_of", 0.0)))
+    except (ArtifactNotFound, CorruptArtifact) as exc:
+        if isinstance(exc, CorruptArtifact):
+            logger.error("feedback memory snapshot unusable; rebuilding from the vote log", extra={"error": str(exc)})
+        return MemorySnapshot(None, clock() - max_age_days * DAY_S)
+
+
 def open_live_memory(
     store: ArtifactStore,
     feedback: FeedbackStore,
     encoder: Encoder,
     defaults: MemoryParams,
     *,
+    snapshot: MemorySnapshot | None = None,
     refresh_s: float = 10.0,
     depth: int = 40,
     max_votes: int = 20_000,
@@ -514,18 +544,20 @@ def open_live_memory(
     background: bool = True,
     clock: Callable[[], float] = time.time,
 ) -> LiveMemory:
-    """The live memory of `encoder`'s version: its shipped snapshot (tuned threshold and weight) plus the votes
-    since, or, without a snapshot (a bootstrapped model, or a damaged file), every vote of the last
+    """The live memory of `encoder`'s version: its shipped snapshot (`snapshot` when already read) plus the
+    votes since, or, without one (a bootstrapped model, or a damaged file), every vote of the last
     max_age_days. Loaded fully before the pair it belongs to goes live."""
     version = encoder.version
-    try:
-        memory, meta = VoteMemory.from_bytes(store.get_bytes(memory_key(version)), defaults)
-        as_of = float(meta.get("as_of", 0.0))
-        if memory.model_version != version or memory.dim != encoder.dim:
-            raise CorruptArtifact(f"{memory_key(version)} was built for {memory.model_version}/{memory.dim}")
-    except (ArtifactNotFound, CorruptArtifact) as exc:
-        if isinstance(exc, CorruptArtifact):
-            logger.error("feedback memory snapshot unusable; rebuilding from the vote log", extra={"error": str(exc)})
+    if snapshot is None:
+        snapshot = read_snapshot(store, version, defaults, max_age_days=max_age_days, clock=clock)
+    memory, as_of = snapshot
+    if memory is not None and (memory.model_version != version or memory.dim != encoder.dim):
+        logger.error(
+            "feedback memory snapshot unusable; rebuilding from the vote log",
+            extra={"error": f"{memory_key(version)} was built for {memory.model_version}/{memory.dim}"},
+        )
+        memory = None
+    if memory is None:
         memory, as_of = VoteMemory(version, encoder.dim, defaults, clock()), clock() - max_age_days * DAY_S
     live = LiveMemory(
         memory,

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .errors import CorruptArtifact
 from .generate import ExtractiveGenerator, Generator
 from .live import LiveState
-from .memory import LiveMemory, MemoryParams, open_live_memory
+from .memory import LiveMemory, MemoryParams, MemorySnapshot, open_live_memory, read_snapshot
 from .ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
 from .settings import Settings
 from .versions import model_prefix
@@ -67,6 +67,8 @@ def verify_model(folder: Path, version: str) -> None:
 @dataclass
 class Runtime:
     settings: Settings
+    # memory snapshots read by prefetch_memory (beside the encoder's load), taken by load_memory
+    _snapshots: dict[str, MemorySnapshot] = field(default_factory=dict, init=False, repr=False)
 
     @cached_property
     def store(self) -> ArtifactStore:
@@ -134,8 +136,21 @@ class Runtime:
     @cached_property
     def live(self) -> LiveState:
         return LiveState(
-            self.store, self.index, self.load_encoder, ttl_s=self.settings.manifest_ttl_s, load_memory=self.load_memory
+            self.store,
+            self.index,
+            self.load_encoder,
+            ttl_s=self.settings.manifest_ttl_s,
+            load_memory=self.load_memory,
+            prefetch_memory=self.prefetch_memory,
         )
+
+    def prefetch_memory(self, version: str) -> None:
+        """Read the version's memory snapshot and build the DynamoDB client while the encoder loads."""
+        s = self.settings
+        if s.memory_enabled:
+            params = MemoryParams.from_settings(s)
+            self._snapshots[version] = read_snapshot(self.store, version, params, max_age_days=s.memory_max_age_days)
+            _ = self.feedback
 
     def load_memory(self, encoder: Encoder) -> LiveMemory | None:
         """The feedback memory of the encoder's version (None when RAG_MEMORY_ENABLED is false). LiveState keeps
@@ -148,6 +163,7 @@ class Runtime:
             self.feedback,
             encoder,
             MemoryParams.from_settings(s),
+            snapshot=self._snapshots.pop(encoder.version, None),
             refresh_s=s.memory_refresh_s,
             depth=s.memory_depth,
             max_votes=s.memory_max_votes,
