@@ -55,8 +55,8 @@ bench-query: $(STAMP) $(SAM_STAMP) ## /ask latency over HTTP on a 20k-chunk corp
 bench-load: $(STAMP) ## 50 clients mix /ask and /feedback for 60 s while a tune run swaps the live pair
 	$(PY) scripts/bench_load.py
 
-bench-loop: $(STAMP) ## one measured tune run on ~1.7k man pages and 500 simulated votes (~15 min)
-	$(PY) scripts/bench_loop.py
+bench-loop: $(STAMP) ## one measured tune run on ~1.9k man pages and 500 simulated votes (~8 min; ARGS=--force-swap)
+	$(PY) scripts/bench_loop.py $(ARGS)
 
 layer: $(STAMP) ## build the ask Lambda's serve layer into build/layer, print its size, check it imports alone
 	$(PY) scripts/build_layer.py --check

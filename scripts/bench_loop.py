@@ -271,6 +271,11 @@ def main() -> int:
                 )
         if remembered:
             print(f"\n/ask over HTTP with {remembered} remembered votes, p99 over 300 requests: {p99_memory:.1f} ms")
+            print(
+                "  (the API runs in this process beside moto and the client, and moto's vote-index query is\n"
+                "  O(table): each memory refresh holds moto's DynamoDB for 0.2-0.5 s here. `make bench-query`\n"
+                "  measures /ask with a 10k-vote memory in an API process of its own.)"
+            )
     print("\n| step | wall time |\n|---|---|")
     for step, info in (run.get("steps") or {}).items():
         print(f"| {step} | {info['seconds']:.0f} s |")
