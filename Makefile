@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test lint check bench bench-query bench-loop bench-load layer openapi clean \
-        template localstack-up localstack-e2e localstack-down
+        template localstack-build localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -71,6 +71,11 @@ template: $(STAMP) ## cfn-lint template.yaml (SAM source and transformed), write
 	$(PY) -c "import json; from rag_autotune.local.cfn import transformed_template as t; \
 	open('build/template.cfn.json','w').write(json.dumps(t(), indent=1))"
 	$(VENV)/bin/cfn-lint --ignore-checks W3005 W1020 -- build/template.cfn.json
+
+localstack-build: $(STAMP) $(SAM_STAMP) ## LocalStack's community variant of template.yaml, then sam build of it (no Docker needed)
+	$(PY) scripts/localstack_build.py --out build/localstack $(ARGS)
+	env -u PYTHONPATH PATH="$(CURDIR)/$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build \
+	  --template-file build/localstack/template.json --build-dir build/localstack/sam
 
 localstack-up: $(STAMP) ## LocalStack in Docker + samlocal deploy + demo corpus; prints the API URL
 	bash localstack/up.sh

@@ -18,13 +18,12 @@ if [ ! -x "$SAMVENV/bin/samlocal" ]; then
 fi
 export AWS_ENDPOINT_URL=http://localhost:4566 AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 
-# The community edition applies no layers and has no ECR: build the variant of template.yaml that vendors
-# the serve layer into each function and ships the train step as a zip (CPU torch from TORCH_INDEX_URL).
-# With LOCALSTACK_AUTH_TOKEN set (Pro), the train step stays a container image.
+# The community edition applies no layers and has no ECR: `make localstack-build` writes the variant of
+# template.yaml that vendors the serve layer into each function and ships the train step as a zip (CPU torch
+# from TORCH_INDEX_URL), then sam-builds it. With LOCALSTACK_AUTH_TOKEN set (Pro), the train step stays an image.
 TRAIN=zip; [ -n "${LOCALSTACK_AUTH_TOKEN:-}" ] && TRAIN=image
-.venv/bin/python scripts/localstack_build.py --out build/localstack --train "$TRAIN"
-PATH="$PWD/.venv/bin:$PATH" "$SAMVENV/bin/samlocal" build --config-env localstack --template-file build/localstack/template.json
-"$SAMVENV/bin/samlocal" deploy --config-env localstack
+make localstack-build ARGS="--train $TRAIN"
+"$SAMVENV/bin/samlocal" deploy --config-env localstack --template-file build/localstack/sam/template.yaml
 
 eval "$(.venv/bin/python localstack/outputs.py)"   # RAG_BUCKET RAG_TABLE RAG_STATE_MACHINE_ARN API_URL API_KEY
 export RAG_BUCKET RAG_TABLE RAG_STATE_MACHINE_ARN
