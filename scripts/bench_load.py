@@ -23,7 +23,6 @@ import json
 import multiprocessing
 import os
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -38,11 +37,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "layers" / "serve" / "python"), str(REPO)]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import bench_stack  # noqa: E402
+
 from rag_autotune.ingest import ingest  # noqa: E402
-from rag_autotune.local import cfn, sfn, stack  # noqa: E402
+from rag_autotune.local import sfn  # noqa: E402
 from rag_autotune.local.stack import free_port  # noqa: E402
-from rag_autotune.runtime import Runtime  # noqa: E402
-from rag_autotune.settings import get_settings  # noqa: E402
 from rag_autotune.versions import read_manifest  # noqa: E402
 
 QUERIES = [json.loads(x)["query"] for x in (REPO / "demo" / "golden.jsonl").read_text().splitlines()]
@@ -141,21 +140,16 @@ def main() -> int:
     ap.add_argument("--tune-timeout", type=float, default=900)
     args = ap.parse_args()
 
-    suffix = uuid.uuid4().hex[:6]
-    work = Path(f"/tmp/rag-bench-load-{suffix}")
-    moto = stack.MotoStack().start()
-    os.environ.update(
-        RAG_BUCKET=f"load-{suffix}",
-        RAG_TABLE=f"load-{suffix}",
-        RAG_CACHE_DIR=str(work / "cache"),
+    work = Path(f"/tmp/rag-bench-load-{uuid.uuid4().hex[:6]}")
+    bench = bench_stack.start(
+        "load",
+        work / "cache",
+        deploy_template=True,
         RAG_MANIFEST_TTL_S="1",
         RAG_FEEDBACK_RATE_PER_S="0",  # every simulated client is 127.0.0.1
         **TINY_TUNE,
     )
-    get_settings.cache_clear()
-    settings = get_settings()
-    cfn.deploy_stack(settings)
-    rt = Runtime(settings)
+    settings, rt = bench.settings, bench.rt
     from rag_autotune.training.bootstrap import bootstrap
 
     bootstrap(rt.store, settings.cache_dir)
@@ -163,22 +157,9 @@ def main() -> int:
     print(f"corpus: {report.documents} documents, {report.chunks} chunks", flush=True)
 
     ports = [free_port() for _ in range(args.servers)]
-    env = {**os.environ, "PYTHONPATH": f"{REPO / 'layers' / 'serve' / 'python'}:{REPO}"}
     logs = [work / f"serve-{p}.log" for p in ports]
-    servers = [  # their JSON logs go to files: a pipe nobody reads would fill up and stall them
-        subprocess.Popen(
-            [sys.executable, "-m", "rag_autotune.cli", "serve", "--port", str(p)],
-            env={**env, "RAG_CACHE_DIR": str(work / f"serve-{p}")},  # each instance has its own /tmp
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        for p, log in zip(ports, logs, strict=True)
-    ]
-    deadline = time.time() + 120
-    while not all(b"serving http" in log.read_bytes() for log in logs):  # the app and the live pair are loaded
-        if time.time() > deadline or any(s.poll() is not None for s in servers):
-            raise RuntimeError(f"API processes did not start; see {work}/serve-*.log")
-        time.sleep(0.2)
+    servers = [bench_stack.serve(p, work / f"serve-{p}", log) for p, log in zip(ports, logs, strict=True)]
+    bench_stack.wait_serving(servers, logs)  # each instance has its own /tmp
     before = read_manifest(rt.store)[0].live  # type: ignore[index]
 
     ctx = multiprocessing.get_context("spawn")
@@ -217,9 +198,8 @@ def main() -> int:
     t_end = time.time()
     after = read_manifest(rt.store)[0].live  # type: ignore[index]
     rows = len(rt.feedback.votes(None, 10**9))
-    for server in servers:
-        server.terminate()
-    moto.stop()
+    bench_stack.stop_servers(servers)
+    bench.stop()
 
     elapsed = t_end - t0
     accepted = sum(1 for r in samples if r[1] == "/feedback" and r[2] == 201)

@@ -36,17 +36,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "layers" / "serve" / "python"), str(REPO), str(REPO / "scripts")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import bench_stack  # noqa: E402
 import man_corpus  # noqa: E402
 
 from rag_autotune import cli  # noqa: E402
 from rag_autotune.ask import retrieve  # noqa: E402
 from rag_autotune.ingest import ingest  # noqa: E402
-from rag_autotune.local import sfn, stack  # noqa: E402
-from rag_autotune.local.resources import ensure_resources  # noqa: E402
+from rag_autotune.local import sfn  # noqa: E402
 from rag_autotune.local.server import ApiServer, load_api_module  # noqa: E402
 from rag_autotune.memory import MemoryVote  # noqa: E402
 from rag_autotune.runtime import Runtime  # noqa: E402
-from rag_autotune.settings import Settings, get_settings  # noqa: E402
+from rag_autotune.settings import Settings  # noqa: E402
 from rag_autotune.tune.gate import GateInput, decide  # noqa: E402
 from rag_autotune.tune.metrics import Judged, evaluate  # noqa: E402
 from rag_autotune.tune.runs import list_runs  # noqa: E402
@@ -152,20 +152,15 @@ def main() -> int:
     corpus = work / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
 
-    moto = stack.MotoStack().start()
-    os.environ.update(
-        RAG_BUCKET=f"loop-{work.name[-6:]}",
-        RAG_TABLE=f"loop-{work.name[-6:]}",
-        RAG_CACHE_DIR=str(work / "cache"),
+    bench = bench_stack.start(
+        "loop",
+        work / "cache",
         RAG_MANIFEST_TTL_S="1",
         RAG_FEEDBACK_RATE_PER_S="0",  # the simulated users all vote from 127.0.0.1: no per-client vote limit
         RAG_MEMORY_REFRESH_S="2",
         RAG_MEMORY_ENABLED="false" if args.no_memory else "true",
     )
-    get_settings.cache_clear()
-    settings = get_settings()
-    ensure_resources(settings)
-    rt = Runtime(settings)
+    settings, rt = bench.settings, bench.rt
     from rag_autotune.training.bootstrap import bootstrap
 
     bootstrap(rt.store, settings.cache_dir)
@@ -237,7 +232,7 @@ def main() -> int:
         p99_memory = ask_p99(client, [q["query"] for q in heldout])
     run_report = json.loads(rt.store.get_bytes(f"runs/{run['run_id']}/report.json")) if run.get("metrics") else {}
     api.stop()
-    moto.stop()
+    bench.stop()
 
     print(
         f"\n## One tune run: {len(docs)} docs, {report.chunks} chunks, {votes} votes on {asked} queries "

@@ -35,12 +35,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "layers" / "serve" / "python"), str(REPO), str(REPO / "scripts")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import bench_stack  # noqa: E402
+
 from rag_autotune.chunking import chunk_document, embed_text  # noqa: E402
 from rag_autotune.corpus import load_documents  # noqa: E402
 from rag_autotune.domain import Chunk, Citation, QueryLog, VersionPair  # noqa: E402
 from rag_autotune.feedback import record_feedback  # noqa: E402
 from rag_autotune.local import stack  # noqa: E402
-from rag_autotune.local.resources import ensure_resources  # noqa: E402
 from rag_autotune.memory import MemoryParams, MemoryVote, VoteMemory, memory_key, pack_vector  # noqa: E402
 from rag_autotune.runtime import Runtime  # noqa: E402
 from rag_autotune.settings import get_settings  # noqa: E402
@@ -133,22 +134,12 @@ def trickle_votes(every_s: float) -> None:
 def serve_and_bench(env: dict[str, str], queries: list[str], n: int, log: Path) -> list[float]:
     """Start `rag-autotune serve` (one request at a time, like one Lambda instance) and time n /ask calls."""
     port = stack.free_port()
-    with log.open("w") as out:  # a file, not a pipe: the server logs every request and must never block
-        server = subprocess.Popen(
-            [sys.executable, "-m", "rag_autotune.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    server = bench_stack.serve(port, Path(env["RAG_CACHE_DIR"]), log, **env)
     try:
-        while "serving http" not in log.read_text():  # printed once the live pair is loaded
-            if server.poll() is not None:
-                raise RuntimeError(f"the API server exited:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
+        bench_stack.wait_serving([server], [log])
         return bench_http(port, queries, n)
     finally:
-        server.terminate()
-        server.wait(10)
+        bench_stack.stop_servers([server])
 
 
 def bench_http(port: int, queries: list[str], n: int) -> list[float]:
@@ -229,18 +220,9 @@ def main() -> int:
     if args.trickle is not None:
         trickle_votes(args.trickle)  # until SIGTERM
 
-    moto = stack.MotoStack().start()
     suffix = uuid.uuid4().hex[:6]
-    os.environ.update(
-        RAG_BUCKET=f"bench-{suffix}",
-        RAG_TABLE=f"bench-{suffix}",
-        RAG_CACHE_DIR=f"/tmp/rag-bench-{suffix}",
-        POWERTOOLS_METRICS_DISABLED="false",
-    )
-    get_settings.cache_clear()
-    settings = get_settings()
-    ensure_resources(settings)
-    rt = Runtime(settings)
+    bench = bench_stack.start("bench", Path(f"/tmp/rag-bench-{suffix}"), POWERTOOLS_METRICS_DISABLED="false")
+    rt = bench.rt
     _, queries = build_corpus(rt, args.chunks)
 
     env = {
@@ -284,7 +266,7 @@ def main() -> int:
     parts = sorted(
         ((build_layer.size(p) if p.is_dir() else p.stat().st_size, p.name) for p in layer.iterdir()), reverse=True
     )
-    moto.stop()
+    bench.stop()
 
     print(f"\n## Query path benchmark (this machine: {os.cpu_count() or 0} cores)\n")
     print("| measure | p50 | p99 | n |\n|---|---|---|---|")

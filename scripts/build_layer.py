@@ -118,6 +118,10 @@ from rag_autotune.adapters.onnx_encoder import OnnxEncoder
 enc = OnnxEncoder(sys.argv[3], "v0")
 v = enc.encode(["open and possibly create a file", "allocate memory"])
 assert v.shape == (2, enc.dim) and abs(float(np.linalg.norm(v[0])) - 1) < 1e-4
+from rag_autotune.memory import MemoryParams, MemoryVote, VoteMemory  # the feedback memory's numpy, too
+mem = VoteMemory("v0", enc.dim, MemoryParams(), epoch=0.0)
+mem.add(MemoryVote("open a file", "open.2", "u", True, 0.0), v[0])
+assert mem.boosts(v[0], 0.0)["open.2"] > 0 and not mem.boosts(v[1], 0.0)
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'huggingface_hub'))
 print(json.dumps({"ok": True, "heavy": heavy}))
 """

@@ -30,6 +30,7 @@ numpy only: no I/O here beyond the ports LiveMemory is given.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
@@ -117,9 +118,16 @@ _PLANES: dict[int, Vectors] = {}  # dim → projections, fixed (seeded): every p
 
 
 def _planes(dim: int) -> Vectors:
+    """(dim, BITS) standard normal projections from a fixed seed. Box-Muller over SHAKE-256 output rather than
+    numpy.random, which the serve layer does not carry (scripts/build_layer.py prunes it)."""
     if dim not in _PLANES:
-        rng = np.random.Generator(np.random.PCG64(0x5EED))
-        _PLANES[dim] = rng.standard_normal((dim, _SIMHASH_BITS)).astype(np.float32)
+        n = dim * _SIMHASH_BITS  # even: normals come in pairs
+        raw = np.frombuffer(hashlib.shake_256(b"rag-autotune simhash planes").digest(8 * n), dtype="<u8")
+        u = ((raw >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53  # uniform in (0, 1)
+        r, theta = np.sqrt(-2.0 * np.log(u[: n // 2])), 2.0 * np.pi * u[n // 2 :]
+        _PLANES[dim] = (
+            np.concatenate([r * np.cos(theta), r * np.sin(theta)]).reshape(dim, _SIMHASH_BITS).astype(np.float32)
+        )
     return _PLANES[dim]
 
 
