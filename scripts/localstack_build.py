@@ -77,9 +77,8 @@ def plan(doc: dict[str, Any], out: Path, train: str = "zip", repo: Path = REPO) 
             folder = "code/train"
             for key in ("PackageType", "ImageConfig", "ImageUri"):
                 props.pop(key, None)
-            res.pop("Metadata", None)  # the Dockerfile build
             props.update(Runtime="python3.11", Handler="handler.handler", CodeUri=folder + "/")
-            res["Metadata"] = {"BuildMethod": "makefile"}
+            res["Metadata"] = {"BuildMethod": "makefile"}  # in place of the Dockerfile build
             result.folders[folder] = [TRAIN_HANDLER]  # rag_autotune comes with the install of the extras
             result.targets[folder] = [name]
             result.train = folder

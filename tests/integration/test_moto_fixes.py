@@ -95,3 +95,28 @@ def test_queries_run_beside_concurrent_writes_without_errors_and_see_whole_items
         stop.set()
         writer.join(30)
     assert errors == [] and len(seen) > 1 and seen == sorted(seen)  # each query sees at least what the last did
+
+
+def test_fast_sort_keys_order_like_moto_dynamo_types() -> None:
+    """The patched sorts compare plain values; they must put S, N and B keys in moto's own order."""
+    import base64
+    import functools
+    import random
+
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    from rag_autotune.local.moto_fixes import _fast_sort_key
+
+    rng = random.Random(5)
+    numbers = ["-1e3", "-2.5", "0", "1", "1.0000001", "10", "9.99", "1795616903.7641", "123456789012345678"]
+    strings = ["", "A", "a", "V#1", "V#10", "V#2", "Q#abc", "é", "z", "ü"]
+    blobs = [base64.b64encode(bytes(rng.randrange(256) for _ in range(rng.randrange(5)))).decode() for _ in range(20)]
+    for kind, values in (("N", numbers), ("S", strings), ("B", blobs)):
+        typed = [DynamoType({kind: v}) for v in values]
+        rng.shuffle(typed)
+
+        def moto_order(a: DynamoType, b: DynamoType) -> int:
+            return -1 if a < b else (1 if b < a else 0)
+
+        expected = [t.value for t in sorted(typed, key=functools.cmp_to_key(moto_order))]
+        assert [t.value for t in sorted(typed, key=_fast_sort_key)] == expected, kind

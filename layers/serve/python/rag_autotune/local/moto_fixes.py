@@ -14,11 +14,15 @@ moto's Query and Scan walk every item of the table, O(table): 0.2-0.5 s at a few
 Holding the lock for all of that stalled every write (/ask's query log included) whenever the feedback memory
 refreshed. Only the walk's snapshot (`Table.all_items`) is taken under the lock; sorting, filtering and
 serialising that list run outside it, which is safe because this project never changes an item in place
-(PutItem replaces it, DeleteItem removes it; nothing calls UpdateItem)."""
+(PutItem replaces it, DeleteItem removes it; nothing calls UpdateItem). Both of moto's sorts (the table's
+items by key, then an index's matches by its keys) compare DynamoType objects, which re-parse their value on
+every comparison; `_fast_sort_key` gives moto's order for the key types DynamoDB allows (S, N, B) from
+plain Python values: a query that finds nothing new in 2,666 items went from 95 to 27 ms."""
 
 from __future__ import annotations
 
 import copy
+import decimal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -48,9 +52,42 @@ def apply() -> None:
     DynamoDBBackend.transact_write_items = _cheap_transactions(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
     for name in _DYNAMO_OPS:
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name), dynamo_lock))
-    Table.all_items = _locked(Table.all_items, dynamo_lock)  # type: ignore[method-assign]  # query/scan's snapshot
+    Table.all_items = _snapshot_items(dynamo_lock)  # type: ignore[method-assign]  # query/scan walk a snapshot
+    Table.sorted_items = _sorted_items  # type: ignore[method-assign]
     S3Response.put_object = _locked(S3Response.put_object, threading.Lock())  # type: ignore[method-assign]
     _applied = True
+
+
+def _fast_sort_key(value: Any) -> Any:
+    """A DynamoType key attribute as a plain value in moto's order: N numerically, S and B by their stored
+    strings (moto compares B as its base64 text)."""
+    return decimal.Decimal(value.value) if value.type == "N" else value.value
+
+
+def _item_sort_key(item: Any) -> Any:
+    return (
+        (_fast_sort_key(item.hash_key), _fast_sort_key(item.range_key))
+        if item.range_key
+        else _fast_sort_key(item.hash_key)
+    )
+
+
+def _snapshot_items(lock: Any) -> Callable[..., Any]:
+    def all_items(self: Any) -> list[Any]:
+        with lock:
+            if self.range_key_attr:
+                items = [item for hash_set in self.items.values() for item in hash_set.values()]
+            else:
+                items = list(self.items.values())
+        return sorted(items, key=_item_sort_key)
+
+    return all_items
+
+
+def _sorted_items(self: Any, hash_key_attrs: list[str], range_key_attrs: list[str | None], items: list[Any]) -> Any:
+    attrs = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
+    items.sort(key=lambda x: tuple(_fast_sort_key(x.attrs[key]) for key in attrs))
+    return items
 
 
 class _NotCopied:
