@@ -268,7 +268,7 @@ def main() -> int:
             print(f"\n/ask over HTTP with {remembered} remembered votes, p99 over 300 requests: {p99_memory:.1f} ms")
             print(
                 "  (the API runs in this process beside moto and the client, and moto's vote-index query is\n"
-                "  O(table): each memory refresh costs this process 0.2-0.5 s of CPU here. `make bench-query`\n"
+                "  O(table): each memory refresh costs this process tens of ms of CPU here. `make bench-query`\n"
                 "  measures /ask with a 10k-vote memory in an API process of its own.)"
             )
     print("\n| step | wall time |\n|---|---|")
