@@ -60,7 +60,7 @@ def test_cancelled_transaction_leaves_every_item_as_it_was(table: str) -> None:
 
 
 def test_queries_run_beside_concurrent_writes_without_errors_and_see_whole_items(table: str) -> None:
-    """Query no longer holds moto's lock for its O(table) walk: only the snapshot of the items is taken under it.
+    """Queries walk a snapshot of the items (taken under moto's lock) and sort them with the patched keys.
     Writers racing readers must neither break a query (a dict changing size mid-walk) nor show half an item."""
     import threading
 
