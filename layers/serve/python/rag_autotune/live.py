@@ -117,8 +117,9 @@ class LiveState:
                     self._index.warm(pair.index_version)
                 finally:
                     encoder = pending.result()  # raises the encoder's error; waits even when warm failed
-                    if prefetch is not None and prefetch.exception() is not None:  # load_memory reads it again
-                        logger.warning("memory prefetch failed", extra={"error": str(prefetch.exception())})
+                    failed = prefetch.exception() if prefetch is not None else None
+                    if failed is not None:  # load_memory reads the snapshot itself
+                        logger.warning("memory prefetch failed", extra={"error": str(failed)})
             # The memory of this encoder's version, loaded before the pair goes live: never another version's.
             memory = self._load_memory(encoder) if self._load_memory is not None else None
             loaded = (encoder, memory)

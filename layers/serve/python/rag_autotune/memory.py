@@ -529,13 +529,16 @@ def read_snapshot(
     the start of the last max_age_days. Needs no encoder, so a cold start reads it while the encoder loads."""
     try:
         memory, meta = VoteMemory.from_bytes(store.get_bytes(memory_key(version)), defaults)
-        if memory.model_version != version:
-            raise CorruptArtifact(f"{memory_key(version)} was built for {memory.model_version}")
-        return MemorySnapshot(memory, float(meta.get("as_of", 0.0)))
+        return MemorySnapshot(memory, float(meta.get("as_of", 0.0)))  # open_live_memory checks version and dim
     except (ArtifactNotFound, CorruptArtifact) as exc:
         if isinstance(exc, CorruptArtifact):
             logger.error("feedback memory snapshot unusable; rebuilding from the vote log", extra={"error": str(exc)})
-        return MemorySnapshot(None, clock() - max_age_days * DAY_S)
+        return MemorySnapshot(None, oldest_vote(clock(), max_age_days))
+
+
+def oldest_vote(now: float, max_age_days: float) -> float:
+    """The time before which votes are no longer loaded (a memory rebuilt from the log, the smoke step's)."""
+    return now - max_age_days * DAY_S
 
 
 def open_live_memory(
@@ -566,7 +569,7 @@ def open_live_memory(
         )
         memory = None
     if memory is None:
-        memory, as_of = VoteMemory(version, encoder.dim, defaults, clock()), clock() - max_age_days * DAY_S
+        memory, as_of = VoteMemory(version, encoder.dim, defaults, clock()), oldest_vote(clock(), max_age_days)
     live = LiveMemory(
         memory,
         feedback,

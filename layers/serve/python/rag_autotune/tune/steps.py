@@ -18,7 +18,7 @@ from ..domain import VersionPair
 from ..errors import ArtifactNotFound, ConflictError, NotReady, RagError
 from ..golden import GOLDEN_KEY
 from ..ingest import build_version
-from ..memory import MemoryParams, memory_key
+from ..memory import MemoryParams, memory_key, oldest_vote
 from ..ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
 from ..settings import Settings
 from ..versions import (
@@ -354,7 +354,7 @@ def _smoke_memory(
     memory together."""
     if feedback is None:
         return {"votes": 0, "reasons": ["no feedback store given to the smoke step"]}
-    since = time.time() - settings.memory_max_age_days * 86400
+    since = oldest_vote(time.time(), settings.memory_max_age_days)
     votes = feedback.votes(since, limit=10**9)[-settings.memory_max_votes :]
     section, snapshot = evaluate_memory(
         votes,
