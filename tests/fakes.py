@@ -199,3 +199,22 @@ def fake_runtime(folder: Path, doc: dict[str, str], **settings: Any) -> Runtime:
     corpus.write_text(json.dumps(doc) + "\n")
     ingest(corpus, store=rt.store, index=rt.index, load_encoder=rt.load_encoder)
     return rt
+
+
+class FakeLauncher:
+    """tune/launch.Launcher without Step Functions: `start` hands the run id to `on_start` (a test writes the
+    records a workflow would), `status` answers `self.state` ("RUNNING" until the test sets another)."""
+
+    def __init__(self, on_start: Any = None) -> None:
+        self.on_start = on_start
+        self.state = "RUNNING"
+        self.started: list[tuple[str, str]] = []
+
+    def start(self, run_id: str, trigger: str = "cli") -> str:
+        self.started.append((run_id, trigger))
+        if self.on_start is not None:
+            self.on_start(run_id)
+        return f"arn:aws:states:us-east-1:123456789012:execution:tune:{run_id}"
+
+    def status(self, execution_arn: str) -> str:
+        return self.state

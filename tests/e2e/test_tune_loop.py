@@ -99,6 +99,11 @@ def test_2_votes_tune_swap_and_rollback(tuned: SimpleNamespace, capsys: pytest.C
     assert tune() == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     assert "SWAPPED" in out and any(line.startswith("arn:aws:states:") for line in out.splitlines())
+    # each step shows as it starts (a short one may fall between two polls), and training shows its progress
+    shown = [line.split("step: ")[1] for line in out.splitlines() if " step: " in line]
+    order = ["-", "prepare", "train", "embed", "smoke", "swap"]
+    assert shown == sorted(shown, key=order.index) and {"prepare", "train", "smoke", "swap"} <= set(shown), out
+    assert any(" train: step " in line for line in out.splitlines()), out
     new = live(tuned)
     assert new["model_version"] == "v1" and new["index_version"].startswith("v1-c")
     # /ask now answers from the new pair, and /health says so
@@ -164,6 +169,8 @@ def test_3_exception_in_embed_fails_and_removes_the_shadow(tuned: SimpleNamespac
     run = _failed_run_leaves_everything(
         tuned, {"TuneEmbedFunction": "tests/e2e/faults.py:embed_then_raise"}, "EmbedCrashed"
     )
+    # the stand-in raises before the real step would record its start: the last step known is train
+    assert run["reason"] == "the step after train: EmbedCrashed: disk full while embedding"
     shadow = run["candidate"]["index_version"]
     assert not tuned.rt.store.list_keys(f"indexes/{shadow}/") and not tuned.rt.store.list_keys(f"corpus/{shadow}/")
 
@@ -172,7 +179,8 @@ def test_4_corrupt_model_artifact_fails_smoke(tuned: SimpleNamespace) -> None:
     run = _failed_run_leaves_everything(
         tuned, {"TuneEmbedFunction": "tests/e2e/faults.py:embed_then_corrupt"}, "CorruptArtifact"
     )
-    assert run["step"] == "embed" and "smoke" not in run["steps"]  # the gate refused to even load it
+    assert run["step"] == "smoke" and "smoke" not in run["steps"]  # the gate refused to even load it
+    assert run["reason"].startswith("smoke: CorruptArtifact: ")
     assert not tuned.rt.store.list_keys(f"models/{run['candidate']['model_version']}/")
 
 

@@ -49,8 +49,10 @@ def test_train_merge_export_keeps_parity_and_changes_the_model() -> None:
     texts = list(PROBE_SENTENCES) + list(PROBE_CORPUS)
     model = load_model(base_model_path())
     base = torch_encoder(model)(texts)
-    result = train_lora(model, _rows(), TINY)
+    progress: list[tuple[int, int]] = []
+    result = train_lora(model, _rows(), TINY, progress=lambda done, total: progress.append((done, total)))
     assert result.examples == 16 and result.steps == 4
+    assert progress == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]  # optimizer steps, from the start
     assert [s for s, _ in result.loss_curve] == [1, 2, 3, 4]
     assert has_adapter(model)
     assert model.max_seq_length == 256  # training's length was temporary
@@ -124,6 +126,9 @@ def test_train_step_uploads_a_complete_model_version(tmp_path: Path) -> None:
     assert out["candidate"] == _state()["candidate"]  # the state passes through
     run = json.loads(store.get_bytes("runs/r1/run.json"))
     assert "train" in run["steps"] and run["training"]["parity_mean_cosine"] >= 0.98
+    assert run["step"] == "train" and "step_started_at" in run
+    progress = json.loads(store.get_bytes("runs/r1/progress.json"))
+    assert (progress["step"], progress["done"], progress["total"], progress["unit"]) == ("train", 4, 4, "step")
 
     # The next run starts from v1's torch weights: torch.tar is the merged folder, and it matches the ONNX.
     folder = train_step.live_torch_model(store, "v1", tmp_path / "cache")

@@ -11,7 +11,7 @@ from rag_autotune.tune import steps
 from rag_autotune.tune.dataset import group_votes, is_heldout, split, triplets
 from rag_autotune.tune.gate import GateInput, decide
 from rag_autotune.tune.metrics import Judged, evaluate, hit_at, ndcg_at, precision_at
-from rag_autotune.tune.runs import RunLocked, acquire_lock, list_runs, read_run, release_lock
+from rag_autotune.tune.runs import RunLocked, acquire_lock, list_runs, read_progress, read_run, release_lock
 from rag_autotune.versions import read_manifest
 from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
 
@@ -143,10 +143,18 @@ def test_whole_loop_with_fakes_then_cleanup_of_a_failed_run(tune_world: dict) ->
     with pytest.raises(RunLocked):
         steps.prepare({"run_id": "r2"}, feedback=w["fb"], settings=w["settings"], **kw)
     w["store"].put_bytes("models/v1/meta.json", b"{}")  # what the train step uploads (last)
-    state = steps.embed(state, load_encoder=lambda v: HashEncoder(v), **kw)
+    current: list[str] = []
+
+    def load_encoder(version: str) -> HashEncoder:  # called mid-step: the run record names the running step
+        current.append(read_run(w["store"], "r1")["step"])
+        return HashEncoder(version)
+
+    state = steps.embed(state, load_encoder=load_encoder, now=lambda: 20.0, **kw)
     assert w["index"].count("v1-c1") == 4
-    state = steps.smoke(state, load_encoder=lambda v: HashEncoder(v), settings=w["settings"], **kw)
+    assert read_progress(w["store"], "r1") == {"step": "embed", "done": 4, "total": 4, "unit": "chunk", "at": 20.0}
+    state = steps.smoke(state, load_encoder=load_encoder, settings=w["settings"], **kw)
     assert state["status"] == "PASSED", state["reasons"]
+    assert current == ["embed", "smoke", "smoke"]
     report = json.loads(w["store"].get_bytes("runs/r1/report.json"))
     assert report["latency_ms"]["samples"] >= 300
     assert "<svg" in w["store"].get_bytes("runs/r1/report.html").decode()
@@ -187,6 +195,7 @@ def test_a_run_that_died_without_cleanup_is_reaped_by_the_next(tune_world: dict)
     assert "v1-c1" not in w["index"].versions() and not w["store"].list_keys("models/v1/")
     dead = read_run(w["store"], "dead")
     assert dead["status"] == "FAILED" and "abandoned" in dead["reason"] and "next" in dead["reason"]
+    assert dead["reason"].startswith("the step after embed: RunAbandoned: ")  # it died after embed finished
     assert read_run(w["store"], "next")["reaped"] == ["v1-c1", "v1"]
     assert read_manifest(w["store"])[0].live == live_before  # type: ignore[index]
     assert state["candidate"]["model_version"] == "v2"  # a dead run's number is not reused

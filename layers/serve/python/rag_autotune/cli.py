@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import RagError
 from .paths import REPO
@@ -92,6 +93,47 @@ def cmd_rollback(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
+class _TuneWatch:
+    """What `tune --wait` prints: a line per change of status or current step, and the running step's
+    progress (train: optimizer steps, embed: chunks) as a tqdm bar on a terminal, else a line every 10%."""
+
+    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic, bars: bool | None = None) -> None:
+        self.out, self.clock, self.started = out, clock, clock()
+        if bars is None:  # serving-only installs have no tqdm
+            bars = out.isatty() and importlib.util.find_spec("tqdm") is not None
+        self.bars = bars
+        self.bar: Any = None
+        self.shown: tuple[str, int] | None = None
+
+    def _line(self, text: str) -> None:
+        print(f"[{self.clock() - self.started:6.1f}s] {text}", file=self.out, flush=True)
+
+    def change(self, record: dict[str, Any]) -> None:
+        self.close()
+        self._line(f"{record.get('status', '?'):<9} step: {record.get('step') or '-'}")
+
+    def progress(self, p: dict[str, Any]) -> None:
+        step, unit = str(p.get("step")), str(p.get("unit", "item"))
+        done, total = int(p.get("done", 0)), int(p.get("total", 0))
+        if self.bars:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(desc=f"{'':<9} {step}", unit=unit, total=total, file=self.out)
+            self.bar.total, self.bar.n = total, done
+            self.bar.refresh()
+            return
+        tenth = done * 10 // max(total, 1)
+        if self.shown != (step, tenth):
+            self.shown = (step, tenth)
+            self._line(f"{'':<9} {step}: {unit} {done}/{total}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def cmd_tune(rt: Runtime, args: argparse.Namespace) -> int:
     from .tune import launch
 
@@ -99,13 +141,19 @@ def cmd_tune(rt: Runtime, args: argparse.Namespace) -> int:
     print(execution_arn, flush=True)
     if not args.wait:
         return 0
-    started = time.monotonic()
-
-    def show(record: dict[str, Any]) -> None:
-        step = record.get("step") or "-"
-        print(f"[{time.monotonic() - started:6.1f}s] {record.get('status', '?'):<9} step: {step}", flush=True)
-
-    final = launch.follow(rt.launcher, rt.store, run_id, execution_arn, show, timeout_s=args.timeout)
+    watch = _TuneWatch(sys.stdout)
+    try:
+        final = launch.follow(
+            rt.launcher,
+            rt.store,
+            run_id,
+            execution_arn,
+            watch.change,
+            timeout_s=args.timeout,
+            on_progress=watch.progress,
+        )
+    finally:
+        watch.close()
     print(_run_summary(final))
     return launch.EXIT_CODES.get(str(final.get("status")), 1)
 
@@ -126,7 +174,7 @@ def _run_summary(r: dict[str, Any]) -> str:
 
 
 def cmd_runs(rt: Runtime, args: argparse.Namespace) -> int:
-    from .tune.runs import list_runs
+    from .tune.runs import list_runs, progress_text, read_progress
 
     rows = list_runs(rt.store, args.limit)
     if not rows:
@@ -148,7 +196,17 @@ def cmd_runs(rt: Runtime, args: argparse.Namespace) -> int:
             f"{_delta(r, 'heldout'):>17} {_delta(r, 'repeated'):>17} "
             f"{(r.get('candidate') or {}).get('model_version', '-'):<6}"
         )
+        if r.get("status") == "RUNNING":
+            p = read_progress(rt.store, r["run_id"])
+            at = f" ({progress_text(p)})" if p and p.get("step") == r.get("step") else ""
+            print(f"  running: {r.get('step') or '-'}{at}")
+        elif r.get("reason"):
+            reason = str(r["reason"])
+            print(f"  reason: {reason if len(reason) <= _REASON_CHARS else reason[: _REASON_CHARS - 1] + '…'}")
     return 0
+
+
+_REASON_CHARS = 200  # `runs` is a table: a long error message is cut (the run record keeps it whole)
 
 
 def _delta(r: dict[str, Any], name: str) -> str:

@@ -102,7 +102,7 @@ def train_lora(
     (anchor, positive, negative) columns: each query against its 👍 chunk, its 👎 chunk and every other
     chunk in the batch. NO_DUPLICATES keeps a text from appearing twice in one batch (a query with several
     👎 yields several rows; in one batch its positive would otherwise be a false negative of itself).
-    `progress(step, total_steps)` is called at every logged step."""
+    `progress(done, total)` counts optimizer steps: (0, total) when training starts, then after every step."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, TaskType
@@ -154,6 +154,12 @@ def train_lora(
         ) -> None:
             if logs and "loss" in logs and math.isfinite(float(logs["loss"])):
                 result.loss_curve.append([int(state.global_step), round(float(logs["loss"]), 5)])
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if progress is not None:
+                progress(0, int(state.max_steps or 0))
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if progress is not None:
                 progress(int(state.global_step), int(state.max_steps or 0))
 

@@ -5,7 +5,6 @@ step shows readable input/output in the Step Functions console. Data goes throug
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import time
@@ -35,7 +34,19 @@ from .dataset import group_votes, judged, split, triplets
 from .gate import METRIC, GateInput, decide
 from .memory_eval import evaluate_memory
 from .metrics import Judged, evaluate, movers
-from .runs import RunLocked, acquire_lock, list_runs, record_step, release_lock, update_run
+from .runs import (
+    ProgressWriter,
+    RunLocked,
+    acquire_lock,
+    failure_reason,
+    list_runs,
+    read_progress,
+    read_run,
+    record_step,
+    release_lock,
+    step_started,
+    update_run,
+)
 
 
 class ManifestConflict(RagError):
@@ -70,6 +81,26 @@ def _step(store: ArtifactStore, run_id: str, name: str, started: float, **fields
     record_step(store, run_id, name, round(time.time() - started, 2), **fields)
 
 
+def step_progress(
+    store: ArtifactStore,
+    run_id: str,
+    step: str,
+    unit: str,
+    clock: Callable[[], float] = _now,
+    log: Callable[[int, int], None] | None = None,
+) -> Callable[[int, int], None]:
+    """A long step's `(done, total)` callback: the run's progress object (throttled), and `log` if given."""
+    writer = ProgressWriter(store, run_id, step, unit, clock)
+    if log is None:
+        return writer
+
+    def report(done: int, total: int) -> None:
+        log(done, total)
+        writer(done, total)
+
+    return report
+
+
 # ---------------------------------------------------------------- prepare
 
 
@@ -102,6 +133,7 @@ def prepare(
         run_id,
         status="RUNNING",
         step="prepare",
+        step_started_at=started,
         started_at=started,
         trigger=event.get("trigger", "cli"),
         steps={},
@@ -208,12 +240,16 @@ def embed(
     index: VectorIndex,
     load_encoder: Callable[[str], Encoder],
     log: Callable[[int, int], None] | None = None,
+    now: Callable[[], float] = _now,
 ) -> dict[str, Any]:
     started = time.time()
+    step_started(store, state["run_id"], "embed", now())
     live, candidate = _pair(state["live"]), _pair(state["candidate"])
     chunks = list(index.chunks(live.index_version))
+    progress = step_progress(store, state["run_id"], "embed", "chunk", now, log)
+    progress(0, len(chunks))
     encoder = load_encoder(candidate.model_version)
-    n = build_version(candidate.index_version, chunks, encoder, index, store, progress=log)
+    n = build_version(candidate.index_version, chunks, encoder, index, store, progress=progress)
     _step(store, state["run_id"], "embed", started)
     return {**state, "embedded": n}
 
@@ -278,9 +314,11 @@ def smoke(
     load_encoder: Callable[[str], Encoder],
     settings: Settings,
     feedback: FeedbackStore | None = None,
+    now: Callable[[], float] = _now,
 ) -> dict[str, Any]:
     started = time.time()
     run_id, prefix = state["run_id"], state["prefix"]
+    step_started(store, run_id, "smoke", now())
     live, candidate = _pair(state["live"]), _pair(state["candidate"])
     live_enc, cand_enc = load_encoder(live.model_version), load_encoder(candidate.model_version)
     live_rank = ranker(live_enc, index, live.index_version)
@@ -384,6 +422,7 @@ def swap_step(
 ) -> dict[str, Any]:
     started = time.time()
     run_id = state["run_id"]
+    step_started(store, run_id, "swap", now())
     candidate = _pair(state["candidate"])
     documents, chunks = read_stats(store, candidate.index_version)
     try:
@@ -449,11 +488,11 @@ def cleanup(
     if rejected:
         reason = "; ".join(state.get("reasons", [])) or "smoke gate rejected the candidate"
     else:
-        err = error or {}
-        cause = str(err.get("Cause", ""))
-        with contextlib.suppress(ValueError, AttributeError):
-            cause = json.loads(cause).get("errorMessage", cause)
-        reason = f"{err.get('Error', 'Error')}: {cause}"[:2000]
+        try:
+            record = read_run(store, run_id)
+        except (ArtifactNotFound, ValueError):
+            record = {}
+        reason = failure_reason(error or {}, record, read_progress(store, run_id), now())[:2000]
     removed: list[str] = []
     if "candidate" in state:
         candidate = _pair(state["candidate"])

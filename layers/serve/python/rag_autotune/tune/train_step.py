@@ -20,6 +20,7 @@ import shutil
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ from ..runtime import file_sha256
 from ..settings import Settings
 from ..training.lora import TrainConfig
 from ..versions import model_prefix
-from .runs import update_run
-from .steps import NotEnoughFeedback, _step, progress_logger, read_jsonl
+from .runs import step_started, update_run
+from .steps import NotEnoughFeedback, _step, progress_logger, read_jsonl, step_progress
 
 PARITY_MIN = 0.98  # mean cosine, adapter model (torch) vs merged int8 ONNX, over the probe set
 TORCH_ARCHIVE = "torch.tar"
@@ -109,7 +110,12 @@ def _frozen_reference(model: Any, texts: list[str]) -> Any:
 
 
 def train(
-    state: dict[str, Any], *, store: ArtifactStore, settings: Settings, config: TrainConfig | None = None
+    state: dict[str, Any],
+    *,
+    store: ArtifactStore,
+    settings: Settings,
+    config: TrainConfig | None = None,
+    now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """The Train task. `config` defaults to TrainConfig() with settings.tune_train_overrides applied."""
     from ..adapters.onnx_encoder import OnnxEncoder
@@ -119,6 +125,7 @@ def train(
 
     started = time.time()
     run_id, prefix = str(state["run_id"]), str(state["prefix"])
+    step_started(store, run_id, "train", now())
     live = str(state["live"]["model_version"])
     candidate = str(state["candidate"]["model_version"])
     config = config or TrainConfig.from_overrides(settings.tune_train_overrides)
@@ -149,7 +156,8 @@ def train(
     model = load_model(source)
     seconds["load"] = time.perf_counter() - t
 
-    result = train_lora(model, rows, config, progress=progress_logger("train"))
+    progress = step_progress(store, run_id, "train", "step", now, progress_logger("train"))
+    result = train_lora(model, rows, config, progress=progress)
     seconds["train"] = result.seconds
     logger.info(
         "train: trained",
