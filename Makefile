@@ -74,7 +74,9 @@ template: $(STAMP) ## cfn-lint template.yaml (SAM source and transformed), write
 
 localstack-build: $(STAMP) $(SAM_STAMP) ## LocalStack's community variant of template.yaml, then sam build of it (no Docker needed)
 	$(PY) scripts/localstack_build.py --out build/localstack $(ARGS)
-	env -u PYTHONPATH PATH="$(CURDIR)/$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build \
+	@# sam wants the functions' Python (python3.13) on PATH: build_layer.runtime_python finds one (pyenv too)
+	RUNTIME_PY="$$($(PY) -c 'import sys; sys.path.insert(0, "scripts"); import build_layer as b; print(b.runtime_python() or "")')" && \
+	env -u PYTHONPATH PATH="$${RUNTIME_PY%/*}:$(CURDIR)/$(VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build \
 	  --template-file build/localstack/template.json --build-dir build/localstack/sam
 
 localstack-up: $(STAMP) ## LocalStack in Docker + samlocal deploy + demo corpus; prints the API URL

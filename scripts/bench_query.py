@@ -303,14 +303,15 @@ def main() -> int:
         print(f"  {name:<28} {part_size / 1e6:7.1f} MB")
     import sam_build
 
-    if sam_build.available():
+    why_not = sam_build.unavailable_reason()
+    if why_not is None:
         built = sam_build.build(REPO / "build" / "sam")
         print("\n`sam build ApiFunction` (template.yaml; Lambda's limit is 250 MB unzipped, function + layers):")
         for name, n in built.items():
             print(f"  {name:<28} {n / 1e6:7.1f} MB")
         print(f"  {'total':<28} {sum(built.values()) / 1e6:7.1f} MB")
     else:
-        print("\n(no .sam-venv/bin/sam: `make bench-query` installs aws-sam-cli there and prints the sam build sizes)")
+        print(f"\n(no sam build sizes: {why_not})")
     return 0
 
 

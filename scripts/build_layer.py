@@ -1,14 +1,19 @@
-"""Build the serve layer the ask Lambda carries, as Lambda loads layers (build/layer/python/…), and print
-its installed size.
+"""Build the Lambda layers, as Lambda loads layers (<out>/python/…), and print their installed size.
 
-The layer holds rag_autotune (without training/ and local/) and the serving dependencies, copied from this
-environment's installed distributions (their RECORD files), so the layer is exactly what the tests ran.
+The serve layer (every zip function) holds rag_autotune without tune/, training/ and local/, and the serving
+dependencies: the versions installed in this environment (so the versions the tests ran), as the wheels for
+the Lambda runtime (RUNTIME: its CPython, x86_64 manylinux), which need not be this interpreter's.
 Pruned: files serving never imports (onnxruntime's C-API library and its quantisation/transformers tools,
 numpy's tests and build tools, type stubs, caches). Extension modules are stripped of their symbols.
 boto3/botocore are not counted: the Lambda Python runtime provides them. Chalice is vendored into the
 function package (app.py + __init__.py), as `chalice package` does.
 
-    python scripts/build_layer.py [--out build/layer] [--check]    # --check: import and serve from the layer alone
+The tune layer (the nightly zip steps, on top of the serve layer) holds rag_autotune/tune alone: Lambda
+extracts a function's layers into one /opt, so it lands inside the serve layer's package. Not the train
+step's module: that runs in the train image, which installs the whole package.
+
+    python scripts/build_layer.py [--out build/layer] [--check]   # --check: import and serve from the layer alone
+    python scripts/build_layer.py --tune --out build/tune-layer
 """
 
 from __future__ import annotations
@@ -22,8 +27,20 @@ from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SOURCE = REPO / "layers" / "serve" / "python" / "rag_autotune"
+# template.yaml's zip functions and layers: AL2023 (glibc 2.34), x86_64. The python3.11 runtime is Amazon
+# Linux 2 (glibc 2.26), which cannot load the manylinux_2_28 wheels of onnxruntime, numpy and qdrant-edge.
+RUNTIME = "python3.13"
+PYTHON_VERSION = RUNTIME.removeprefix("python")
+PLATFORMS = (
+    "manylinux_2_28_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux_2_5_x86_64",
+    "manylinux1_x86_64",
+)
 # The serve closure without boto3 (in the runtime), chalice (vendored per function) and qdrant-client (only
-# for QDRANT_URL deployments; ship it in a second layer there). No tokenizers wheel (8.5 MB): serving
+# for QDRANT_URL deployments; ship it in a second layer there). No tokenizers wheel: serving
 # tokenises with adapters/wordpiece.py.
 DISTS = [
     "onnxruntime",
@@ -64,8 +81,11 @@ PRUNE = [
     "numpy/typing/tests",
     "**/__pycache__",
     "**/*.pyi",
-    "rag_autotune/training",
-    "rag_autotune/local",
+    "*-stubs",
+    "bin",
+    "rag_autotune/training",  # torch's side: the train image and `rag-autotune bootstrap`
+    "rag_autotune/local",  # the embedded default's machinery
+    "rag_autotune/tune",  # the nightly steps: the tune layer
     "pydantic/v1",
     "aws_lambda_powertools/utilities/parser",
     "aws_lambda_powertools/utilities/data_classes",
@@ -85,6 +105,14 @@ def copy_dist(name: str, target: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def install_wheels(target: Path, requirements: list[str]) -> None:
+    """pip-install the wheels the Lambda runtime loads (RUNTIME's CPython, x86_64 manylinux) into target."""
+    platforms = [f"--platform={p}" for p in PLATFORMS]
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--target", str(target), "--no-deps", "--no-compile"]
+    cmd += ["--only-binary=:all:", "--implementation=cp", f"--python-version={PYTHON_VERSION}", *platforms]
+    subprocess.run([*cmd, *requirements], check=True)
+
+
 def size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -93,9 +121,8 @@ def build(out: Path) -> Path:
     py = out / "python"
     shutil.rmtree(out, ignore_errors=True)
     py.mkdir(parents=True)
-    for name in DISTS:
-        copy_dist(name, py)
-    shutil.copytree(REPO / "layers" / "serve" / "python" / "rag_autotune", py / "rag_autotune")
+    install_wheels(py, [f"{name}=={metadata.version(name)}" for name in DISTS])
+    shutil.copytree(SOURCE, py / "rag_autotune")
     for pattern in PRUNE:
         for p in list(py.glob(pattern)):
             shutil.rmtree(p) if p.is_dir() else p.unlink()
@@ -108,11 +135,30 @@ def build(out: Path) -> Path:
     return py
 
 
+def build_tune(out: Path) -> Path:
+    """The tune layer: rag_autotune/tune/ (pure Python) without the train step's module."""
+    py = out / "python"
+    shutil.rmtree(out, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "train_step.py")
+    shutil.copytree(SOURCE / "tune", py / "rag_autotune" / "tune", ignore=ignore)
+    return py
+
+
+def runtime_python() -> str | None:
+    """An interpreter of RUNTIME's version, to import the layer with as Lambda would; None when there is none
+    (a pyenv shim that names another version does not count)."""
+    found = [str(p) for p in sorted(Path.home().glob(f".pyenv/versions/{PYTHON_VERSION}.*/bin/{RUNTIME}"))]
+    for candidate in [shutil.which(RUNTIME), *found]:
+        if candidate and subprocess.run([candidate, "-c", ""], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
 CHECK = """
 import json, sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import rag_autotune.http_api, rag_autotune.adapters.onnx_encoder, rag_autotune.adapters.qdrant_edge
-import rag_autotune.adapters.s3, rag_autotune.adapters.dynamodb
+import rag_autotune.adapters.s3, rag_autotune.adapters.dynamodb, rag_autotune.static_files, rag_autotune.openapi
 import numpy as np
 from rag_autotune.adapters.onnx_encoder import OnnxEncoder
 enc = OnnxEncoder(sys.argv[3], "v0")
@@ -127,16 +173,14 @@ print(json.dumps({"ok": True, "heavy": heavy}))
 """
 
 
-def check(py: Path, model: Path) -> dict[str, object]:
-    """Import the serving modules from the layer alone (-S: no site-packages), boto3 and chalice beside it
-    as the runtime and the function package would provide them."""
+def check(py: Path, model: Path, python: str) -> dict[str, object]:
+    """Import the serving modules from the layer alone (-S: no site-packages) with `python` (RUNTIME's
+    version), boto3 and chalice beside it as the runtime and the function package would provide them."""
     runtime = py.parent / "runtime"
     shutil.rmtree(runtime, ignore_errors=True)
     for name in ("boto3", "botocore", "s3transfer", "python-dateutil", "six", "urllib3", "chalice"):
-        copy_dist(name, runtime)
-    out = subprocess.run(
-        [sys.executable, "-S", "-c", CHECK, str(py), str(runtime), str(model)], capture_output=True, text=True
-    )
+        copy_dist(name, runtime)  # pure Python: this environment's copy serves any runtime version
+    out = subprocess.run([python, "-S", "-c", CHECK, str(py), str(runtime), str(model)], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"the layer does not import on its own:\n{out.stderr[-3000:]}")
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -157,16 +201,21 @@ def _model_dir(work: Path) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(REPO / "build" / "layer"))
+    ap.add_argument("--tune", action="store_true", help="build the tune layer instead of the serve layer")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
-    py = build(Path(args.out))
+    py = (build_tune if args.tune else build)(Path(args.out))
     total = size(py)
-    print(f"serve layer: {total / 1e6:.1f} MB installed at {py}")
+    print(f"{'tune' if args.tune else 'serve'} layer: {total / 1e6:.1f} MB installed at {py}")
     tops = sorted(((size(p) if p.is_dir() else p.stat().st_size, p.name) for p in py.iterdir()), reverse=True)
     for s, name in tops[:8]:
         print(f"  {name:<32} {s / 1e6:6.1f} MB")
-    if args.check:
-        print(check(py, _model_dir(py.parent)))
+    if args.check and not args.tune:
+        python = runtime_python()
+        if python is None:
+            print(f"check skipped: no {RUNTIME} on this machine to import the layer with")
+            return 0
+        print(check(py, _model_dir(py.parent), python))
     return 0
 
 

@@ -3,9 +3,9 @@
 Community LocalStack (4.14.0, the last image that runs without an account) differs from AWS in two ways
 the build absorbs, so that `samlocal build && samlocal deploy` of the same resources works there:
 
-- **Layers are accepted but not applied at invoke.** Every function that uses ServeLayer gets the layer's
-  content (built by the same recipe, layers/serve/Makefile) vendored into its own code folder, one folder
-  per CodeUri, and loses its `Layers`; ServeLayer itself is dropped.
+- **Layers are accepted but not applied at invoke.** Every function that uses ServeLayer (and TuneLayer) gets
+  the layers' content (built by the same recipe, layers/serve/Makefile) vendored into its own code folder, one
+  folder per CodeUri, and loses its `Layers`; the layers themselves are dropped.
 - **Container images need ECR, which is Pro.** With `--train zip` (the default) TuneTrainFunction becomes a
   zip function whose folder holds its handler, the serve code and the train extra with CPU torch. That is
   far above Lambda's 250 MB unzipped, so localstack/docker-compose.yml raises LocalStack's
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SERVE_LAYER = "ServeLayer"
+LAYERS = ("ServeLayer", "TuneLayer")  # vendored, in this order (as Lambda extracts them); built by their Makefile
 TRAIN_FUNCTION = "TuneTrainFunction"
 TRAIN_HANDLER = REPO / "functions" / "tune" / "train" / "handler.py"
 # The train Dockerfile installs torch from here: an unpinned or PyPI torch is a multi-GB CUDA build.
@@ -48,13 +48,14 @@ class Plan:
 
     template: dict[str, Any]
     folders: dict[str, list[Path]] = field(default_factory=dict)  # folder → source dirs/files copied in
-    serve: set[str] = field(default_factory=set)  # folders that get the serve layer's content
+    layers: dict[str, list[str]] = field(default_factory=dict)  # folder → the layers whose content it gets
     train: str | None = None  # the folder that also gets the train extra (CPU torch)
     targets: dict[str, list[str]] = field(default_factory=dict)  # folder → functions built from it
 
 
-def _is_serve_layer(ref: Any) -> bool:
-    return ref == {"Ref": SERVE_LAYER}
+def _vendored(ref: Any) -> str | None:
+    """The name of a layer this build vendors, when `ref` is a `!Ref` to one."""
+    return ref["Ref"] if isinstance(ref, dict) and ref.get("Ref") in LAYERS else None
 
 
 def plan(doc: dict[str, Any], out: Path, train: str = "zip", repo: Path = REPO) -> Plan:
@@ -65,8 +66,8 @@ def plan(doc: dict[str, Any], out: Path, train: str = "zip", repo: Path = REPO) 
     resources: dict[str, Any] = t["Resources"]
     to_repo = Path(os.path.relpath(repo, out))
     result = Plan(t)
-    if any(_is_serve_layer(x) for x in t.get("Globals", {}).get("Function", {}).get("Layers", [])):
-        raise ValueError("ServeLayer in Globals: vendor it per function instead")
+    if any(_vendored(x) for x in t.get("Globals", {}).get("Function", {}).get("Layers", [])):
+        raise ValueError("a layer in Globals: vendor it per function instead")
     for name, res in resources.items():
         props = res.get("Properties", {})
         if res["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
@@ -88,25 +89,26 @@ def plan(doc: dict[str, Any], out: Path, train: str = "zip", repo: Path = REPO) 
             res["Metadata"]["Dockerfile"] = str(to_repo / res["Metadata"]["Dockerfile"])
             continue
         layers = props.get("Layers", [])
-        uses_serve = any(_is_serve_layer(x) for x in layers)
-        if uses_serve:
-            props["Layers"] = [x for x in layers if not _is_serve_layer(x)]
+        used = sorted((n for x in layers if (n := _vendored(x))), key=LAYERS.index)
+        if used:
+            props["Layers"] = [x for x in layers if not _vendored(x)]
             if not props["Layers"]:
                 del props["Layers"]
         source = repo / props["CodeUri"]
-        if uses_serve:
+        if used:
             folder = f"code/{source.name}"
+            if result.layers.setdefault(folder, used) != used:
+                raise ValueError(f"{name}: the functions of {props['CodeUri']} use different layers")
             result.folders[folder] = [source]
-            result.serve.add(folder)
             result.targets.setdefault(folder, []).append(name)
             props["CodeUri"] = folder + "/"
             res["Metadata"] = {**res.get("Metadata", {}), "BuildMethod": "makefile"}
         else:
             props["CodeUri"] = str(to_repo / props["CodeUri"])
-    del resources[SERVE_LAYER]
-    left = json.dumps(t)
-    if f'"{SERVE_LAYER}"' in left:
-        raise ValueError(f"{SERVE_LAYER} is still referenced in the LocalStack variant")
+    for layer in LAYERS:
+        resources.pop(layer, None)
+        if f'"{layer}"' in json.dumps(t):
+            raise ValueError(f"{layer} is still referenced in the LocalStack variant")
     return result
 
 
@@ -127,15 +129,15 @@ def _copy_into(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest / src.name)
 
 
-def build_serve(dest: Path, python: str) -> Path:
-    """The serve layer's python/ folder, by the recipe `sam build` uses for ServeLayer."""
+def build_layer(layer: str, dest: Path, python: str) -> Path:
+    """The layer's python/ folder, by the recipe `sam build` uses for it."""
     subprocess.run(
         [
             "make",
             "-s",
             "-C",
             str(REPO / "layers" / "serve"),
-            "build-ServeLayer",
+            f"build-{layer}",
             f"ARTIFACTS_DIR={dest}",
             f"PY={python}",
         ],
@@ -174,7 +176,8 @@ def materialise(
     fill = {f for f in p.folders if only is None or f in only}
     shutil.rmtree(out / "code", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    serve = build_serve(out / "serve", python) if p.serve & fill else None
+    needed = {layer for folder in fill for layer in p.layers.get(folder, [])}
+    built = {layer: build_layer(layer, out / layer, python) for layer in LAYERS if layer in needed}
     for folder, sources in p.folders.items():
         dest = out / folder
         dest.mkdir(parents=True)
@@ -185,8 +188,8 @@ def materialise(
             _copy_into(src, dest)
         if folder == p.train:
             install_train(dest, python, torch_index)
-        elif serve is not None and folder in p.serve:
-            _copy_into(serve, dest)
+        for layer in p.layers.get(folder, []):
+            _copy_into(built[layer], dest)
     (out / "template.json").write_text(json.dumps(p.template, indent=1) + "\n")
 
 

@@ -13,7 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "RagAutotuneTest")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "rag-autotune")
 # Simulated users vote far faster than people: the per-client feedback bucket is off unless a test sets one
-# (tests/integration/test_auth_limits.py does).
+# (tests/unit/test_auth_limits.py does).
 os.environ.setdefault("RAG_FEEDBACK_RATE_PER_S", "0")
 
 

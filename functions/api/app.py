@@ -17,8 +17,7 @@ from rag_autotune.observability import api_request_started, logger, metrics, tra
 from rag_autotune.openapi import openapi_document
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
-from rag_autotune.static_files import StaticFiles, stored_page
-from rag_autotune.tune.pages import DASHBOARD_KEY
+from rag_autotune.static_files import DASHBOARD_KEY, StaticFiles, stored_page
 
 app = Chalice(app_name="rag-autotune-api")
 runtime = Runtime(get_settings())

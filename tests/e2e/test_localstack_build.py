@@ -1,12 +1,12 @@
 """The LocalStack community-edition build (scripts/localstack_build.py), checked offline: LocalStack itself
 needs Docker, which these machines lack, but what it would be given can be built and run here.
 
-- the variant is template.yaml's resources with the serve layer vendored into each function and the train
+- the variant is template.yaml's resources with the layers vendored into each function and the train
   image turned into a zip function; it transforms with aws-sam-translator and passes cfn-lint;
 - each vendored folder builds through a generated Makefile (sam's python builder would drop every *.so);
 - `sam build ApiFunction` of the variant gives a function that answers /ask with no layer at all: a fresh
-  `python -S` process, given only the built folder and what the Lambda runtime provides (boto3), serves an
-  API Gateway event against the e2e stack (moto)."""
+  `python3.13 -S` process (the runtime's version), given only the built folder and what the Lambda runtime
+  provides (boto3), serves an API Gateway event against the e2e stack (moto)."""
 
 from __future__ import annotations
 
@@ -45,8 +45,9 @@ def test_variant_vendors_the_layer_into_each_function_and_zips_the_train_step(
     out = tmp_path / "localstack"
     p = localstack_build.plan(doc, out)
     t = p.template
-    assert "ServeLayer" not in t["Resources"] and "ServeLayer" not in json.dumps(t)
-    assert set(t["Resources"]) == set(doc["Resources"]) - {"ServeLayer"}  # nothing else added or dropped
+    layers = {"ServeLayer", "TuneLayer"}
+    assert not any(name in json.dumps(t) for name in layers)
+    assert set(t["Resources"]) == set(doc["Resources"]) - layers  # nothing else added or dropped
     functions = _functions(t)
     assert all("Layers" not in f["Properties"] for f in functions.values())
     assert all(f["Properties"].get("PackageType", "Zip") == "Zip" for f in functions.values())
@@ -57,13 +58,13 @@ def test_variant_vendors_the_layer_into_each_function_and_zips_the_train_step(
     assert all(f["Metadata"] == {"BuildMethod": "makefile"} for f in functions.values())
     assert sorted(p.targets["code/tune"]) == sorted(n for n in functions if n.startswith("Tune") and "Train" not in n)
     assert {f["Properties"]["CodeUri"] for f in functions.values()} == {"code/api/", "code/tune/", "code/train/"}
-    assert p.serve == {"code/api", "code/tune"}
+    assert p.layers == {"code/api": ["ServeLayer"], "code/tune": ["ServeLayer", "TuneLayer"]}
     assert p.folders["code/api"] == [REPO / "functions" / "api"]
     asl = t["Resources"]["TuneStateMachine"]["Properties"]["DefinitionUri"]
     assert (out / asl).resolve() == ASL.resolve()
     # Everything else is the source's: the same properties on every resource but the paths and the layer.
     for name, res in doc["Resources"].items():
-        if name in ("ServeLayer", "TuneTrainFunction", "TuneStateMachine") or name in functions:
+        if name in ({"TuneTrainFunction", "TuneStateMachine"} | layers) or name in functions:
             continue
         assert t["Resources"][name] == res
 
@@ -89,7 +90,7 @@ def test_variant_transforms_and_passes_cfn_lint(doc: dict[str, Any], tmp_path: P
     assert [f"{m.rule.id} {m.message}" for m in found] == []
 
 
-@pytest.mark.skipif(not sam_build.available(), reason="no .sam-venv/bin/sam (make installs aws-sam-cli)")
+@pytest.mark.skipif(sam_build.unavailable_reason() is not None, reason=str(sam_build.unavailable_reason()))
 def test_sam_built_api_function_answers_ask_without_any_layer(
     doc: dict[str, Any], stack: SimpleNamespace, tmp_path: Path
 ) -> None:
@@ -103,7 +104,8 @@ def test_sam_built_api_function_answers_ask_without_any_layer(
     assert list((function / "pydantic_core").glob("_pydantic_core*.so"))  # compiled modules kept
     assert built["ApiFunction"] < 250 * 1024 * 1024
 
-    runtime = tmp_path / "runtime"  # what the python3.11 Lambda runtime itself provides
+    assert not (function / "rag_autotune" / "tune").exists()  # the API's folder gets the serve layer alone
+    runtime = tmp_path / "runtime"  # what the Lambda runtime itself provides
     for name in ("boto3", "botocore", "s3transfer", "python-dateutil", "six", "urllib3"):
         build_layer.copy_dist(name, runtime)
     event = json.loads((REPO / "tests" / "events" / "ask.json").read_text())
@@ -118,7 +120,7 @@ def test_sam_built_api_function_answers_ask_without_any_layer(
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     run = subprocess.run(
-        [sys.executable, "-S", "-c", script, str(function), str(runtime), json.dumps(event)],
+        [str(build_layer.runtime_python()), "-S", "-c", script, str(function), str(runtime), json.dumps(event)],
         env=env,
         capture_output=True,
         text=True,

@@ -78,7 +78,7 @@ def test_transform_packages_local_paths_like_sam_package(transformed: dict[str, 
             assert props["PackageType"] == "Image" and "Runtime" not in props
         else:
             assert props["Code"]["S3Bucket"] == cfn.CODE_BUCKET
-            assert props["Runtime"] == "python3.11"  # the dev venv's Python (see the Globals comment)
+            assert props["Runtime"] == "python3.13"  # the layers' wheels are built for it (Globals comment)
         assert props["TracingConfig"] == {"Mode": "Active"}
         assert props["Architectures"] == ["x86_64"]
     (sm,) = [v for v in resources.values() if v["Type"] == "AWS::StepFunctions::StateMachine"]
@@ -159,6 +159,13 @@ def _api_events() -> list[dict[str, Any]]:
     return list(load_template(TEMPLATE)["Resources"]["ApiFunction"]["Properties"]["Events"].values())
 
 
+def _layer_names(function: dict[str, Any], stack_name: str) -> list[str]:
+    """The template names of a deployed function's layers, in order: moto names a layer after the stack and
+    its transformed logical id, which is the template's name plus SAM's 10-hex-digit content hash."""
+    names = [layer["Arn"].split(":")[-2].removeprefix(f"{stack_name}-") for layer in function.get("Layers", [])]
+    return [re.sub(r"[0-9a-f]{10}(-.*)?$", "", n) for n in names]
+
+
 @pytest.fixture(scope="module")
 def stack(moto_url: str) -> tuple[cfn.LocalStack, Settings]:
     import uuid
@@ -201,11 +208,11 @@ def test_the_stack_is_created_in_moto_from_the_template(stack: tuple[cfn.LocalSt
 
     lam = boto3.client("lambda", region_name=region)
     api_fn = lam.get_function_configuration(FunctionName=f"{deployed.stack_name}-ApiFunction")
-    assert api_fn["Runtime"] == "python3.11" and api_fn["MemorySize"] == 1769
+    assert api_fn["Runtime"] == "python3.13" and api_fn["MemorySize"] == 1769
     # TracingConfig and EphemeralStorage: moto ignores them (in CloudFormation and in the update API alike).
-    assert [
-        layer["Arn"].split(":")[-2].startswith(f"{deployed.stack_name}-ServeLayer") for layer in api_fn["Layers"]
-    ] == [True]
+    assert _layer_names(api_fn, deployed.stack_name) == ["ServeLayer"]  # the API loads no tune code
+    prepare = lam.get_function_configuration(FunctionName=f"{deployed.stack_name}-TunePrepareFunction")
+    assert _layer_names(prepare, deployed.stack_name) == ["ServeLayer", "TuneLayer"]  # in this order
     assert api_fn["Environment"]["Variables"]["RAG_BUCKET"] == settings.bucket
 
     apigw = boto3.client("apigateway", region_name=region)

@@ -1,7 +1,7 @@
 """LoRA train → merge → int8 export keeps parity, and the Train step uploads a complete model version.
 
 Tiny runs (16 short triplets, rank 4, a few steps): they check the plumbing (adapter, merge, export,
-parity, uploads), not the recipe; scripts/recipe_probe.py measures the recipe."""
+parity, uploads), not the recipe; `make bench-loop` measures the recipe."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ TINY = TrainConfig(
     max_seq_len=48,
     warmup_ratio=0.0,
     logging_steps=1,
-    threads=1,  # tiny batches: a second thread only spins, and on shared cores it costs 2-3x
+    threads=1,  # tiny batches: a second thread only spins, taking the shared cores' time
 )
 
 
@@ -146,8 +146,7 @@ def test_parity_failure_is_named_and_leaves_no_model(tmp_path: Path, monkeypatch
     from rag_autotune.tune import train_step
 
     monkeypatch.setattr(train_step, "PARITY_MIN", 1.01)
-    extra = {"tune_parity_min": 1.01} if "tune_parity_min" in Settings.model_fields else {}
-    settings = _settings(tmp_path).model_copy(update=extra)
+    settings = _settings(tmp_path)
     store = _store()
     tiny = TrainConfig(**{**TINY.as_dict(), "epochs": 1, "target_modules": TINY.target_modules})
     with pytest.raises(train_step.ParityError, match="mean cosine"):

@@ -78,8 +78,7 @@ def test_dashboard_shows_history_and_votes_per_day() -> None:
 def test_stored_page_is_html_or_a_json_404() -> None:
     import json
 
-    from rag_autotune.static_files import stored_page
-    from rag_autotune.tune.pages import DASHBOARD_KEY
+    from rag_autotune.static_files import DASHBOARD_KEY, stored_page
     from tests.fakes import MemoryArtifactStore
 
     store = MemoryArtifactStore()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 from .domain import Document
@@ -83,10 +82,3 @@ def load_documents(path: Path) -> tuple[list[Document], list[str]]:
     if not docs:
         raise IngestError(f"{path}: no documents found" + (f" ({len(errors)} malformed)" if errors else ""))
     return docs, errors
-
-
-def iter_jsonl(path: Path) -> Iterator[dict[str, object]]:
-    with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)

@@ -11,6 +11,12 @@ VoteKind = Literal["up", "down"]
 PUBLIC_TENANT = "public"  # no API key: one shared tenant
 
 
+def normalise(query: str) -> str:
+    """The key a question is known by: the same words, whatever their case and spacing, are one question (the
+    feedback memory remembers it once, the tune groups its votes and splits train/held-out by it)."""
+    return " ".join(query.lower().split())
+
+
 @dataclass(frozen=True)
 class VersionPair:
     """The one thing a response is computed from: an encoder and the vectors that encoder made."""
@@ -127,13 +133,6 @@ class Answer:
     pair: VersionPair
     citations: tuple[Citation, ...]
     timings: Timings
-
-
-@dataclass(frozen=True)
-class Health:
-    pair: VersionPair
-    documents: int
-    chunks: int
 
 
 @dataclass

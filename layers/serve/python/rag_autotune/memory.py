@@ -43,11 +43,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .domain import Hit, Vote
+from .domain import Hit, Vote, normalise
 from .errors import ArtifactNotFound, CorruptArtifact, RagError
 from .observability import logger
 from .ports import ArtifactStore, Encoder, FeedbackStore, Vectors
-from .tune.dataset import normalise
 from .versions import model_prefix
 
 if TYPE_CHECKING:

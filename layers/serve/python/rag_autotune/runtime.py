@@ -91,12 +91,9 @@ class Runtime:
     @cached_property
     def index(self) -> VectorIndex:
         if self.settings.qdrant_url:
-            from qdrant_client import QdrantClient  # noqa: I001 (adapter-side import, server mode only)
-
             from .adapters.qdrant_server import ServerVectorIndex
 
-            client = QdrantClient(url=self.settings.qdrant_url, api_key=self.settings.qdrant_api_key)
-            return ServerVectorIndex(client)
+            return ServerVectorIndex.connect(self.settings.qdrant_url, self.settings.qdrant_api_key)
         from .adapters.qdrant_edge import EdgeVectorIndex
 
         return EdgeVectorIndex(self.store, self.settings.cache_dir / "shards")

@@ -11,6 +11,7 @@ from .http_api import HttpResponse
 from .http_errors import error_body
 from .ports import ArtifactStore
 
+DASHBOARD_KEY = "reports/dashboard.html"  # written by `rag-autotune dashboard` (tune/pages.py), served at /dashboard
 _TYPES = {
     ".js": "application/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",

@@ -15,6 +15,7 @@ from .errors import ArtifactNotFound, ConflictError, CorruptArtifact, NotReady
 from .ports import ArtifactStore
 
 MANIFEST_KEY = "manifest.json"
+BASE_VERSION = "v0"  # the packaged base encoder, as `rag-autotune bootstrap` uploads it
 _MODEL_RE = re.compile(r"^v(\d+)$")
 _INDEX_RE = re.compile(r"^(v\d+)-c(\d+)$")
 

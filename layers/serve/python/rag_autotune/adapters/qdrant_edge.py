@@ -6,10 +6,10 @@ Layout in the store, for version V under prefix P (default "indexes/"):
                   only once info.json does, so a reader never sees half a version.
 
 Why trimmed and not gzip: a fresh shard preallocates 32 MB pages (payload, vectors) whose tails are zeros.
-At 20k x 384, 70 MB on disk hold 48 MB of data. gzip -1 gets to 38 MB, but gunzip costs 0.3 s of CPU at every
-cold start, while a plain tar of the 48 MB unpacks in 0.05 s. `sizes` restores each file's length after
-unpacking (the tail becomes a sparse hole: free). Older gzip archives without `sizes` still load. Edge 0.9
-has no API that writes a snapshot (snapshots come from a Qdrant server), so packing is ours.
+gzip would pack them a little smaller, but gunzip costs CPU at every cold start, while a plain tar of the
+trimmed files unpacks almost at once (the README's benchmarks have the figures). `sizes` restores each file's
+length after unpacking (the tail becomes a sparse hole: free). Older gzip archives without `sizes` still load.
+Edge 0.9 has no API that writes a snapshot (snapshots come from a Qdrant server), so packing is ours.
 
 Local cache: cache_dir/V/{shard/, info.json}. A directory there is complete by construction (unpacked into a
 temp dir, then renamed); its build_id is checked against the store's info.json, so a version name that
@@ -59,7 +59,7 @@ _SCROLL_PAGE = 1024
 
 
 def _vec(row: np.ndarray) -> Any:
-    """Edge takes numpy rows directly (2.5x faster queries than a list); its stubs only say list[float]."""
+    """Edge takes numpy rows directly (much faster than converting to a list); its stubs only say list[float]."""
     return row
 
 

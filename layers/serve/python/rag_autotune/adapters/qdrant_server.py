@@ -71,6 +71,11 @@ class ServerVectorIndex:
         self._dims: dict[str, int] = {}  # ready versions seen by this process: version → dim
         self._lock = threading.Lock()
 
+    @classmethod
+    def connect(cls, url: str, api_key: str | None = None) -> ServerVectorIndex:
+        """The index on the Qdrant server at `url` (QDRANT_URL, QDRANT_API_KEY)."""
+        return cls(QdrantClient(url=url, api_key=api_key))
+
     def _name(self, version: str) -> str:
         return self._prefix + _check_version(version)
 

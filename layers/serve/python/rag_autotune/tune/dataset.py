@@ -8,12 +8,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ..domain import Vote
+from ..domain import Vote, normalise
 from .metrics import Judged
-
-
-def normalise(query: str) -> str:
-    return " ".join(query.lower().split())
 
 
 def is_heldout(query: str, fraction: float) -> bool:

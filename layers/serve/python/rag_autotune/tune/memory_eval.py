@@ -17,10 +17,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..domain import Hit, Vote
+from ..domain import Hit, Vote, normalise
 from ..memory import MemoryParams, MemoryVote, VoteMemory, build_memory, rerank
 from ..ports import Encoder, VectorIndex, Vectors
-from .dataset import is_heldout, normalise
+from .dataset import is_heldout
 from .gate import MEMORY_THRESHOLDS, MEMORY_WEIGHTS, METRIC, MemoryPoint, choose_memory, memory_verdict
 from .metrics import Judged, evaluate
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from ..domain import Vote
 from ..errors import ArtifactNotFound
 from ..ports import ArtifactStore, FeedbackStore
+from ..static_files import DASHBOARD_KEY
 from . import report
 from .runs import list_runs
 
-DASHBOARD_KEY = "reports/dashboard.html"
 _MAX_RUNS = 1000
 _MAX_VOTES = 200_000
 

@@ -25,6 +25,7 @@ from ..versions import (
     index_version,
     model_prefix,
     model_versions,
+    next_model_version,
     read_manifest,
     read_stats,
     swap,
@@ -226,8 +227,7 @@ def _next_model(store: ArtifactStore, live_model: str, runs: Sequence[dict[str, 
     reused: its leftovers are gone, but logs and reports still name it)."""
     started = [k.split("/")[1] for k in store.list_keys("models/")]
     named = [str((r.get("candidate") or {}).get("model_version", "")) for r in runs]
-    numbers = [int(v[1:]) for v in {*started, *named, *model_versions(store), live_model} if v[1:].isdigit()]
-    return f"v{max(numbers, default=0) + 1}"
+    return next_model_version([*started, *named, live_model])
 
 
 # ---------------------------------------------------------------- embed

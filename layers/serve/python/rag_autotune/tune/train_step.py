@@ -27,28 +27,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..errors import ArtifactNotFound, CorruptArtifact, RagError
+from ..errors import ArtifactNotFound, CorruptArtifact
 from ..ports import ArtifactStore
 from ..runtime import file_sha256
 from ..settings import Settings
+from ..training.export import PARITY_MIN, ParityError
 from ..training.lora import TrainConfig
-from ..versions import model_prefix
+from ..versions import BASE_VERSION, model_prefix
 from .runs import step_started, update_run
 from .steps import NotEnoughFeedback, _step, progress_logger, read_jsonl, step_progress
 
-PARITY_MIN = 0.98  # mean cosine, adapter model (torch) vs merged int8 ONNX, over the probe set
 TORCH_ARCHIVE = "torch.tar"
-BASE_VERSION = "v0"
-
-
-class ParityError(RagError):
-    """The merged int8 model does not reproduce the trained adapter model (a broken merge or export)."""
-
-    code = "parity_error"
-
-
-def _parity_min(settings: Settings) -> float:
-    return float(getattr(settings, "tune_parity_min", PARITY_MIN))
 
 
 def live_torch_model(store: ArtifactStore, version: str, cache_dir: Path) -> Path:
@@ -129,7 +118,7 @@ def train(
     live = str(state["live"]["model_version"])
     candidate = str(state["candidate"]["model_version"])
     config = config or TrainConfig.from_overrides(settings.tune_train_overrides)
-    threshold = _parity_min(settings)
+    threshold = PARITY_MIN
     seconds: dict[str, float] = {}
 
     rows = [
