@@ -1,7 +1,8 @@
 """`rag-autotune`: bootstrap the base encoder, ingest a corpus, run the embedded local stack, tune, roll back.
 
-Every command talks to AWS through boto3's standard configuration; point AWS_ENDPOINT_URL at LocalStack or
-at the embedded moto server (`rag-autotune up` prints it) to work locally."""
+Every command talks to AWS through boto3's standard configuration. While `rag-autotune up` runs, commands in
+other shells use its moto server by themselves (it announces itself next to its state folder); AWS_ENDPOINT_URL
+points them at another endpoint (LocalStack), and with neither they go to AWS."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import RagError
-from .paths import REPO
+from .errors import ConflictError, EndpointUnreachable, RagError
+from .paths import LOCAL_STATE, REPO
 from .runtime import Runtime
 from .settings import Settings, get_settings
 
@@ -273,19 +274,25 @@ def _scheduled_start(rt: Runtime) -> None:
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The whole system on this machine: moto as AWS, the API over HTTP, state kept across restarts."""
-    from .local import cfn, sfn, stack
+    from .local import cfn, discovery, sfn, stack
     from .local.scheduler import Scheduler
     from .local.server import ApiServer, load_api_module
     from .versions import read_manifest
 
-    moto = stack.MotoStack(args.moto_port).start()
+    state = Path(args.state) if args.state else _state_dir(settings)
+    running = discovery.find(state)
+    if running is not None:  # two servers saving into one folder would overwrite each other's state
+        raise ConflictError(
+            f"a local stack on {state} is already up (pid {running.pid}, API {running.api}): "
+            "stop it first, or give this one another --state"
+        )
+    moto = stack.MotoStack(args.moto_port).start(settings.region)
     try:  # template.yaml → SAM transform → a stack in moto, plus the named steps for moto's gaps (local/cfn.py)
         deployed = cfn.deploy_stack(settings)
     except BaseException:
         moto.stop()
         raise
     print(f"stack {deployed.stack_name} created from template.yaml; moto gaps closed by: {', '.join(deployed.steps)}")
-    state = Path(args.state)
     objects, items = stack.restore(settings, state)
     if objects or items:
         print(f"restored {objects} objects and {items} items from {state}")
@@ -304,30 +311,83 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     except BaseException:
         moto.stop()
         raise
-    print(
-        f"""
+    discovery.announce(state, moto.url, api.url)
+    me = _command_name()
+    try:
+        print(
+            f"""
 RAG-Autotune is up (embedded default: moto on {moto.url}).
   API       {api.url}/ask  {api.url}/feedback  {api.url}/health  {api.url}/openapi.json
   Widget    {api.url}/ (demo page; embed {api.url}/widget.js)   Runs  {api.url}/dashboard (after `dashboard`)
   Try       curl -s {api.url}/ask -H 'content-type: application/json' -d '{{"query": "how do I create a pipe"}}'
-  Tune      nightly at {cron} (UTC) by the local scheduler, or now: rag-autotune tune --wait
-  Other CLI commands in another shell: export AWS_ENDPOINT_URL={moto.url}
+  Tune      nightly at {cron} (UTC) by the local scheduler, or now: {me} tune --wait
+  CLI       in another shell, `{me} runs` (or tune, rollback, ingest…) finds this stack by itself; or pin it:
+export AWS_ENDPOINT_URL={moto.url}
 Ctrl-C stops it; state is saved to {state}.""",
-        flush=True,
-    )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        while not stop.wait(60):
-            stack.save(settings, state)  # also periodically, so a kill -9 loses at most a minute
-    except KeyboardInterrupt:
-        pass
-    print("\nstopping: saving state…", flush=True)
-    nightly.stop()
-    api.stop()
-    stack.save(settings, state)
-    moto.stop()
+            flush=True,
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(60):
+                stack.save(settings, state)  # also periodically, so a kill -9 loses at most a minute
+        except KeyboardInterrupt:
+            pass
+        print("\nstopping: saving state…", flush=True)
+        discovery.withdraw(state)  # commands started from now on must not count on this stack
+        nightly.stop()
+        api.stop()
+        stack.save(settings, state)
+    finally:
+        discovery.withdraw(state)
+        moto.stop()
     return 0
+
+
+def _state_dir(settings: Settings) -> Path:
+    return settings.state_dir or LOCAL_STATE
+
+
+def _command_name() -> str:
+    """This CLI as the user's shell reaches it (`.venv/bin/rag-autotune` under `make run`), for pasted lines."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "rag-autotune":
+        relative = os.path.relpath(argv0.absolute())
+        if not relative.startswith(".."):
+            return relative if os.sep in relative else f".{os.sep}{relative}"
+    return "rag-autotune"
+
+
+def _connect(settings: Settings) -> None:
+    """Which AWS this command talks to: AWS_ENDPOINT_URL when it is set (one on this machine must answer),
+    else the stack a running `up` announced, else AWS itself. Credentials follow in adapters/aws.py."""
+    from .adapters import aws
+    from .local import discovery
+
+    state = _state_dir(settings)
+    exported = aws.configured_endpoint()
+    if exported is None:
+        running = discovery.find(state)
+        if running is not None:
+            print(
+                f"using the local stack at {running.endpoint} (`rag-autotune up`, pid {running.pid})", file=sys.stderr
+            )
+            aws.use_endpoint(running.endpoint, settings.region)
+        elif not aws.has_credentials(settings.region):
+            raise EndpointUnreachable(
+                "no local stack is up (start it with `make run`) and boto3 finds no AWS credentials to reach AWS"
+            )
+        return
+    if aws.is_local_endpoint(exported) and not discovery.answers(exported):
+        running = discovery.find(state)
+        hint = (
+            f"the local stack is up at {running.endpoint}: export AWS_ENDPOINT_URL={running.endpoint}"
+            if running is not None
+            else "start the local stack with `make run`"
+        )
+        raise EndpointUnreachable(
+            f"nothing answers at {exported} (AWS_ENDPOINT_URL): {hint}, or unset AWS_ENDPOINT_URL"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -363,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     u = sub.add_parser("up", help="run everything locally (moto as AWS) and serve the API")
     u.add_argument("--port", type=int, default=8000)
     u.add_argument("--moto-port", type=int, default=0)
-    u.add_argument("--state", default=str(REPO / ".local" / "state"))
+    u.add_argument(
+        "--state", help="folder the state is saved to and restored from (default: RAG_STATE_DIR, else .local/state)"
+    )
     u.add_argument("--corpus", default=str(DEMO_CORPUS))
     return p
 
@@ -383,8 +445,11 @@ def main(argv: list[str] | None = None) -> int:
         "golden": cmd_golden,
     }
     try:
-        if args.command in ("up", "serve"):
-            return (cmd_up if args.command == "up" else cmd_serve)(settings, args)
+        if args.command == "up":
+            return cmd_up(settings, args)
+        _connect(settings)
+        if args.command == "serve":
+            return cmd_serve(settings, args)
         return commands[args.command](Runtime(settings), args)
     except RagError as exc:
         print(f"error ({exc.code}): {exc}", file=sys.stderr)

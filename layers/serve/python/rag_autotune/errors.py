@@ -55,6 +55,12 @@ class UpstreamError(RagError):
     code = "upstream_error"
 
 
+class EndpointUnreachable(UpstreamError):
+    """Nothing answers at the configured AWS endpoint on this machine (the local stack is not running)."""
+
+    code = "endpoint_unreachable"
+
+
 class RetryLater(RagError):
     """Mixin for errors that tell the client when to try again (the HTTP answer carries Retry-After)."""
 

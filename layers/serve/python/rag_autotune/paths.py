@@ -16,3 +16,4 @@ def _repo_root() -> Path:
 REPO = _repo_root()
 TEMPLATE = REPO / "template.yaml"
 ASL = REPO / "infra" / "tune.asl.json"
+LOCAL_STATE = REPO / ".local" / "state"  # the embedded stack's saved state (RAG_STATE_DIR moves it)

@@ -23,6 +23,11 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("RAG_BEDROCK_MODEL_ID", "BEDROCK_MODEL_ID")
     )
     cache_dir: Path = Path("/tmp/rag-autotune")
+    state_dir: Path | None = Field(
+        None,
+        description="the embedded stack's saved state (None: .local/state in the repository); a running `up` "
+        "announces its endpoint next to it, which is how CLI commands in other shells find it",
+    )
 
     # Serving.
     warm_on_init: bool = Field(True, description="load the live pair while the Lambda initialises")

@@ -15,9 +15,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import boto3
 from moto.server import ThreadedMotoServer
 
+from ..adapters import aws
 from ..settings import Settings
 from . import moto_fixes
 from .resources import ensure_resources
@@ -38,16 +38,14 @@ class MotoStack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> MotoStack:
+    def start(self, region: str | None = None) -> MotoStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
         moto_fixes.apply()
         self._server.start()
-        # Everything in this process (and children) now talks to moto; dummy credentials keep boto3 quiet.
-        os.environ["AWS_ENDPOINT_URL"] = self.url
+        # Everything in this process (and its children) now talks to moto, with local credentials, never the
+        # user's (adapters/aws.py decides them from the endpoint).
+        aws.use_endpoint(self.url, region)
         os.environ["MOTO_PORT"] = str(self.port)  # moto's Step Functions calls Lambda at localhost:$MOTO_PORT
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         return self
 
     def stop(self) -> None:
@@ -55,7 +53,8 @@ class MotoStack:
 
 
 def _clients(settings: Settings) -> tuple[Any, Any]:
-    return boto3.client("s3", region_name=settings.region), boto3.client("dynamodb", region_name=settings.region)
+    session = aws.session(settings.region)  # fresh clients: a restart's moto listens on another port
+    return session.client("s3"), session.client("dynamodb")
 
 
 def save(settings: Settings, folder: Path) -> tuple[int, int]:
