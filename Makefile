@@ -45,7 +45,7 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check layers functions tests scripts
 	$(VENV)/bin/mypy
 
-check: lint test ## what CI runs, plus lint
+check: lint test ## what CI runs (.ci/run): ruff, mypy, then the whole test suite in random order
 
 bench: bench-query bench-loop bench-load ## all benchmarks that print figures
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rag_autotune.errors import RagError
@@ -36,14 +38,31 @@ def embed_then_corrupt(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return out
 
 
-def slow_prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The real Prepare, after holding the lock a few seconds first, so a second start surely overlaps it."""
+GO_KEY = "tests/go.json"  # written by the test when the run holding the lock may go on
+
+
+def eventually(predicate: Callable[[], bool], timeout_s: float = 300.0, poll_s: float = 0.05) -> bool:
+    """Wait for a state another process makes (a key in S3): no outcome hangs on the wait's length, which only
+    bounds how long a broken run may hang the test."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        threading.Event().wait(poll_s)
+    return True
+
+
+def prepare_holding_the_lock(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The real Prepare, after taking the lock and holding it until the test writes GO_KEY: a second start
+    overlaps this run for certain, however fast or slow the machine."""
     rt = Runtime(get_settings())
     try:
         acquire_lock(rt.store, event["run_id"], time.time())  # Prepare takes it again: the same run may
-        time.sleep(4)
     except RunLocked:
-        pass  # the other start won: the real Prepare records the refusal and raises
+        pass  # the other start holds it: the real Prepare records the refusal and raises
+    else:
+        if not eventually(lambda: rt.store.head_etag(GO_KEY) is not None):
+            raise TimeoutError(f"{GO_KEY} never appeared")
     return steps.prepare(event, store=rt.store, feedback=rt.feedback, index=rt.index, settings=rt.settings)
 
 

@@ -1,4 +1,6 @@
-"""Issue 2 end to end: ingest a tiny corpus, ask over HTTP, vote, check DynamoDB, dedupe, every error path."""
+"""Issue 2 end to end: ingest a tiny corpus, ask over HTTP, vote, check DynamoDB, dedupe, every error path.
+The session's stack is shared with the tune loop, which swaps the live pair: a test compares answers with the
+pair the manifest names when it runs, never with a version it assumes."""
 
 from __future__ import annotations
 
@@ -11,8 +13,16 @@ from types import SimpleNamespace
 import boto3
 import pytest
 
+from rag_autotune.domain import VersionPair
 from rag_autotune.paths import REPO
+from rag_autotune.versions import read_manifest
 from tests.http_client import call
+
+
+def live_pair(stack: SimpleNamespace) -> VersionPair:
+    found = read_manifest(stack.rt.store)
+    assert found is not None, "the session stack has a live pair"
+    return found[0].live
 
 
 def test_bootstrap_uploaded_v0_with_parity(stack: SimpleNamespace) -> None:
@@ -24,17 +34,21 @@ def test_bootstrap_uploaded_v0_with_parity(stack: SimpleNamespace) -> None:
 
 
 def test_health_names_the_live_pair(stack: SimpleNamespace) -> None:
+    live = live_pair(stack)
     r = call(stack.url + "/health")
     assert r.status == 200
-    assert r.json["status"] == "ok" and r.json["model_version"] == "v0"
-    assert r.json["index_version"].startswith("v0-c") and r.json["documents"] == 40
+    assert r.json["status"] == "ok"
+    assert (r.json["model_version"], r.json["index_version"]) == (live.model_version, live.index_version)
+    assert r.json["index_version"].startswith(live.model_version + "-c") and r.json["documents"] == 40
 
 
 def test_ask_vote_dynamodb_item_and_dedupe(stack: SimpleNamespace) -> None:
     r = call(stack.url + "/ask", "POST", {"query": "create a pipe for interprocess communication", "top_k": 3})
     assert r.status == 200, r.text
     body = r.json
-    assert body["model_version"] == "v0" and len(body["citations"]) == 3
+    live = live_pair(stack)
+    assert (body["model_version"], body["index_version"]) == (live.model_version, live.index_version)
+    assert len(body["citations"]) == 3
     assert [c["rank"] for c in body["citations"]] == [1, 2, 3]
     assert len({c["doc_id"] for c in body["citations"]}) == 3
     scores = [c["score"] for c in body["citations"]]
@@ -61,7 +75,8 @@ def test_ask_vote_dynamodb_item_and_dedupe(stack: SimpleNamespace) -> None:
     item = items[0]
     assert item["query"]["S"] == "create a pipe for interprocess communication"
     assert item["doc_id"]["S"] == doc and item["vote"]["S"] == "up" and item["rank"]["N"] == "2"
-    assert item["model_version"]["S"] == "v0" and float(item["created_at"]["N"]) > 1.7e9
+    assert item["model_version"]["S"] == live.model_version and item["index_version"]["S"] == live.index_version
+    assert float(item["created_at"]["N"]) > 1.7e9
 
 
 @pytest.mark.parametrize(
@@ -165,17 +180,16 @@ def test_health_is_503_before_anything_is_live(moto_url: str, tmp_path) -> None:
 def test_a_truncated_model_in_the_manifest_is_refused_and_health_says_degraded(stack: SimpleNamespace) -> None:
     """A damaged model made live by mistake: the API keeps answering from the last good pair, logs it, and
     /health says degraded with the reason; rolling back clears it."""
-    from rag_autotune.domain import VersionPair
-    from rag_autotune.versions import MANIFEST_KEY, read_manifest, rollback, swap
+    from rag_autotune.versions import MANIFEST_KEY, rollback, swap
 
     store = stack.rt.store
     original, _ = store.get_with_etag(MANIFEST_KEY)
-    for name in ("tokenizer.json", "meta.json"):
-        store.put_bytes(f"models/v90/{name}", store.get_bytes(f"models/v0/{name}"))
-    onnx = store.get_bytes("models/v0/model.onnx")
-    store.put_bytes("models/v90/model.onnx", onnx[: len(onnx) // 3])  # a torn upload
     manifest, etag = read_manifest(store)  # type: ignore[misc]
     good = manifest.live
+    for name in ("tokenizer.json", "meta.json"):
+        store.put_bytes(f"models/v90/{name}", store.get_bytes(f"models/{good.model_version}/{name}"))
+    onnx = store.get_bytes(f"models/{good.model_version}/model.onnx")
+    store.put_bytes("models/v90/model.onnx", onnx[: len(onnx) // 3])  # a torn upload
     swap(store, VersionPair("v90", good.index_version), expected_etag=etag, reason="test", documents=40, chunks=1)
     try:
         health = call(stack.url + "/health").json
@@ -186,6 +200,6 @@ def test_a_truncated_model_in_the_manifest_is_refused_and_health_says_degraded(s
     finally:
         rollback(store)
     assert call(stack.url + "/health").json["status"] == "ok"
-    # leave the session's stack as it was: later tests name the next model v1
+    # leave the session's stack as it was: the manifest's history too, and no model the next run would count
     store.put_if(MANIFEST_KEY, original, read_manifest(store)[1])  # type: ignore[index]
     store.delete_prefix("models/v90/")

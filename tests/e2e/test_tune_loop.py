@@ -1,5 +1,9 @@
 """Issue 3 end to end on the embedded default: the real ASL in moto's Step Functions interpreter, each step
-the real handler in a fresh process, votes given over HTTP, `rag-autotune tune --wait`, rollback, failures."""
+the real handler in a fresh process, votes given over HTTP, `rag-autotune tune --wait`, rollback, failures.
+
+The session's stack is shared with the other e2e files, in any order: each test states what it needs (fresh
+votes, a free lock, the feedback threshold) and compares with the live pair it found, never a version number
+it assumes."""
 
 from __future__ import annotations
 
@@ -18,13 +22,16 @@ from rag_autotune.paths import REPO
 from rag_autotune.tune.runs import LOCK_KEY, list_runs
 from rag_autotune.versions import read_manifest
 from tests import browser as chromium
+from tests.e2e import faults
 from tests.http_client import call
 
 TUNE_ENV = {
     "RAG_TUNE_MIN_FEEDBACK": "6",
     "RAG_TUNE_HELDOUT_FRACTION": "0.3",
     "RAG_TUNE_MARGIN": "-1",  # a tiny corpus proves the plumbing, not the gain (bench-loop measures that)
-    "RAG_TUNE_P99_BUDGET_MS": "500",  # CI machines are shared; the default 15 ms is for real deployments
+    # The gate's p99 is wall time, here on a shared machine: it must not decide these runs (make bench-loop
+    # measures it; the unit tests drive the p99 check with a fake timer).
+    "RAG_TUNE_P99_BUDGET_MS": "60000",
     # a small, quick LoRA: this proves the loop runs end to end; bench-loop measures the real recipe
     "RAG_TUNE_TRAIN_OVERRIDES": '{"epochs": 1, "max_seq_len": 64, "rank": 8, "alpha": 16}',
 }
@@ -84,7 +91,11 @@ def vote_like_users(stack: SimpleNamespace, max_queries: int = 1000) -> int:
     return votes
 
 
-def test_1_nothing_to_train_on_is_skipped(tuned: SimpleNamespace, capsys: pytest.CaptureFixture[str]) -> None:
+def test_1_too_little_feedback_is_skipped(
+    tuned: SimpleNamespace, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whatever other tests voted, fewer new votes than this exist: the run has nothing to train on.
+    monkeypatch.setenv("RAG_TUNE_MIN_FEEDBACK", str(len(tuned.rt.feedback.votes(None, limit=10**9)) + 1))
     before = snapshot(tuned)
     assert tune() == 3
     assert "SKIPPED" in capsys.readouterr().out
@@ -93,9 +104,14 @@ def test_1_nothing_to_train_on_is_skipped(tuned: SimpleNamespace, capsys: pytest
     assert snapshot(tuned) == before
 
 
+def model_number(version: str) -> int:
+    return int(version.split("-")[0][1:])
+
+
 def test_2_votes_tune_swap_and_rollback(tuned: SimpleNamespace, capsys: pytest.CaptureFixture[str]) -> None:
     assert vote_like_users(tuned) >= 6
     old = live(tuned)
+    models_before = {k.split("/")[1] for k in tuned.rt.store.list_keys("models/")}
     assert tune() == 0, capsys.readouterr().out
     out = capsys.readouterr().out
     assert "SWAPPED" in out and any(line.startswith("arn:aws:states:") for line in out.splitlines())
@@ -104,19 +120,21 @@ def test_2_votes_tune_swap_and_rollback(tuned: SimpleNamespace, capsys: pytest.C
     order = ["-", "prepare", "train", "embed", "smoke", "swap"]
     assert shown == sorted(shown, key=order.index) and {"prepare", "train", "smoke", "swap"} <= set(shown), out
     assert any(" train: step " in line for line in out.splitlines()), out
+    run = list_runs(tuned.rt.store)[0]
+    assert run["status"] == "SWAPPED" and set(run["steps"]) >= {"prepare", "train", "embed", "smoke", "swap"}
     new = live(tuned)
-    assert new["model_version"] == "v1" and new["index_version"].startswith("v1-c")
+    assert new == run["candidate"] and new != old
+    assert model_number(new["model_version"]) > max(model_number(m) for m in models_before)  # a new number
+    assert new["index_version"].startswith(new["model_version"] + "-c")
     # /ask now answers from the new pair, and /health says so
     asked = call(tuned.url + "/ask", "POST", {"query": "create a pipe"}).json
     assert (asked["model_version"], asked["index_version"]) == (new["model_version"], new["index_version"])
-    assert call(tuned.url + "/health").json["model_version"] == "v1"
-    run = list_runs(tuned.rt.store)[0]
-    assert run["status"] == "SWAPPED" and set(run["steps"]) >= {"prepare", "train", "embed", "smoke", "swap"}
+    assert call(tuned.url + "/health").json["model_version"] == new["model_version"]
     report = json.loads(tuned.rt.store.get_bytes(f"runs/{run['run_id']}/report.json"))
     assert report["decision"]["passed"] and report["latency_ms"]["samples"] >= 300
     assert "heldout" in report["metrics"]
     assert "<svg" in tuned.rt.store.get_bytes(f"runs/{run['run_id']}/report.html").decode()
-    training = json.loads(tuned.rt.store.get_bytes("models/v1/training.json"))
+    training = json.loads(tuned.rt.store.get_bytes(f"models/{new['model_version']}/training.json"))
     assert training["loss_curve"]
     assert report["training"]["loss_curve"] == training["loss_curve"]  # the page plots it
     assert report["thresholds"]["margin"] == -1 and report["movers"]["depth"] == 40
@@ -141,7 +159,8 @@ def test_2_votes_tune_swap_and_rollback(tuned: SimpleNamespace, capsys: pytest.C
 
     assert cli.main(["runs"]) == 0
     table = capsys.readouterr().out
-    assert "SWAPPED" in table and "SKIPPED" in table
+    for r in list_runs(tuned.rt.store):  # every run recorded in this session, with its outcome
+        assert any(r["run_id"] in line and r["status"] in line for line in table.splitlines()), r["run_id"]
 
     assert cli.main(["rollback"]) == 0
     assert live(tuned) == old
@@ -186,21 +205,60 @@ def test_4_corrupt_model_artifact_fails_smoke(tuned: SimpleNamespace) -> None:
 
 def test_5_two_concurrent_starts_one_refused(tuned: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_TUNE_MIN_FEEDBACK", "100000")  # the run that gets the lock skips: no training needed
-    sfn.deploy(tuned.settings, overrides={"TunePrepareFunction": "tests/e2e/faults.py:slow_prepare"})
+    store = tuned.rt.store
+    store.delete_prefix(faults.GO_KEY)
+    sfn.deploy(tuned.settings, overrides={"TunePrepareFunction": "tests/e2e/faults.py:prepare_holding_the_lock"})
+    codes: list[int] = []
+    first = threading.Thread(target=lambda: codes.append(tune()))
     try:
         before = snapshot(tuned)
-        codes: list[int] = []
-        first = threading.Thread(target=lambda: codes.append(tune()))
+        assert before[3] is None, "no run holds the lock before the test"
         first.start()
-        threading.Event().wait(1.5)  # the first run is inside Prepare, holding the lock
-        codes.append(tune())
-        first.join(300)
+        # The first run's Prepare holds the lock until GO_KEY exists: the second start surely overlaps it.
+        assert faults.eventually(lambda: store.head_etag(LOCK_KEY) is not None)
+        holder = json.loads(store.get_bytes(LOCK_KEY))["run_id"]
+        assert tune() == 1  # refused (FAILED), while the first still holds the lock
+        refused = list_runs(store, 1)[0]
+        assert refused["run_id"] != holder and "RunLocked" in refused["reason"]
+        assert json.loads(store.get_bytes(LOCK_KEY))["run_id"] == holder  # the refusal left the lock alone
+    finally:
+        store.put_bytes(faults.GO_KEY, b"{}")  # let the first run go on (also when an assertion above failed)
+        if first.is_alive():
+            first.join(300)
+        sfn.deploy(tuned.settings)
+        store.delete_prefix(faults.GO_KEY)
+    assert codes == [3]  # the first: SKIPPED
+    runs = {r["run_id"]: r for r in list_runs(store, 10)}
+    assert runs[holder]["status"] == "SKIPPED"
+    assert snapshot(tuned)[:3] == before[:3] and store.head_etag(LOCK_KEY) is None
+
+
+def test_7_a_rejected_candidate_changes_nothing(tuned: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate says no: the candidate is a copy of the live model (no gain) and the margin asks for +0.5
+    nDCG@10. The real Smoke step rejects it, the workflow's Reject branch runs Cleanup, and serving and storage
+    are exactly as before: the manifest (bytes and ETag), the index versions, the models, the lock."""
+    monkeypatch.setenv("RAG_TUNE_MARGIN", "0.5")
+    sfn.deploy(tuned.settings, overrides=COPY_TRAIN)
+    try:
+        assert vote_like_users(tuned, max_queries=3) >= 6  # fresh votes, so the run gets past Prepare
+        asked = call(tuned.url + "/ask", "POST", {"query": "create a pipe"}).json
+        before = snapshot(tuned)
+        assert tune() == 3  # REJECTED
     finally:
         sfn.deploy(tuned.settings)
-    refused = [r for r in list_runs(tuned.rt.store, 2) if "RunLocked" in str(r.get("reason"))]
-    assert len(refused) == 1
-    assert sorted(codes) == [1, 3]  # one refused (FAILED), one SKIPPED
-    assert snapshot(tuned)[:3] == before[:3] and tuned.rt.store.head_etag(LOCK_KEY) is None
+    assert snapshot(tuned) == before
+    store = tuned.rt.store
+    run = list_runs(store)[0]
+    assert run["status"] == "REJECTED" and "below the margin +0.5000" in run["reason"], run
+    assert {"prepare", "embed", "smoke"} <= set(run["steps"]) and "swap" not in run["steps"]
+    candidate = run["candidate"]
+    assert set(run["removed"]) == {candidate["index_version"], candidate["model_version"]}
+    assert not store.list_keys(f"models/{candidate['model_version']}/")
+    assert candidate["index_version"] not in tuned.rt.index.versions()
+    report = json.loads(store.get_bytes(f"runs/{run['run_id']}/report.json"))
+    assert report["decision"]["passed"] is False and "; ".join(report["decision"]["reasons"]) == run["reason"]
+    again = call(tuned.url + "/ask", "POST", {"query": "create a pipe"}).json
+    assert (again["model_version"], again["index_version"]) == (asked["model_version"], asked["index_version"])
 
 
 @pytest.mark.parametrize(

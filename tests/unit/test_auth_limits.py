@@ -203,22 +203,27 @@ def test_token_bucket_memory_is_bounded() -> None:
 
 
 def test_feedback_rate_limit_is_429_with_retry_after_per_client(tmp_path: Path) -> None:
-    rt = make_runtime(tmp_path, feedback_rate_per_s=0.01, feedback_burst=2)
-    guard = http_api.Guard.from_settings(rt.settings)
+    rt = make_runtime(tmp_path, feedback_rate_per_s=0.25, feedback_burst=2)
+    clock = Clock()
+    guard = http_api.Guard.from_settings(rt.settings, clock=clock)
     body = asked(rt, guard)
     vote = {"query_id": body["query_id"], "doc_id": "xss.1", "vote": "up"}
     assert http_api.feedback(rt, req(vote), guard).status == 201
     assert http_api.feedback(rt, req(b"{bad json"), guard).status == 400  # invalid requests spend tokens too
     limited = http_api.feedback(rt, req(vote), guard)
     assert error_of(limited) == (429, "rate_limited")
-    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["Retry-After"] == "4"  # one token at 0.25/s
     assert http_api.feedback(rt, req(vote, ip="198.51.100.1"), guard).status == 201  # another IP: own bucket
     assert asked(rt, guard)["query_id"]  # /ask is not limited by the feedback bucket
+    clock.t += 3
+    assert error_of(http_api.feedback(rt, req(vote), guard)) == (429, "rate_limited")
+    clock.t += 1
+    assert http_api.feedback(rt, req(vote), guard).status == 200  # the token is back (the vote: a duplicate)
 
 
 def test_with_a_key_the_bucket_is_per_key(tmp_path: Path) -> None:
     rt = make_runtime(tmp_path, api_key=KEY, feedback_rate_per_s=0.01, feedback_burst=1)
-    guard = http_api.Guard.from_settings(rt.settings)
+    guard = http_api.Guard.from_settings(rt.settings, clock=Clock())
     body = asked(rt, guard, **{"x-api-key": KEY})
     vote = {"query_id": body["query_id"], "doc_id": "xss.1", "vote": "up"}
     assert http_api.feedback(rt, req(vote, {"x-api-key": KEY}, ip="192.0.2.1"), guard).status == 201
@@ -261,7 +266,7 @@ def log_lines() -> Iterator[list[tuple[int, str]]]:
 
 def test_logs_hold_no_api_key_and_query_text_only_at_debug(tmp_path: Path, log_lines: list[tuple[int, str]]) -> None:
     rt = make_runtime(tmp_path, api_key=KEY, feedback_rate_per_s=0.01, feedback_burst=1)
-    guard = http_api.Guard.from_settings(rt.settings)
+    guard = http_api.Guard.from_settings(rt.settings, clock=Clock())
     query = "a very private question about pipes 7f3a"
     body = asked(rt, guard, query, **{"x-api-key": KEY})
     vote = {"query_id": body["query_id"], "doc_id": "xss.1", "vote": "up", "comment": "secret comment 9c1"}

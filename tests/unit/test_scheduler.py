@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -70,34 +70,51 @@ def test_parse_cron_fields() -> None:
     assert cron.weekdays is None and cron.years is None
 
 
-def _until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
+class WatchedClock:
+    """The scheduler's clock: the test sets the time, and can wait until the loop has looked at it again.
+    Each read wakes the waiters, so a wait ends on the loop's own progress, not after a guessed sleep."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.reads = 0
+        self._seen = threading.Condition()
+
+    def __call__(self) -> datetime:
+        with self._seen:
+            self.reads += 1
+            self._seen.notify_all()
+            return self.now
+
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+        """True once predicate holds at a read of the clock (False only if the loop stopped reading it)."""
+        with self._seen:
+            return self._seen.wait_for(predicate, timeout_s)
+
+    def wait_reads(self, n: int) -> bool:
+        start = self.reads
+        return self.wait_for(lambda: self.reads >= start + n)
 
 
 def test_scheduler_fires_at_each_fire_time_with_a_fake_clock() -> None:
-    now = [utc(2024, 5, 1, 10, 4, 59)]
+    clock = WatchedClock(utc(2024, 5, 1, 10, 4, 59))
     calls: list[datetime] = []
 
     def fire() -> None:
-        calls.append(now[0])
+        calls.append(clock.now)
         if len(calls) == 1:
             raise RuntimeError("a failed start is logged; the schedule goes on")
 
-    scheduler = Scheduler("cron(*/5 * * * ? *)", fire, clock=lambda: now[0], tick_s=0.005).start()
+    scheduler = Scheduler("cron(*/5 * * * ? *)", fire, clock=clock, tick_s=0.005).start()
     try:
-        assert _until(lambda: scheduler.next_at == utc(2024, 5, 1, 10, 5))
-        time.sleep(0.05)
-        assert calls == []
-        now[0] = utc(2024, 5, 1, 10, 5, 1)
-        assert _until(lambda: scheduler.next_at == utc(2024, 5, 1, 10, 10))
+        assert clock.wait_for(lambda: scheduler.next_at == utc(2024, 5, 1, 10, 5))
+        assert clock.wait_reads(3)  # the loop has gone round three times, seeing 10:04:59 ...
+        assert calls == []  # ... and fired nothing before the fire time
+        clock.now = utc(2024, 5, 1, 10, 5, 1)
+        assert clock.wait_for(lambda: scheduler.next_at == utc(2024, 5, 1, 10, 10))
         assert calls == [utc(2024, 5, 1, 10, 5, 1)]
-        now[0] = utc(2024, 5, 1, 10, 10, 0)
-        assert _until(lambda: len(calls) == 2)
+        clock.now = utc(2024, 5, 1, 10, 10, 0)
+        assert clock.wait_for(lambda: len(calls) == 2)
+        assert calls[1] == utc(2024, 5, 1, 10, 10, 0)
     finally:
         scheduler.stop()
     assert scheduler._thread is not None and not scheduler._thread.is_alive()

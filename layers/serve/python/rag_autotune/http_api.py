@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -60,9 +61,10 @@ class Guard:
     feedback_limit: TokenBucket | None
 
     @classmethod
-    def from_settings(cls, s: Settings) -> Guard:
+    def from_settings(cls, s: Settings, clock: Callable[[], float] = time.monotonic) -> Guard:
         key = s.api_key.get_secret_value() if s.api_key else None
-        limit = TokenBucket(s.feedback_rate_per_s, s.feedback_burst) if s.feedback_rate_per_s > 0 else None
+        rate = s.feedback_rate_per_s
+        limit = TokenBucket(rate, s.feedback_burst, clock=clock) if rate > 0 else None
         return cls(ApiKeyCheck(key or None), s.max_body_bytes, limit)
 
     def admit(self, req: HttpRequest, *, rate_limited: bool = False) -> None:

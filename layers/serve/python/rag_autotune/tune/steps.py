@@ -273,15 +273,20 @@ def ranker(encoder: Encoder, index: VectorIndex, version: str, depth: int = RANK
 
 
 def latency_p99(
-    encoder: Encoder, index: VectorIndex, version: str, queries: Sequence[str], n: int = 300
+    encoder: Encoder,
+    index: VectorIndex,
+    version: str,
+    queries: Sequence[str],
+    n: int = 300,
+    timer: Callable[[], float] = time.perf_counter,
 ) -> tuple[float, list[float]]:
     """Encode+search wall time per query (ms), over n queries cycling through `queries`."""
     samples: list[float] = []
     pool = list(queries) or ["warm-up query"]
     for i in range(n):
-        t = time.perf_counter()
+        t = timer()
         index.search(version, encoder.encode([pool[i % len(pool)]])[0], 5)
-        samples.append((time.perf_counter() - t) * 1000)
+        samples.append((timer() - t) * 1000)
     return float(np.percentile(samples, 99)), samples
 
 
@@ -315,7 +320,10 @@ def smoke(
     settings: Settings,
     feedback: FeedbackStore | None = None,
     now: Callable[[], float] = _now,
+    timer: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Any]:
+    """The gate's evidence and decision. `now` dates the memory's vote window; `timer` times the latency samples
+    (tests pass fakes for both, so no outcome depends on the machine's clock or speed)."""
     started = time.time()
     run_id, prefix = state["run_id"], state["prefix"]
     step_started(store, run_id, "smoke", now())
@@ -334,9 +342,9 @@ def smoke(
     }
     up, down = movers(live_rank, cand_rank, [q for qs in sets.values() for q in qs], RANK_DEPTH)
     queries = [q.query for qs in sets.values() for q in qs]
-    p99, samples = latency_p99(cand_enc, index, candidate.index_version, queries)
-    live_p99, live_samples = latency_p99(live_enc, index, live.index_version, queries)
-    memory = _smoke_memory(feedback, sets, live_enc, cand_enc, live, candidate, index, store, settings)
+    p99, samples = latency_p99(cand_enc, index, candidate.index_version, queries, timer=timer)
+    live_p99, live_samples = latency_p99(live_enc, index, live.index_version, queries, timer=timer)
+    memory = _smoke_memory(feedback, sets, live_enc, cand_enc, live, candidate, index, store, settings, now())
     decision = decide(
         GateInput(
             metrics=metrics,
@@ -385,6 +393,7 @@ def _smoke_memory(
     index: VectorIndex,
     store: ArtifactStore,
     settings: Settings,
+    now: float,
 ) -> dict[str, Any]:
     """Live and candidate with and without the feedback memory; its threshold and weight chosen on the train
     split and checked on held-out; the candidate's memory (voted queries re-encoded with it) shipped beside the
@@ -392,7 +401,7 @@ def _smoke_memory(
     memory together."""
     if feedback is None:
         return {"votes": 0, "reasons": ["no feedback store given to the smoke step"]}
-    since = oldest_vote(time.time(), settings.memory_max_age_days)
+    since = oldest_vote(now, settings.memory_max_age_days)
     votes = feedback.votes(since, limit=10**9)[-settings.memory_max_votes :]
     section, snapshot = evaluate_memory(
         votes,
