@@ -35,6 +35,7 @@ from rag_autotune.runtime import Runtime
 from rag_autotune.settings import Settings
 from rag_autotune.tune import steps
 from rag_autotune.tune.gate import MemoryPoint, choose_memory, memory_verdict
+from rag_autotune.tune.state import RunStart
 from rag_autotune.versions import read_manifest, read_stats, swap
 from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
 
@@ -410,8 +411,9 @@ def test_smoke_evaluates_with_and_without_memory_and_ships_it_with_the_candidate
         log_vote(w["fb"], q, relevant[i - 1], "down", T0 + i + 0.5, client_id=f"c{i}")
     settings = Settings(tune_min_feedback=3, tune_heldout_fraction=0.3, tune_margin=-1.0, tune_p99_budget_ms=500)
     kw: dict[str, Any] = {"store": w["store"], "index": w["index"]}
-    state = steps.prepare({"run_id": "r1"}, feedback=w["fb"], settings=settings, **kw)
-    assert state["status"] == "RUNNING"
+    kw["now"] = Clock(T0 + 3600)
+    state = steps.prepare(RunStart(run_id="r1"), feedback=w["fb"], settings=settings, **kw)
+    assert state.status == "RUNNING"
     w["store"].put_bytes("models/v1/meta.json", b"{}")
     state = steps.embed(state, load_encoder=w["encoders"].__getitem__, **kw)
     state = steps.smoke(state, load_encoder=w["encoders"].__getitem__, settings=settings, feedback=w["fb"], **kw)
