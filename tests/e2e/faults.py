@@ -12,6 +12,7 @@ from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
 from rag_autotune.tune import steps
 from rag_autotune.tune.runs import RunLocked, acquire_lock
+from rag_autotune.tune.state import RunStart, RunState
 
 
 class EmbedCrashed(RagError):
@@ -21,7 +22,7 @@ class EmbedCrashed(RagError):
 def embed_then_raise(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Leave half a shadow index behind, then die, as a Lambda killed mid-embed would."""
     rt = Runtime(get_settings())
-    shadow = event["candidate"]["index_version"]
+    shadow = RunState.from_event(event).shadow.index_version
     rt.store.put_bytes(f"indexes/{shadow}/shard.tar", b"half a shard")
     rt.store.put_bytes(f"corpus/{shadow}/stats.json", b"{}")
     raise EmbedCrashed("disk full while embedding")
@@ -30,12 +31,13 @@ def embed_then_raise(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def embed_then_corrupt(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The real embed, then the candidate's model.onnx is damaged in storage before the gate runs."""
     rt = Runtime(get_settings())
-    out = steps.embed(event, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder)
-    key = f"models/{event['candidate']['model_version']}/model.onnx"
+    state = RunState.from_event(event)
+    out = steps.embed(state, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder, now=time.time)
+    key = f"models/{state.shadow.model_version}/model.onnx"
     data = bytearray(rt.store.get_bytes(key))
     data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64  # bit rot in the middle of the weights
     rt.store.put_bytes(key, bytes(data))
-    return out
+    return out.to_event()
 
 
 GO_KEY = "tests/go.json"  # written by the test when the run holding the lock may go on
@@ -57,22 +59,27 @@ def prepare_holding_the_lock(event: dict[str, Any], context: Any) -> dict[str, A
     overlaps this run for certain, however fast or slow the machine."""
     rt = Runtime(get_settings())
     try:
-        acquire_lock(rt.store, event["run_id"], time.time())  # Prepare takes it again: the same run may
+        acquire_lock(rt.store, str(event["run_id"]), time.time())  # Prepare takes it again: the same run may
     except RunLocked:
         pass  # the other start holds it: the real Prepare records the refusal and raises
     else:
         if not eventually(lambda: rt.store.head_etag(GO_KEY) is not None):
             raise TimeoutError(f"{GO_KEY} never appeared")
-    return steps.prepare(event, store=rt.store, feedback=rt.feedback, index=rt.index, settings=rt.settings)
+    start = RunStart.from_event(event)
+    state = steps.prepare(
+        start, store=rt.store, feedback=rt.feedback, index=rt.index, settings=rt.settings, now=time.time
+    )
+    return state.to_event()
 
 
 def copy_train(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Stand in for training (these tests are about later steps): the candidate is a copy of the live model."""
     rt = Runtime(get_settings())
-    live, cand = event["live"]["model_version"], event["candidate"]["model_version"]
+    state = RunState.from_event(event)
+    live, cand = state.live.model_version, state.shadow.model_version
     for name in ("model.onnx", "tokenizer.json", "meta.json"):  # meta.json last, as the real step does
         rt.store.put_bytes(f"models/{cand}/{name}", rt.store.get_bytes(f"models/{live}/{name}"))
-    return event
+    return state.to_event()
 
 
 # -- S3 outages: from the (n+1)th write on, this process cannot reach S3 (every retry and every re-invocation
@@ -110,11 +117,17 @@ def embed_with_s3_outage(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The real embed, with S3 gone by the time the shadow shard is uploaded."""
     rt = Runtime(get_settings())
     _s3_writes_fail_after(rt, allowed=0)
-    return steps.embed(event, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder)
+    state = steps.embed(
+        RunState.from_event(event), store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder, now=time.time
+    )
+    return state.to_event()
 
 
 def swap_with_s3_outage(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The real swap, with S3 gone at the manifest's conditional write."""
     rt = Runtime(get_settings())
     _s3_writes_fail_after(rt, allowed=0)
-    return steps.swap_step(event, store=rt.store, index=rt.index, settings=rt.settings)
+    state = steps.swap_step(
+        RunState.from_event(event), store=rt.store, index=rt.index, settings=rt.settings, now=time.time
+    )
+    return state.to_event()

@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rag_autotune.domain import VersionPair
 from rag_autotune.settings import Settings
 from rag_autotune.training.export import PROBE_CORPUS, PROBE_SENTENCES, parity, torch_encoder
 from rag_autotune.training.lora import TrainConfig
+from rag_autotune.tune.state import RunCounts, RunState
 from tests.fakes import MemoryArtifactStore
 
 pytestmark = pytest.mark.slow
@@ -80,15 +82,20 @@ def test_train_merge_export_keeps_parity_and_changes_the_model() -> None:
     assert report.top5_overlap >= 0.6
 
 
-def _state() -> dict[str, Any]:
-    return {
-        "run_id": "r1",
-        "prefix": "runs/r1/",
-        "status": "RUNNING",
-        "live": {"model_version": "v0", "index_version": "v0-c1"},
-        "candidate": {"model_version": "v1", "index_version": "v1-c1"},
-        "counts": {"triplets": 16, "hard_negatives": 16},
-    }
+def CLOCK() -> float:
+    return 1000.0
+
+
+def _state() -> RunState:
+    return RunState(
+        run_id="r1",
+        prefix="runs/r1/",
+        status="RUNNING",
+        live=VersionPair("v0", "v0-c1"),
+        live_etag='"e0"',
+        candidate=VersionPair("v1", "v1-c1"),
+        counts=RunCounts(votes=32, new_votes=32, triplets=16, hard_negatives=16),
+    )
 
 
 def _store() -> MemoryArtifactStore:
@@ -109,7 +116,7 @@ def test_train_step_uploads_a_complete_model_version(tmp_path: Path) -> None:
     from rag_autotune.versions import model_versions
 
     store = _store()
-    out = train_step.train(_state(), store=store, settings=_settings(tmp_path), config=TINY)
+    out = train_step.train(_state(), store=store, settings=_settings(tmp_path), config=TINY, now=CLOCK)
 
     keys = store.list_keys("models/v1/")
     assert keys == [
@@ -122,8 +129,8 @@ def test_train_step_uploads_a_complete_model_version(tmp_path: Path) -> None:
     assert training["parity"]["mean_cosine"] >= 0.98 and training["parity"]["threshold"] == 0.98
     meta = json.loads(store.get_bytes("models/v1/meta.json"))
     assert meta["dim"] == 384 and meta["version"] == "v1" and meta["parent"] == "v0"
-    assert out["training"]["version"] == "v1" and out["training"]["triplets"] == 16
-    assert out["candidate"] == _state()["candidate"]  # the state passes through
+    assert out.training and out.training["version"] == "v1" and out.training["triplets"] == 16
+    assert out.evolve(training=None) == _state()  # the rest of the state passes through
     run = json.loads(store.get_bytes("runs/r1/run.json"))
     assert "train" in run["steps"] and run["training"]["parity_mean_cosine"] >= 0.98
     assert run["step"] == "train" and "step_started_at" in run
@@ -150,7 +157,7 @@ def test_parity_failure_is_named_and_leaves_no_model(tmp_path: Path, monkeypatch
     store = _store()
     tiny = TrainConfig(**{**TINY.as_dict(), "epochs": 1, "target_modules": TINY.target_modules})
     with pytest.raises(train_step.ParityError, match="mean cosine"):
-        train_step.train(_state(), store=store, settings=settings, config=tiny)
+        train_step.train(_state(), store=store, settings=settings, config=tiny, now=CLOCK)
     assert store.list_keys("models/") == []
     run = json.loads(store.get_bytes("runs/r1/run.json"))
     assert run["parity"]["threshold"] == 1.01

@@ -36,6 +36,7 @@ from rag_autotune.settings import Settings
 from rag_autotune.tune import steps
 from rag_autotune.tune.dataset import is_heldout
 from rag_autotune.tune.gate import MemoryPoint, choose_memory, memory_verdict
+from rag_autotune.tune.state import RunStart
 from rag_autotune.versions import read_manifest, read_stats, swap
 from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
 
@@ -406,13 +407,14 @@ def _tune_to_smoke(w: dict[str, Any]) -> dict[str, Any]:
     """Prepare → embed → smoke of a run whose candidate is encoder v1; the report's memory section."""
     settings = Settings(tune_min_feedback=3, tune_heldout_fraction=0.3, tune_margin=-1.0)
     kw: dict[str, Any] = {"store": w["store"], "index": w["index"]}
-    state = steps.prepare({"run_id": "r1"}, feedback=w["fb"], settings=settings, now=lambda: T0 + 30, **kw)
-    assert state["status"] == "RUNNING"
+    kw["now"] = lambda: T0 + 30
+    state = steps.prepare(RunStart(run_id="r1"), feedback=w["fb"], settings=settings, **kw)
+    assert state.status == "RUNNING"
     w["store"].put_bytes("models/v1/meta.json", b"{}")
     state = steps.embed(state, load_encoder=w["encoders"].__getitem__, **kw)
     enc = w["encoders"].__getitem__
     # A timer that stands still: every latency sample is 0 ms, so the machine's speed decides nothing here.
-    steps.smoke(state, load_encoder=enc, settings=settings, feedback=w["fb"], now=lambda: T0 + 30, timer=Clock(), **kw)
+    steps.smoke(state, load_encoder=enc, settings=settings, feedback=w["fb"], timer=Clock(), **kw)
     return json.loads(w["store"].get_bytes("runs/r1/report.json"))["memory"]  # type: ignore[no-any-return]
 
 

@@ -19,6 +19,7 @@ from rag_autotune.tune.dataset import group_votes, is_heldout, split, triplets
 from rag_autotune.tune.gate import Decision, GateInput, decide
 from rag_autotune.tune.metrics import Judged, evaluate, hit_at, ndcg_at, precision_at
 from rag_autotune.tune.runs import LOCK_KEY, RunLocked, acquire_lock, list_runs, read_progress, read_run, release_lock
+from rag_autotune.tune.state import CleanupEvent, InvalidRunState, RunStart, RunState, StepError
 from rag_autotune.versions import MANIFEST_KEY, read_manifest
 from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
 
@@ -182,6 +183,10 @@ def test_run_lock() -> None:
     acquire_lock(store, "r2", now=104)
 
 
+def CLOCK() -> float:  # after every vote below: the steps' durations and finish times are by this clock
+    return 1000.0
+
+
 DOCS = [
     ("pipe.2", "create a pipe channel with two file descriptors"),
     ("open.2", "open and possibly create a file by pathname"),
@@ -210,8 +215,11 @@ def _log_and_vote(fb: MemoryFeedbackStore, q: str, up: str, down: str, t: float)
 
 def test_prepare_skips_without_enough_feedback_and_releases_lock(tune_world: dict) -> None:  # type: ignore[type-arg]
     w = tune_world
-    out = steps.prepare({"run_id": "r1"}, store=w["store"], feedback=w["fb"], index=w["index"], settings=w["settings"])
-    assert out["status"] == "SKIPPED" and "not enough feedback" in out["reason"]
+    out = steps.prepare(
+        RunStart(run_id="r1"), store=w["store"], feedback=w["fb"], index=w["index"], settings=w["settings"], now=CLOCK
+    )
+    assert out.status == "SKIPPED" and out.reason and "not enough feedback" in out.reason
+    assert out.candidate is None and out.to_event()["status"] == "SKIPPED"  # what the ASL's Choice reads
     assert read_run(w["store"], "r1")["status"] == "SKIPPED"
     acquire_lock(w["store"], "r2", now=1)  # the lock was released
 
@@ -223,10 +231,10 @@ def test_whole_loop_with_fakes_then_cleanup_of_a_failed_run(tune_world: dict) ->
     ):
         _log_and_vote(w["fb"], q, DOCS[i % 4][0], DOCS[(i + 1) % 4][0], 10.0 + i)
     kw = {"store": w["store"], "index": w["index"]}
-    state = steps.prepare({"run_id": "r1"}, feedback=w["fb"], settings=w["settings"], **kw)
-    assert state["status"] == "RUNNING" and state["candidate"] == {"model_version": "v1", "index_version": "v1-c1"}
+    state = steps.prepare(RunStart(run_id="r1"), feedback=w["fb"], settings=w["settings"], now=CLOCK, **kw)
+    assert state.status == "RUNNING" and state.candidate == VersionPair("v1", "v1-c1")
     with pytest.raises(RunLocked):
-        steps.prepare({"run_id": "r2"}, feedback=w["fb"], settings=w["settings"], **kw)
+        steps.prepare(RunStart(run_id="r2"), feedback=w["fb"], settings=w["settings"], now=CLOCK, **kw)
     w["store"].put_bytes("models/v1/meta.json", b"{}")  # what the train step uploads (last)
     current: list[str] = []
 
@@ -237,8 +245,8 @@ def test_whole_loop_with_fakes_then_cleanup_of_a_failed_run(tune_world: dict) ->
     state = steps.embed(state, load_encoder=load_encoder, now=lambda: 20.0, **kw)
     assert w["index"].count("v1-c1") == 4
     assert read_progress(w["store"], "r1") == {"step": "embed", "done": 4, "total": 4, "unit": "chunk", "at": 20.0}
-    state = steps.smoke(state, load_encoder=load_encoder, settings=w["settings"], timer=Ticks(0.001), **kw)
-    assert state["status"] == "PASSED", state["reasons"]
+    state = steps.smoke(state, load_encoder=load_encoder, settings=w["settings"], now=CLOCK, timer=Ticks(0.001), **kw)
+    assert state.status == "PASSED", state.reasons
     assert current == ["embed", "smoke", "smoke"]
     report = json.loads(w["store"].get_bytes("runs/r1/report.json"))
     assert report["latency_ms"]["samples"] >= 300 and report["latency_ms"]["candidate_p99"] == pytest.approx(1.0)
@@ -252,11 +260,12 @@ def test_whole_loop_with_fakes_then_cleanup_of_a_failed_run(tune_world: dict) ->
     # A second run fails in embed: cleanup removes its shadow, live stays v1.
     for i in range(3):
         _log_and_vote(w["fb"], f"another question {i}", "pipe.2", "open.2", 100.0 + i)
-    state = steps.prepare({"run_id": "r3"}, feedback=w["fb"], settings=w["settings"], now=lambda: 99.0, **kw)
-    assert state["counts"]["new_votes"] == 6 and state["candidate"]["model_version"] == "v2"
+    state = steps.prepare(RunStart(run_id="r3"), feedback=w["fb"], settings=w["settings"], now=lambda: 99.0, **kw)
+    assert state.counts.new_votes == 6 and state.shadow.model_version == "v2"
     w["index"].build("v2-c1", 64, [])  # a half-made shadow
-    out = steps.cleanup({"run_id": "r3", "run": state, "error": {"Error": "RuntimeError", "Cause": "boom"}}, **kw)
-    assert out["status"] == "FAILED" and "boom" in out["reason"]
+    boom = StepError(error="RuntimeError", cause="boom")
+    out = steps.cleanup(CleanupEvent(run_id="r3", run=state, error=boom), now=CLOCK, **kw)
+    assert out.status == "FAILED" and "boom" in out.reason and out.removed == ("v2-c1", "v2")
     assert "v2-c1" not in w["index"].versions()
     assert read_manifest(w["store"])[0].live == VersionPair("v1", "v1-c1")  # type: ignore[index]
     acquire_lock(w["store"], "r4", now=1)
@@ -318,27 +327,101 @@ def test_a_rejected_run_leaves_live_serving_and_storage_as_they_were(
     before = storage()
     encoders = {"v0": HashEncoder("v0"), "v1": candidate_encoder("v1")}
     kw = {"store": store, "index": index}
-    state = steps.prepare({"run_id": "r1", "trigger": "test"}, feedback=w["fb"], settings=settings, **kw)
+    state = steps.prepare(RunStart(run_id="r1", trigger="test"), feedback=w["fb"], settings=settings, now=CLOCK, **kw)
     store.put_bytes("models/v1/meta.json", b"{}")  # what the train step uploads (last)
-    state = steps.embed(state, load_encoder=encoders.__getitem__, **kw)
+    state = steps.embed(state, load_encoder=encoders.__getitem__, now=CLOCK, **kw)
     assert "v1-c1" in index.versions() and store.head_etag(LOCK_KEY) is not None
-    state = steps.smoke(state, load_encoder=encoders.__getitem__, settings=settings, timer=Ticks(step), **kw)
-    assert state["status"] == "REJECTED" and len(state["reasons"]) == 1 and reason in state["reasons"][0]
+    state = steps.smoke(state, load_encoder=encoders.__getitem__, settings=settings, now=CLOCK, timer=Ticks(step), **kw)
+    assert state.status == "REJECTED" and len(state.reasons) == 1 and reason in state.reasons[0]
 
     # Route the smoke step's output through the workflow's own Choice, as Step Functions would.
     asl = json.loads(ASL.read_text())["States"]
     gate = asl["GatePassed"]
-    branch = next((c["Next"] for c in gate["Choices"] if c["StringEquals"] == state["status"]), gate["Default"])
+    branch = next((c["Next"] for c in gate["Choices"] if c["StringEquals"] == state.status), gate["Default"])
     assert asl[branch]["Resource"] == "${CleanupFunctionArn}" and asl[asl[branch]["Next"]]["Type"] == "Succeed"
-    event = {"run_id": "r1", "trigger": "test", "run": state}  # InputPath "$": Init's fields and $.run
-    out = steps.cleanup(event, **kw)
+    event = CleanupEvent.from_event({"run_id": "r1", "trigger": "test", "run": state.to_event()})  # Init's + $.run
+    out = steps.cleanup(event, now=CLOCK, **kw)
 
-    assert out["status"] == "REJECTED" and reason in out["reason"] and set(out["removed"]) == {"v1-c1", "v1"}
+    assert out.status == "REJECTED" and reason in out.reason and set(out.removed) == {"v1-c1", "v1"}
     assert storage() == before
     assert read_manifest(store)[0].live == VersionPair("v0", "v0-c1")  # type: ignore[index]
     record = read_run(store, "r1")
     assert record["status"] == "REJECTED" and reason in record["reason"]
     assert json.loads(store.get_bytes("runs/r1/report.json"))["decision"]["passed"] is False  # kept, to read
+
+
+def test_run_state_round_trips_through_json_as_the_asl_passes_it(tune_world: dict) -> None:  # type: ignore[type-arg]
+    w = tune_world
+    for i, q in enumerate(["make a pipe", "open a file", "allocate memory", "signals overview", "create file"]):
+        _log_and_vote(w["fb"], q, DOCS[i % 4][0], DOCS[(i + 1) % 4][0], 10.0 + i)
+    kw = {"store": w["store"], "index": w["index"]}
+    state = steps.prepare(RunStart(run_id="r1"), feedback=w["fb"], settings=w["settings"], now=CLOCK, **kw)
+    payload = json.loads(json.dumps(state.to_event()))  # what Step Functions stores in $.run and hands to Train
+    assert set(payload) == {"run_id", "status", "live", "live_etag", "counts", "prefix", "candidate"}
+    assert payload["status"] == "RUNNING" and payload["prefix"] == "runs/r1/"
+    assert payload["live"] == {"model_version": "v0", "index_version": "v0-c1"}
+    assert payload["candidate"] == {"model_version": "v1", "index_version": "v1-c1"}
+    assert RunState.from_event(payload) == state and RunState.from_event(payload).to_event() == payload
+
+    w["store"].put_bytes("models/v1/meta.json", b"{}")
+    embedded = steps.embed(RunState.from_event(payload), load_encoder=lambda v: HashEncoder(v), now=CLOCK, **kw)
+    assert embedded.to_event() == {**payload, "embedded": 4}  # a step adds its keys and keeps the others
+
+
+def _running() -> dict:  # type: ignore[type-arg]
+    pair = {"model_version": "v0", "index_version": "v0-c1"}
+    return {
+        "run_id": "r1",
+        "status": "RUNNING",
+        "live": pair,
+        "live_etag": '"e1"',
+        "counts": {"votes": 6, "new_votes": 6},
+        "prefix": "runs/r1/",
+        "candidate": {"model_version": "v1", "index_version": "v1-c1"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "fault"),
+    [
+        ({"candidate": None}, "needs a candidate"),  # RUNNING past Prepare, yet no candidate
+        ({"live": "v0"}, "live"),
+        ({"live": {"model_version": "v0"}}, "live.index_version"),
+        ({"status": "DONE"}, "status"),
+        ({"counts": {"votes": "many", "new_votes": 1}}, "counts.votes"),
+        ({"embeded": 4}, "embeded: Extra inputs are not permitted"),  # a misspelt key is not dropped silently
+        ({"run_id": None}, "run_id"),
+    ],
+)
+def test_a_malformed_run_state_raises_invalid_run_state(change: dict, fault: str) -> None:  # type: ignore[type-arg]
+    RunState.from_event(_running())  # the unchanged payload is valid
+    event = {k: v for k, v in {**_running(), **change}.items() if v is not None}
+    with pytest.raises(InvalidRunState, match=fault) as caught:
+        RunState.from_event(event)
+    assert type(caught.value).__name__ == "InvalidRunState"  # the name the Lambda error carries to the ASL
+
+
+def test_cleanup_reads_the_whole_execution_state_and_validates_what_it_uses() -> None:
+    init = {"run_id": "r1", "trigger": "schedule"}  # Prepare failed: no $.run, Init's keys beside $.error
+    event = CleanupEvent.from_event({**init, "error": {"Error": "NotReady", "Cause": "nothing is live"}})
+    assert event.run is None and event.error == StepError(error="NotReady", cause="nothing is live")
+    assert CleanupEvent.from_event({**init, "run": _running()}).run == RunState.from_event(_running())
+    with pytest.raises(InvalidRunState, match="run.candidate"):
+        CleanupEvent.from_event({**init, "run": {**_running(), "candidate": "v1"}})
+    with pytest.raises(InvalidRunState, match="RunStart: trigger"):
+        RunStart.from_event({"run_id": "r1", "trigger": 3})
+    with pytest.raises(InvalidRunState, match="RunStart: marker: Extra inputs"):
+        RunStart.from_event({"run_id": "r1", "trigger": "cli", "marker": "x"})
+
+
+def test_the_asl_never_retries_a_malformed_payload_and_catches_it_like_any_failure() -> None:
+    asl = json.loads((REPO / "infra" / "tune.asl.json").read_text())["States"]
+    for name in ("Cleanup", "Reject"):
+        assert asl[name]["Retry"][0] == {"ErrorEquals": ["InvalidRunState"], "MaxAttempts": 0}
+    for name in ("Prepare", "Train", "Embed", "Smoke", "Swap"):
+        retried = {e for r in asl[name]["Retry"] for e in r["ErrorEquals"]}
+        assert "InvalidRunState" not in retried and "States.ALL" not in retried
+        assert asl[name]["Catch"][-1] == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Cleanup"}
 
 
 def test_a_run_that_died_without_cleanup_is_reaped_by_the_next(tune_world: dict) -> None:  # type: ignore[type-arg]
@@ -348,18 +431,18 @@ def test_a_run_that_died_without_cleanup_is_reaped_by_the_next(tune_world: dict)
     for i, q in enumerate(["make a pipe", "open a file", "allocate memory", "signals overview", "create file"]):
         _log_and_vote(w["fb"], q, DOCS[i % 4][0], DOCS[(i + 1) % 4][0], 10.0 + i)
     kw = {"store": w["store"], "index": w["index"]}
-    state = steps.prepare({"run_id": "dead"}, feedback=w["fb"], settings=w["settings"], **kw)
+    state = steps.prepare(RunStart(run_id="dead"), feedback=w["fb"], settings=w["settings"], now=CLOCK, **kw)
     w["store"].put_bytes("models/v1/meta.json", b"{}")
-    steps.embed(state, load_encoder=lambda v: HashEncoder(v), **kw)  # ... and then the process died
+    steps.embed(state, load_encoder=lambda v: HashEncoder(v), now=CLOCK, **kw)  # ... and then the process died
     assert "v1-c1" in w["index"].versions()
     w["store"].delete_prefix("tune/lock.json")  # the lock went stale (or was released by an operator)
     live_before = read_manifest(w["store"])[0].live  # type: ignore[index]
 
-    state = steps.prepare({"run_id": "next"}, feedback=w["fb"], settings=w["settings"], **kw)
+    state = steps.prepare(RunStart(run_id="next"), feedback=w["fb"], settings=w["settings"], now=CLOCK, **kw)
     assert "v1-c1" not in w["index"].versions() and not w["store"].list_keys("models/v1/")
     dead = read_run(w["store"], "dead")
     assert dead["status"] == "FAILED" and "abandoned" in dead["reason"] and "next" in dead["reason"]
     assert dead["reason"].startswith("the step after embed: RunAbandoned: ")  # it died after embed finished
     assert read_run(w["store"], "next")["reaped"] == ["v1-c1", "v1"]
     assert read_manifest(w["store"])[0].live == live_before  # type: ignore[index]
-    assert state["candidate"]["model_version"] == "v2"  # a dead run's number is not reused
+    assert state.shadow.model_version == "v2"  # a dead run's number is not reused

@@ -27,6 +27,7 @@ from rag_autotune.tune.runs import (
     update_run,
     write_run,
 )
+from rag_autotune.tune.state import CleanupEvent
 from tests.fakes import FakeLauncher, MemoryArtifactStore, MemoryVectorIndex
 
 
@@ -218,12 +219,20 @@ def test_cleanup_records_the_reason_from_the_run_record_and_the_last_progress() 
     for k in range(28):
         clock.t = 1020.0 + 17 * k
         report(k, 53)
-    candidate = {"model_version": "v1", "index_version": "v1-c1"}
-    event = {"run_id": "r1", "run": {"run_id": "r1", "candidate": candidate}, "error": {"Error": "States.Timeout"}}
+    run_state = {
+        "run_id": "r1",
+        "status": "RUNNING",
+        "live": {"model_version": "v0", "index_version": "v0-c1"},
+        "live_etag": '"e1"',
+        "counts": {"votes": 6, "new_votes": 6},
+        "prefix": "runs/r1/",
+        "candidate": {"model_version": "v1", "index_version": "v1-c1"},
+    }
+    event = CleanupEvent.from_event({"run_id": "r1", "run": run_state, "error": {"Error": "States.Timeout"}})
     out = steps.cleanup(event, store=store, index=index, now=lambda: 1910.0)
-    assert out["reason"] == "train: timed out after 900 s at step 27/53"
+    assert out.reason == "train: timed out after 900 s at step 27/53"
     run = read_run(store, "r1")
-    assert (run["status"], run["step"], run["reason"]) == ("FAILED", "train", out["reason"])
+    assert (run["status"], run["step"], run["reason"]) == ("FAILED", "train", out.reason)
 
 
 # ------------------------------------------------------------------------------------------ the CLI

