@@ -125,6 +125,7 @@ def test_the_cli_starts_with_a_profile_that_does_not_exist(tmp_path: Path) -> No
     assert "usage: rag-autotune" in done.stdout
 
 
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
 def test_a_step_handler_runs_untraced_outside_lambda() -> None:
     @step_handler
     def handler(event: dict[str, object], context: object) -> dict[str, object]:
