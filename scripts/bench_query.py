@@ -42,7 +42,7 @@ from rag_autotune.corpus import load_documents  # noqa: E402
 from rag_autotune.domain import Chunk, Citation, QueryLog, VersionPair  # noqa: E402
 from rag_autotune.feedback import record_feedback  # noqa: E402
 from rag_autotune.local import stack  # noqa: E402
-from rag_autotune.memory import MemoryParams, MemoryVote, VoteMemory, memory_key, pack_vector  # noqa: E402
+from rag_autotune.memory import MemoryParams, MemoryVote, VoteMemory, dump_snapshot, memory_key, pack_vector  # noqa: E402
 from rag_autotune.runtime import Runtime  # noqa: E402
 from rag_autotune.settings import get_settings  # noqa: E402
 from rag_autotune.versions import swap, write_stats  # noqa: E402
@@ -101,7 +101,7 @@ def remember(rt: Runtime, queries: list[str], n: int, seed: int = 1) -> None:
     for i in range(n):
         v = base[i % len(base)] + rng.normal(0, 0.02, base.shape[1]).astype(np.float32)
         mem.add(MemoryVote(f"remembered question {i}", f"doc-{i % 500}", f"user-{i}", bool(i % 2), now), v)
-    rt.store.put_bytes(memory_key("v0"), mem.to_bytes(as_of=now))
+    rt.store.put_bytes(memory_key("v0"), dump_snapshot(mem, as_of=now))
 
 
 def trickle_votes(every_s: float) -> None:

@@ -180,8 +180,11 @@ def test_merge_ingest_keeps_other_docs_and_replace_drops_them(world: dict, tmp_p
     load = world["encoders"].__getitem__
     report = ingest(extra, store=world["store"], index=world["index"], load_encoder=load)
     assert report.documents == 4
-    report = ingest(extra, store=world["store"], index=world["index"], load_encoder=load, replace=True)
+    report = ingest(
+        extra, store=world["store"], index=world["index"], load_encoder=load, replace=True, clock=lambda: 0.0
+    )
     assert report.documents == 1
+    assert read_manifest(world["store"])[0].updated_at == "1970-01-01T00:00:00+00:00"  # type: ignore[index]
 
 
 def test_extractive_answer_picks_the_matching_sentence() -> None:

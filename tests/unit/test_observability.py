@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from rag_autotune import http_api
-from rag_autotune.observability import metrics
+from rag_autotune.observability import metrics, step_handler
 from rag_autotune.runtime import Runtime
 from tests.fakes import fake_runtime
 
@@ -108,3 +111,29 @@ def test_api_requests_carry_the_gateway_request_id_and_one_cold_start(
     assert blob["ColdStart"] in (1.0, [1.0])
     logged = next(entry for entry in log_lines() if entry["message"] == "answered")
     assert logged["correlation_id"] == "req-1"
+
+
+def test_the_cli_starts_with_a_profile_that_does_not_exist(tmp_path: Path) -> None:
+    """The tracer needs no AWS configuration at import: `--help` works with AWS_PROFILE naming nothing and a HOME
+    without ~/.aws (the X-Ray SDK, Powertools' default provider, builds a boto3 client when imported)."""
+    cli = Path(sys.executable).parent / "rag-autotune"
+    assert cli.exists(), "the console script is installed with the package (pip install -e .)"
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAMBDA_"))}
+    env = keep | {"AWS_PROFILE": "nope", "HOME": str(tmp_path)}
+    done = subprocess.run([str(cli), "--help"], env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "usage: rag-autotune" in done.stdout
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish")
+def test_a_step_handler_runs_untraced_outside_lambda() -> None:
+    @step_handler
+    def handler(event: dict[str, object], context: object) -> dict[str, object]:
+        return {"seen": event["n"]}
+
+    class Context:
+        function_name, memory_limit_in_mb, invoked_function_arn, aws_request_id = "f", 128, "arn:f", "r1"
+
+    assert handler({"n": 1}, Context()) == {"seen": 1}
+    with pytest.raises(KeyError):
+        handler({}, Context())

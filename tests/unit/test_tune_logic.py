@@ -254,6 +254,7 @@ def test_whole_loop_with_fakes_then_cleanup_of_a_failed_run(tune_world: dict) ->
     steps.swap_step(state, settings=w["settings"], now=lambda: 50.0, **kw)
     manifest, _ = read_manifest(w["store"])  # type: ignore[misc]
     assert manifest.live == VersionPair("v1", "v1-c1") and manifest.previous[0] == VersionPair("v0", "v0-c1")
+    assert manifest.updated_at == "1970-01-01T00:00:50+00:00"  # dated by the step's clock
     assert read_run(w["store"], "r1")["status"] == "SWAPPED"
     assert {r["run_id"]: r["status"] for r in list_runs(w["store"])} == {"r1": "SWAPPED", "r2": "FAILED"}
 

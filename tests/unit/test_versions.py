@@ -58,3 +58,24 @@ def test_rollback_restores_previous_pair_and_its_counts() -> None:
     manifest = rollback(store)
     assert manifest.live == a and manifest.previous[0] == b
     assert (manifest.documents, manifest.chunks) == (10, 20)
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_every_move_is_dated_by_the_clock_it_is_given() -> None:
+    store, clock = MemoryArtifactStore(), Clock(1_700_000_000.0)
+    a, b = VersionPair("v0", "v0-c1"), VersionPair("v1", "v1-c1")
+    write_stats(store, "v0-c1", 1, 1)
+    first = swap(store, a, expected_etag=None, reason="ingest", documents=1, chunks=1, clock=clock)
+    assert first.updated_at == "2023-11-14T22:13:20+00:00"
+    clock.t += 3600.4  # seconds: the manifest keeps whole ones
+    swap(store, b, expected_etag=read_manifest(store)[1], reason="tune", documents=1, chunks=1, clock=clock)  # type: ignore[index]
+    assert read_manifest(store)[0].updated_at == "2023-11-14T23:13:20+00:00"  # type: ignore[index]
+    clock.t += 60
+    assert rollback(store, clock=clock).updated_at == "2023-11-14T23:14:20+00:00"

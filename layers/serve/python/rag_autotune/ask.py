@@ -1,5 +1,5 @@
 """/ask: encode with the live encoder, search the same pair's index, let the pair's feedback memory re-rank
-(votes on near-identical queries, memory.py), keep the best chunk per document, generate, and log what was
+(votes on near-identical queries, memory/), keep the best chunk per document, generate, and log what was
 shown with the query's vector (the raw material of tomorrow's training data and of the memory)."""
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ another writer moved the pointer first) the new version is deleted and live serv
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def ingest(
     chunk_overlap: int = 150,
     keep: int = 3,
     progress: Progress | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> IngestReport:
     docs, errors = load_documents(path)
     if errors and not skip_invalid:
@@ -106,6 +108,7 @@ def ingest(
             documents=documents,
             chunks=n,
             keep=keep,
+            clock=clock,
         )
     except BaseException:
         index.delete(version)

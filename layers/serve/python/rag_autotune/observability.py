@@ -3,19 +3,54 @@ variables (template.yaml Globals); the defaults below apply where those are not 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "rag-autotune")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "RagAutotune")
 
 from aws_lambda_powertools import Logger, Metrics, Tracer  # noqa: E402 (after the defaults above)
+from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment  # noqa: E402
+
+
+class _Untraced(BaseSegment):
+    def close(self, end_time: int | None = None) -> None: ...
+    def add_subsegment(self, subsegment: Any) -> None: ...
+    def remove_subsegment(self, subsegment: Any) -> None: ...
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None: ...
+
+
+class _NoTracing(BaseProvider):
+    """The tracer's provider outside Lambda, where nothing collects traces. Powertools' default provider is the
+    X-Ray SDK, and importing it builds a boto3 X-Ray client: with AWS_PROFILE naming a profile that does not exist
+    (or a broken config), every command would fail at import, `rag-autotune --help` included."""
+
+    @contextlib.contextmanager
+    def in_subsegment(self, name: Any = None, **kwargs: Any) -> Iterator[BaseSegment]:
+        yield _Untraced()
+
+    @contextlib.asynccontextmanager
+    async def in_subsegment_async(self, name: Any = None, **kwargs: Any) -> AsyncIterator[BaseSegment]:
+        yield _Untraced()
+
+    def put_annotation(self, key: str, value: Any) -> None: ...
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None: ...
+    def patch(self, modules: Sequence[str]) -> None: ...
+    def patch_all(self) -> None: ...
+
+
+def _on_lambda() -> bool:
+    return bool(os.environ.get("LAMBDA_TASK_ROOT"))  # set by the Lambda runtime, in the cloud and its emulators
+
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
-from aws_lambda_powertools.metrics import MetricUnit  # noqa: E402
+tracer = Tracer(provider=None if _on_lambda() else _NoTracing())  # None: Powertools' X-Ray provider
 
 _cold = True
 

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     query_log_ttl_days: int = Field(180, ge=1)
     dedupe_window_s: int = Field(3600, ge=1)
 
-    # Feedback memory (memory.py): votes re-rank near-identical queries at once, before any tuning.
+    # Feedback memory (memory/): votes re-rank near-identical queries at once, before any tuning.
     memory_enabled: bool = Field(True, description="the off switch: False serves the plain retriever")
     memory_refresh_s: float = Field(
         10.0, ge=0.0, description="new votes are read at most this often, off the request path; 0: before every answer"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from .domain import Manifest, VersionPair
@@ -101,9 +103,11 @@ def swap(
     documents: int,
     chunks: int,
     keep: int = 3,
+    clock: Callable[[], float] = time.time,
 ) -> Manifest:
-    """Move the live pointer to `new` with one conditional write. The old live pair becomes previous[0].
-    Raises ConflictError if the manifest changed since `expected_etag` was read (None: must not exist)."""
+    """Move the live pointer to `new` with one conditional write. The old live pair becomes previous[0], and
+    `clock` dates the move. Raises ConflictError if the manifest changed since `expected_etag` was read (None:
+    must not exist)."""
     current = read_manifest(store)
     current_etag = current[1] if current else None
     if current_etag != expected_etag:
@@ -115,7 +119,7 @@ def swap(
     manifest = Manifest(
         live=new,
         previous=previous,
-        updated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        updated_at=datetime.fromtimestamp(clock(), UTC).isoformat(timespec="seconds"),
         reason=reason,
         documents=documents,
         chunks=chunks,
@@ -143,7 +147,7 @@ def read_stats(store: ArtifactStore, index_ver: str) -> tuple[int, int]:
     return int(body["documents"]), int(body["chunks"])
 
 
-def rollback(store: ArtifactStore, keep: int = 3) -> Manifest:
+def rollback(store: ArtifactStore, keep: int = 3, clock: Callable[[], float] = time.time) -> Manifest:
     """Back to previous[0], with the same conditional write as every other move."""
     current = read_manifest(store)
     if current is None:
@@ -151,4 +155,6 @@ def rollback(store: ArtifactStore, keep: int = 3) -> Manifest:
     manifest, etag = current
     target = rollback_target(manifest)
     documents, chunks = read_stats(store, target.index_version)
-    return swap(store, target, expected_etag=etag, reason="rollback", documents=documents, chunks=chunks, keep=keep)
+    return swap(
+        store, target, expected_etag=etag, reason="rollback", documents=documents, chunks=chunks, keep=keep, clock=clock
+    )

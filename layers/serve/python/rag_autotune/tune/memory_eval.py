@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..domain import Hit, Vote, normalise
-from ..memory import MemoryParams, MemoryVote, VoteMemory, build_memory, rerank
+from ..memory import MemoryParams, MemoryVote, VoteMemory, build_memory, dump_snapshot, rerank
 from ..ports import Encoder, VectorIndex, Vectors
 from .dataset import is_heldout
 from .gate import MEMORY_THRESHOLDS, MEMORY_WEIGHTS, METRIC, MemoryPoint, choose_memory, memory_verdict
@@ -149,4 +149,4 @@ def evaluate_memory(
         "grid": [g.__dict__ for g in grid],
         "rows": rows,
     }
-    return section, snapshot.to_bytes(as_of=now, extra={"chosen_on": "train split", "reasons": verdict.reasons})
+    return section, dump_snapshot(snapshot, as_of=now, extra={"chosen_on": "train split", "reasons": verdict.reasons})

@@ -447,6 +447,7 @@ def swap_step(
             documents=documents,
             chunks=chunks,
             keep=settings.tune_retention,
+            clock=now,
         )
     except ConflictError as exc:
         raise ManifestConflict(str(exc)) from exc

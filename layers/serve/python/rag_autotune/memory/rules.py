@@ -1,0 +1,259 @@
+"""The vote rules and the boosts they give: one encoder version's voted queries as a matrix.
+
+The memory holds one row per distinct query text (normalised) and, per row, a net weight per document. At ask
+time remembered queries with cosine ≥ threshold (found by `simhash.near_rows`) add `weight × sim × net` to the
+documents their voters judged (👍 +, 👎 −), and the candidates are re-ranked on the boosted score.
+
+Rules (all in `VoteMemory.add` and `VoteMemory.replay`, one code path, so a snapshot replayed and a live refresh
+agree):
+- one voter, one query, one document: the latest vote counts, once (👍 then 👎 is one 👎);
+- a voter counts on at most `client_daily_cap` distinct queries per document per UTC day;
+- votes of different voters add up, so opposite votes cancel by weight;
+- a vote's weight halves every `half_life_days` (kept exact without rewriting: weights are stored relative to
+  a fixed epoch and scaled by 2^-(now-epoch)/half_life at ask time);
+- a document's boost is never below -max_penalty: demoted, not hidden, for a query it clearly answers.
+
+numpy only, no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from ..domain import Hit, Vote, normalise
+from ..ports import Vectors
+from .simhash import WORDS, Hashes, Rows, near_rows, simhash
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+DAY_S = 86400.0
+_TINY = 1e-9
+
+
+@dataclass(frozen=True)
+class MemoryParams:
+    threshold: float = 0.95  # cosine to a remembered query for its votes to apply
+    weight: float = 0.3  # score added per unit of net vote × similarity
+    half_life_days: float = 7.0
+    client_daily_cap: int = 3  # distinct queries per voter per document per day that count
+    max_penalty: float = 0.25  # a document's boost never goes below -max_penalty
+    enabled: bool = True  # False: the gate found the memory lowered held-out quality for this model
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> MemoryParams:
+        return cls(
+            threshold=s.memory_threshold,
+            weight=s.memory_weight,
+            half_life_days=s.memory_half_life_days,
+            client_daily_cap=s.memory_client_daily_cap,
+            max_penalty=s.memory_max_penalty,
+        )
+
+
+@dataclass(frozen=True)
+class MemoryVote:
+    """A vote as the memory sees it."""
+
+    query: str
+    doc_id: str
+    voter: str
+    up: bool
+    created_at: float
+
+    @classmethod
+    def of(cls, v: Vote) -> MemoryVote:
+        return cls(v.query, v.doc_id, v.voter, v.vote == "up", v.created_at)
+
+
+class CountedVote(NamedTuple):
+    """A vote that counts, on a row of the memory: what a snapshot stores and replays."""
+
+    voter: str
+    row: int
+    doc: str
+    up: bool
+    at: float
+
+
+class _Entry(NamedTuple):
+    at: float
+    contribution: float  # ±2^((at - epoch) / half_life)
+    up: bool
+
+
+def _grown(a: npt.NDArray[Any], rows: int) -> npt.NDArray[Any]:
+    out = np.zeros((rows, *a.shape[1:]), dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+class VoteMemory:
+    """The in-memory matrix of voted queries for one encoder version, and the boosts it gives."""
+
+    def __init__(self, model_version: str, dim: int, params: MemoryParams, epoch: float | None = None) -> None:
+        self.model_version = model_version
+        self.dim = dim
+        self.params = params
+        self.epoch = time.time() if epoch is None else epoch
+        self._half_life_s = max(params.half_life_days, 1e-6) * DAY_S
+        self._rows: dict[str, int] = {}  # normalised query → row
+        self._texts: list[str] = []
+        self._matrix = np.zeros((16, dim), dtype=np.float32)
+        # (words, rows): the distance sums 4 contiguous rows; summing along a 4-wide axis is far slower
+        self._hashes: Hashes = np.zeros((WORDS, 16), dtype=np.uint64)
+        self._docs: list[dict[str, float]] = []  # per row: doc_id → Σ contributions
+        self._entries: dict[tuple[str, str, str], _Entry] = {}  # (voter, query, doc) → the vote that counts
+        self._counted: dict[tuple[str, str, int], set[str]] = {}  # (voter, doc, day) → queries counted
+
+    # ---- reading ----------------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Votes that count."""
+        return len(self._entries)
+
+    @property
+    def queries(self) -> int:
+        return len(self._texts)
+
+    @property
+    def texts(self) -> list[str]:
+        """The remembered query texts, by row."""
+        return list(self._texts)
+
+    @property
+    def vectors(self) -> Vectors:
+        """The remembered queries' unit vectors, by row (a view: do not write to it)."""
+        return self._matrix[: len(self._texts)]
+
+    def counted(self) -> list[CountedVote]:
+        """The votes that count, each on its row."""
+        return [CountedVote(k[0], self._rows[k[1]], k[2], e.up, e.at) for k, e in self._entries.items()]
+
+    def knows(self, query: str) -> bool:
+        return normalise(query) in self._rows
+
+    # ---- building ---------------------------------------------------------------------------------------
+
+    def add(self, vote: MemoryVote, vector: Vectors | None = None) -> bool:
+        """Apply one vote; True when it changed the memory. `vector` (this memory's encoder) is needed only for
+        a query text the memory does not know yet. Idempotent: a vote no newer than the one counted for the same
+        (voter, query, document) changes nothing, so overlapping refreshes are safe."""
+        qkey = normalise(vote.query)
+        row = self._rows.get(qkey)
+        if row is None and self._counts(vote.voter, qkey, vote.doc_id, vote.created_at):
+            if vector is None:
+                raise ValueError(f"a vector is needed for a query the memory does not know: {vote.query[:60]!r}")
+            row = self.add_queries([vote.query], np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
+        if row is None:
+            return False  # the row is made only for a vote that counts
+        return self._apply(vote.voter, qkey, row, vote.doc_id, vote.up, vote.created_at)
+
+    def replay(self, vote: CountedVote) -> bool:
+        """Apply a vote on a row the memory already has, through the same rules as `add`."""
+        return self._apply(vote.voter, normalise(self._texts[vote.row]), vote.row, vote.doc, vote.up, vote.at)
+
+    def add_queries(self, texts: Sequence[str], vectors: Vectors) -> list[int]:
+        """New rows for query texts the memory does not know yet (one projection for all of them)."""
+        qkeys = [normalise(t) for t in texts]
+        if len(set(qkeys)) != len(qkeys) or any(k in self._rows for k in qkeys):
+            raise ValueError("a query the memory already has, or the same query twice")
+        if vectors.shape != (len(texts), self.dim):
+            raise ValueError(
+                f"vectors {vectors.shape} for {len(texts)} queries of dim {self.dim} ({self.model_version})"
+            )
+        start, n = len(self._texts), len(qkeys)
+        if start + n > self._matrix.shape[0]:
+            capacity = max(start + n, self._matrix.shape[0] * 2)
+            self._matrix, self._hashes = _grown(self._matrix, capacity), _grown(self._hashes.T, capacity).T.copy()
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        unit = (vectors / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        self._matrix[start : start + n] = unit
+        self._hashes[:, start : start + n] = simhash(unit).T
+        for i, (qkey, text) in enumerate(zip(qkeys, texts, strict=True)):
+            self._rows[qkey] = start + i
+            self._texts.append(text)
+            self._docs.append({})
+        return list(range(start, start + n))
+
+    def _counts(self, voter: str, qkey: str, doc: str, at: float) -> bool:
+        """Whether a vote would count: newer than the one counted for (voter, query, doc), or the first one
+        within the voter's daily cap for the document."""
+        old = self._entries.get((voter, qkey, doc))
+        if old is not None:
+            return old.at < at
+        bucket = self._counted.get((voter, doc, int(at // DAY_S)), set())
+        return qkey in bucket or len(bucket) < self.params.client_daily_cap
+
+    def _apply(self, voter: str, qkey: str, row: int, doc: str, up: bool, at: float) -> bool:
+        if not self._counts(voter, qkey, doc, at):
+            return False
+        key = (voter, qkey, doc)
+        old = self._entries.get(key)
+        if old is None:
+            self._counted.setdefault((voter, doc, int(at // DAY_S)), set()).add(qkey)
+        docs = self._docs[row]
+        contribution = (1.0 if up else -1.0) * 2.0 ** ((at - self.epoch) / self._half_life_s)
+        net = docs.get(doc, 0.0) - (old.contribution if old else 0.0) + contribution
+        if abs(net) <= _TINY * abs(contribution):  # opposite votes of equal weight cancel exactly
+            docs.pop(doc, None)
+        else:
+            docs[doc] = net
+        self._entries[key] = _Entry(at, contribution, up)
+        return True
+
+    # ---- asking -----------------------------------------------------------------------------------------
+
+    def boosts(self, vector: Vectors, now: float) -> dict[str, float]:
+        """doc_id → score to add, for a query vector of this memory's encoder. Empty when nothing is near."""
+        n = len(self._texts)
+        if n == 0 or not self.params.enabled:
+            return {}
+        near, sims = self.near(np.asarray(vector, dtype=np.float32).reshape(-1))
+        if near.size == 0:
+            return {}
+        scale = self.params.weight * 2.0 ** (-(now - self.epoch) / self._half_life_s)
+        out: dict[str, float] = {}
+        for i, sim in zip(near.tolist(), sims.tolist(), strict=True):
+            s = sim * scale
+            for doc, net in self._docs[i].items():
+                out[doc] = out.get(doc, 0.0) + s * net
+        floor = -self.params.max_penalty
+        return {d: max(b, floor) for d, b in out.items() if abs(b) > 1e-6}
+
+    def near(self, v: Vectors) -> tuple[Rows, Vectors]:
+        """Rows with cosine ≥ threshold to v, and their cosines (exact)."""
+        return near_rows(self._matrix, self._hashes, len(self._texts), v, self.params.threshold)
+
+
+def build_memory(
+    model_version: str,
+    votes: Sequence[MemoryVote],
+    vectors: Mapping[str, Vectors],
+    dim: int,
+    params: MemoryParams,
+    epoch: float | None = None,
+) -> VoteMemory:
+    """A memory from votes, oldest first; `vectors` maps each vote's query text to its vector."""
+    mem = VoteMemory(model_version, dim, params, epoch)
+    for v in sorted(votes, key=lambda v: v.created_at):
+        mem.add(v, None if mem.knows(v.query) else vectors[v.query])
+    return mem
+
+
+def rerank(hits: Sequence[Hit], boosts: Mapping[str, float]) -> list[tuple[Hit, float]]:
+    """Best chunk per document (in hit order), each with its boosted score, best first. Stable: documents the
+    memory does not touch keep their order among themselves."""
+    best: dict[str, Hit] = {}
+    for h in hits:
+        best.setdefault(h.chunk.doc_id, h)
+    scored = [(h, h.score + boosts.get(d, 0.0)) for d, h in best.items()]
+    if boosts:
+        scored.sort(key=lambda x: -x[1])
+    return scored

@@ -1,0 +1,66 @@
+"""The vote rules (memory/rules.py): threshold, decay, one vote per voter, the daily cap, the penalty floor."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag_autotune.memory import DAY_S, VoteMemory
+from tests.unit.memory.support import T0, P, mv, vec
+
+
+def test_boost_applies_only_above_threshold_up_and_down() -> None:
+    mem = VoteMemory("v0", 64, P, epoch=T0)
+    mem.add(mv("create a pipe", "pipe.2"), vec("create a pipe"))
+    mem.add(mv("create a pipe", "open.2", up=False), None)  # the row is known: no vector needed
+    near = mem.boosts(vec("create a pipe"), T0)
+    assert near["pipe.2"] == pytest.approx(0.3) and near["open.2"] == pytest.approx(-0.25)  # -0.3, capped
+    assert mem.boosts(vec("allocate memory"), T0) == {}
+    with pytest.raises(ValueError):
+        mem.add(mv("a new question", "x"), None)
+
+
+def test_decay_halves_a_vote_every_half_life() -> None:
+    mem = VoteMemory("v0", 64, P, epoch=T0)
+    mem.add(mv("create a pipe", "pipe.2", t=T0), vec("create a pipe"))
+    now = mem.boosts(vec("create a pipe"), T0)["pipe.2"]
+    later = mem.boosts(vec("create a pipe"), T0 + 7 * DAY_S)["pipe.2"]
+    much_later = mem.boosts(vec("create a pipe"), T0 + 21 * DAY_S)["pipe.2"]
+    assert later == pytest.approx(now / 2) and much_later == pytest.approx(now / 8)
+    # An older vote weighs less than a fresh one, at the same moment.
+    mem.add(mv("create a pipe", "fifo.7", voter="b", t=T0 - 7 * DAY_S))
+    b = mem.boosts(vec("create a pipe"), T0)
+    assert b["fifo.7"] == pytest.approx(b["pipe.2"] / 2)
+
+
+def test_one_voter_counts_once_latest_wins_and_opposites_cancel() -> None:
+    mem = VoteMemory("v0", 64, P, epoch=T0)
+    q = "create a pipe"
+    for i in range(5):  # the same 👍 five times: once
+        mem.add(mv(q, "pipe.2", voter="a", t=T0 + i), vec(q))
+    assert len(mem) == 1 and mem.boosts(vec(q), T0 + 5)["pipe.2"] == pytest.approx(0.3, rel=1e-3)
+    assert not mem.add(mv(q, "pipe.2", voter="a", t=T0 + 1))  # an older copy (overlapping refresh): no change
+    mem.add(mv(q, "pipe.2", voter="a", up=False, t=T0 + 10))  # changed their mind: one 👎
+    assert mem.boosts(vec(q), T0 + 10)["pipe.2"] < 0
+    mem.add(mv(q, "pipe.2", voter="b", up=True, t=T0 + 10))  # another user's 👍 cancels it
+    assert "pipe.2" not in mem.boosts(vec(q), T0 + 10)
+
+
+def test_client_cap_per_document_per_day() -> None:
+    mem = VoteMemory("v0", 64, P, epoch=T0)
+    questions = [f"question number {i} about pipes" for i in range(6)]
+    for i, q in enumerate(questions):
+        mem.add(mv(q, "pipe.2", voter="spammer", t=T0 + i), vec(q))
+    assert len(mem) == 3  # client_daily_cap: three queries on this document today
+    counted = [q for q in questions if "pipe.2" in mem.boosts(vec(q), T0)]
+    assert counted == questions[:3]
+    mem.add(mv(questions[4], "pipe.2", voter="spammer", t=T0 + DAY_S), vec(questions[4]))  # the next day
+    assert len(mem) == 4
+    mem.add(mv(questions[5], "open.2", voter="spammer", t=T0 + 9), vec(questions[5]))  # another document
+    assert len(mem) == 5
+
+
+def test_many_downvotes_demote_but_never_hide() -> None:
+    mem = VoteMemory("v0", 64, P, epoch=T0)
+    for i in range(50):
+        mem.add(mv("create a pipe", "pipe.2", voter=f"user{i}", up=False), vec("create a pipe"))
+    assert mem.boosts(vec("create a pipe"), T0)["pipe.2"] == pytest.approx(-P.max_penalty)
