@@ -11,6 +11,7 @@ from .readers import KINDS, ReadLimits, ReadResult, Skip, read_file
 from .readers.limits import Skipped
 
 MAX_ERRORS_SHOWN = 20
+NOT_DOCUMENTS = {"robots.txt"}  # a built site's crawler rules: never a document
 
 
 def _read_path(path: Path, name: str, limits: ReadLimits) -> ReadResult:
@@ -28,6 +29,7 @@ def _from_folder(root: Path, limits: ReadLimits) -> ReadResult:
         for p in root.rglob("*")
         if p.is_file()
         and p.suffix.lower() in KINDS
+        and p.name.lower() not in NOT_DOCUMENTS
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     for path in files:
