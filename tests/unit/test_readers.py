@@ -183,3 +183,13 @@ def test_one_file_over_the_limit_is_an_error_naming_the_setting(tmp_path: Path) 
     big.write_bytes(b"x" * 4096)
     with pytest.raises(IngestError, match="RAG_INGEST_MAX_FILE_MB"):
         load_documents(big, ReadLimits(max_file_bytes=1024))
+
+
+def test_a_sitemap_with_an_entity_bomb_is_refused_not_expanded() -> None:
+    from rag_autotune.readers.crawl import _xml_locs
+
+    lols = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    bomb = f'<?xml version="1.0"?><!DOCTYPE u [<!ENTITY l0 "lol">{lols}]>'
+    bomb += '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>http://h/a&l9;</loc></url></urlset>'
+    with pytest.raises(IngestError, match="not a sitemap"):  # 10^9 "lol"s had the entity been expanded
+        _xml_locs(bomb.encode())

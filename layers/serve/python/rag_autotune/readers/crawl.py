@@ -137,7 +137,11 @@ class _Crawl:
             if got.status != 200:
                 self.skip(url, f"sitemap not fetched (HTTP {got.status or got.error})")
                 continue
-            tag, locs = _xml_locs(got.body[: self.limits.max_file_bytes])
+            try:
+                tag, locs = _xml_locs(got.body[: self.limits.max_file_bytes])
+            except IngestError as exc:  # reported; the other sitemaps of an index are still read
+                self.skip(url, str(exc))
+                continue
             for loc in locs:
                 loc = urldefrag(urljoin(url, loc)).url
                 if not _same_host(loc, self.host):
