@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -197,3 +199,31 @@ def test_ingest_url_builds_a_version_keeps_the_state_and_skips_an_unchanged_site
     assert cmd_ingest(rt, args) == 0  # type: ignore[arg-type]
     assert "nothing changed" in capsys.readouterr().out
     assert read_manifest(rt.store) == before  # no new version for an unchanged site
+
+
+def test_cli_ingest_errors_are_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rag_autotune import cli
+
+    rt = _runtime(Settings())
+    monkeypatch.setattr(cli, "_connect", lambda settings: None)
+    monkeypatch.setattr(cli, "Runtime", lambda settings: rt)
+    (tmp_path / "ok.md").write_text("# Ok\n\ntext\n")
+    (tmp_path / "bad.pdf").write_bytes(b"%PDF-1.4 junk")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there
+    for argv, says in [
+        (["ingest", str(tmp_path / "missing")], "no such file or folder"),
+        (["ingest", str(tmp_path), "--strict"], "--strict: nothing ingested, 1 input(s) skipped: bad.pdf: malformed"),
+        (["ingest", f"http://127.0.0.1:{port}/sitemap.xml"], "no answer"),
+    ]:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error (ingest_error): ") and says in err, err
+    assert read_manifest(rt.store) is None  # nothing was ingested
+    assert cli.main(["ingest", str(tmp_path)]) == 0  # without --strict the good file goes in
+    out, err = capsys.readouterr()
+    assert "skipped: bad.pdf: malformed PDF" in err and "(1 documents, 1 chunks)" in out

@@ -40,9 +40,12 @@ def _progress(desc: str) -> Callable[[int, int], None]:
                 print(f"{desc}: {done}/{total}", file=sys.stderr)
 
         return plain
-    bar = tqdm(desc=desc, unit="chunk")
+    bars: list[Any] = []  # made at the first update: an ingest that fails before embedding prints one line
 
     def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc=desc, unit="chunk"))
+        bar = bars[0]
         bar.total = total
         bar.n = done
         bar.refresh()
