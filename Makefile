@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop bench-load layer openapi clean \
+.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-ingest layer openapi clean \
         template localstack-build localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: the CPU wheel on local disk. Anything unpinned would pull a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[serve,train,local,dev]'
+	$(PIP) install -q -e '.[serve,train,local,ingest,dev]'
 	touch $@
 
 # aws-sam-cli pins pydantic 2.13 (the project needs 2.14), so it lives in a venv of its own. Failing to install it
@@ -32,7 +32,7 @@ $(SAM_STAMP):
 	@env -u PYTHONPATH $(PYTHON) -m venv $(SAM_VENV) && env -u PYTHONPATH $(SAM_VENV)/bin/pip install -q aws-sam-cli==1.170.0 && touch $@ \
 	  || echo "aws-sam-cli did not install: the sam build test will skip"
 
-install: $(STAMP) ## create .venv and install serve+train+local+dev extras
+install: $(STAMP) ## create .venv and install serve+train+local+ingest+dev extras
 
 run: $(STAMP) ## serve everything locally (moto as AWS) with the demo corpus on http://127.0.0.1:8000
 	$(VENV)/bin/rag-autotune up
@@ -47,10 +47,14 @@ lint: $(STAMP) ## ruff and mypy
 
 check: lint test ## what CI runs (.ci/run): ruff, mypy, then the whole test suite in random order
 
-bench: bench-query bench-loop bench-load ## all benchmarks that print figures
+bench: bench-query bench-loop bench-load bench-ingest ## all benchmarks that print figures
 
 bench-query: $(STAMP) $(SAM_STAMP) ## /ask latency over HTTP on a 20k-chunk corpus, cold start, serving deps size
 	$(PY) scripts/bench_query.py
+
+bench-ingest: $(STAMP) ## pages/s and text quality of each reader and its alternatives on tests/data/ingest_bench
+	$(PIP) install -q $$($(PY) scripts/bench_ingest.py --requirements)
+	$(PY) scripts/bench_ingest.py
 
 bench-load: $(STAMP) ## 50 clients mix /ask and /feedback for 60 s while a tune run swaps the live pair
 	$(PY) scripts/bench_load.py

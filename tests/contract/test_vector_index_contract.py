@@ -138,6 +138,24 @@ def test_chunks_round_trip(index: VectorIndex) -> None:
     assert sorted(got, key=lambda c: c.chunk_id) == sorted(chunks, key=lambda c: c.chunk_id)
 
 
+def test_link_page_and_section_round_trip_and_search_carries_them(index: VectorIndex) -> None:
+    chunks, vecs = corpus(2, 7, "p")
+    chunks[0] = Chunk(
+        chunks[0].chunk_id, chunks[0].doc_id, "Guide › Install", "Install: text", "https://x.test/g", 3, "Install"
+    )
+    index.build("v1", DIM, batches(chunks, vecs, 2))
+    assert list(index.chunks("v1")) == chunks  # the plain one keeps its defaults
+    assert index.search("v1", vecs[0], 1)[0].chunk == chunks[0]
+
+
+def test_a_payload_written_before_links_pages_and_sections_loads_with_defaults() -> None:
+    from rag_autotune.adapters.qdrant_common import chunk_payload, payload_chunk
+
+    old = {"chunk_id": "a#0", "doc_id": "a", "title": "A", "text": "t"}
+    assert payload_chunk(old) == Chunk("a#0", "a", "A", "t")
+    assert chunk_payload(Chunk("a#0", "a", "A", "t")) == old  # a plain corpus's payload is unchanged
+
+
 def test_failed_build_leaves_no_trace(index: VectorIndex) -> None:
     chunks, vecs = corpus(10, 9, "a")
 

@@ -151,12 +151,13 @@ def test_not_ready_without_manifest() -> None:
         live.current()
 
 
-def test_ingest_refuses_malformed_input_and_leaves_live_alone(world: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+def test_strict_ingest_refuses_malformed_input_and_leaves_live_alone(world: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "x", "text": "ok"}) + "\n{broken\n")
     before = read_manifest(world["store"])
-    with pytest.raises(IngestError, match="line 2"):
-        ingest(bad, store=world["store"], index=world["index"], load_encoder=world["encoders"].__getitem__)
+    with pytest.raises(IngestError, match="line 2") as caught:
+        ingest(bad, store=world["store"], index=world["index"], load_encoder=world["encoders"].__getitem__, strict=True)
+    assert "\n" not in str(caught.value)  # the CLI prints it as one line
     assert read_manifest(world["store"]) == before
     assert world["index"].versions() == ["v0-c1"]
 

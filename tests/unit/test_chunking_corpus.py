@@ -48,7 +48,7 @@ def test_jsonl_reports_malformed_lines_with_line_numbers(tmp_path: Path) -> None
     docs, errors = load_documents(f)
     assert [d.doc_id for d in docs] == ["a", "c"]
     assert docs[1].title == "c"
-    assert [e.split(":")[0] for e in errors] == ["line 2", "line 3", "line 4", "line 5"]
+    assert [e.split(":")[0] for e in errors] == [f"c.jsonl line {n}" for n in (2, 3, 4, 5)]
     assert "text" in errors[1] and "duplicate" in errors[2]
 
 

@@ -36,6 +36,8 @@ def citations_from_hits(
                 score=round(score, 6),
                 rank=len(out) + 1,
                 boosted=hit.chunk.doc_id in boosts,
+                url=hit.chunk.url,
+                page=hit.chunk.page,
             )
         )
     return tuple(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from .domain import Chunk, Document
+from .domain import SECTION_SEP, Chunk, Document, Part
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -24,13 +24,12 @@ def _pieces(text: str, size: int) -> Iterator[str]:
                 yield sentence[start : start + size]
 
 
-def chunk_document(doc: Document, size: int = 1200, overlap: int = 150) -> list[Chunk]:
+def _pack(text: str, size: int, overlap: int) -> list[str]:
     """Greedy packing of pieces up to `size` chars; each chunk after the first starts with the tail
-    (≤ overlap chars) of the previous one, so a sentence split across chunks is still found.
-    Chunk ids are "<doc_id>#<n>": the same text always gives the same ids."""
+    (≤ overlap chars) of the previous one, so a sentence split across chunks is still found."""
     chunks: list[str] = []
     current = ""
-    for piece in _pieces(doc.text, size):
+    for piece in _pieces(text, size):
         if current and len(current) + 1 + len(piece) > size:
             chunks.append(current)
             tail = current[-overlap:] if overlap else ""
@@ -40,9 +39,24 @@ def chunk_document(doc: Document, size: int = 1200, overlap: int = 150) -> list[
             current = f"{current} {piece}" if current else piece
     if current:
         chunks.append(current)
-    if not chunks:
-        chunks = [doc.title]  # an empty body is still findable by its title
-    return [Chunk(f"{doc.doc_id}#{i}", doc.doc_id, doc.title, text) for i, text in enumerate(chunks)]
+    return chunks
+
+
+def chunk_document(doc: Document, size: int = 1200, overlap: int = 150) -> list[Chunk]:
+    """Chunks of `size` chars at most (see _pack). A document with parts (PDF pages, Markdown sections) is
+    chunked part by part: no chunk crosses a page or a heading, each carries its page, and a section's
+    chunks show its heading path in their title ("Guide › Install › Docker") and at the start of their text.
+    Chunk ids are "<doc_id>#<n>": the same text always gives the same ids."""
+    out: list[Chunk] = []
+    for part in doc.parts or (Part(doc.text),):
+        prefix = f"{part.section}: "[: size // 3] if part.section else ""  # a deep path still leaves room
+        title = f"{doc.title}{SECTION_SEP}{part.section}" if part.section else doc.title
+        for text in _pack(part.text, size - len(prefix), overlap):
+            n = len(out)
+            out.append(Chunk(f"{doc.doc_id}#{n}", doc.doc_id, title, prefix + text, doc.url, part.page, part.section))
+    if not out:  # an empty body is still findable by its title
+        out = [Chunk(f"{doc.doc_id}#0", doc.doc_id, doc.title, doc.title, doc.url)]
+    return out
 
 
 def embed_text(chunk: Chunk) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ConflictError, EndpointUnreachable, RagError
+from .errors import ConflictError, EndpointUnreachable, IngestError, RagError
 from .paths import LOCAL_STATE, REPO
 from .runtime import Runtime
 from .settings import Settings, get_settings
@@ -40,9 +40,12 @@ def _progress(desc: str) -> Callable[[int, int], None]:
                 print(f"{desc}: {done}/{total}", file=sys.stderr)
 
         return plain
-    bar = tqdm(desc=desc, unit="chunk")
+    bars: list[Any] = []  # made at the first update: an ingest that fails before embedding prints one line
 
     def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc=desc, unit="chunk"))
+        bar = bars[0]
         bar.total = total
         bar.n = done
         bar.refresh()
@@ -60,24 +63,66 @@ def cmd_bootstrap(rt: Runtime, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ingest(rt: Runtime, args: argparse.Namespace) -> int:
-    from .ingest import ingest
+def _crawl(rt: Runtime, url: str, args: argparse.Namespace) -> tuple[list[Any], list[str], dict[str, Any]]:
+    from .adapters.http_fetch import http_fetcher
+    from .readers import ReadLimits
+    from .readers.crawl import crawl, load_state
 
     s = rt.settings
+    limits = ReadLimits.from_settings(s)
+    result = crawl(
+        url,
+        http_fetcher(s.crawl_user_agent, s.crawl_timeout_s, limits.max_file_bytes),
+        limits,
+        user_agent=s.crawl_user_agent,
+        max_pages=args.max_pages or s.crawl_max_pages,
+        concurrency=s.crawl_concurrency,
+        known={} if args.replace else load_state(rt.store, url),  # --replace needs every page's text
+    )
+    if result.unchanged:
+        print(f"unchanged since the last crawl (not fetched again): {len(result.unchanged)} page(s)")
+    return result.documents, [str(s) for s in result.skipped], result.state
+
+
+def cmd_ingest(rt: Runtime, args: argparse.Namespace) -> int:
+    from .ingest import ingest
+    from .readers import ReadLimits
+
+    s = rt.settings
+    source = str(args.path)
+    loaded = state = None
+    if source.startswith(("http://", "https://")):
+        docs, skipped, state = _crawl(rt, source, args)
+        if not docs:
+            for err in skipped:
+                print(f"skipped: {err}", file=sys.stderr)
+            if state:  # every page answered 304: the live index already has them
+                print("nothing changed: the live index stays as it is")
+                return 0
+            raise IngestError(f"{source}: no pages read" + (f" ({skipped[0]})" if skipped else ""))
+        loaded = (docs, skipped)
     report = ingest(
-        Path(args.path),
+        source if loaded else Path(source),
         store=rt.store,
         index=rt.index,
         load_encoder=rt.load_bulk_encoder,
         replace=args.replace,
-        skip_invalid=args.skip_invalid,
+        strict=getattr(args, "strict", False),
+        limits=ReadLimits.from_settings(s),
+        loaded=loaded,
         chunk_chars=s.chunk_chars,
         chunk_overlap=s.chunk_overlap,
         keep=s.tune_retention,
         progress=_progress("embedding"),
     )
+    if state is not None:
+        from .readers.crawl import save_state
+
+        save_state(rt.store, source, state)  # only now: a failed ingest fetches everything again next time
     for err in report.errors:
         print(f"skipped: {err}", file=sys.stderr)
+    if report.errors:
+        print(f"skipped {len(report.errors)} input(s), each named above with the reason")
     print(
         f"live: model {report.model_version}, index {report.index_version} "
         f"({report.documents} documents, {report.chunks} chunks)"
@@ -303,7 +348,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         bootstrap(rt.store, settings.cache_dir)
         if read_manifest(rt.store) is None:
             print(f"ingesting the demo corpus {args.corpus}")
-            cmd_ingest(rt, argparse.Namespace(path=args.corpus, replace=False, skip_invalid=False))
+            cmd_ingest(rt, argparse.Namespace(path=args.corpus, replace=False, strict=True, max_pages=None))
         stack.save(settings, state)
         api = ApiServer(load_api_module().app, port=args.port).start()
         cron = sfn.schedule() or "cron(0 3 * * ? *)"
@@ -395,10 +440,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bootstrap", help="export the base encoder to ONNX int8 and upload it as model v0")
     b.add_argument("--force", action="store_true", help="rebuild v0 even if it exists")
-    i = sub.add_parser("ingest", help="index a JSONL file or a folder of .md/.txt files and make it live")
-    i.add_argument("path")
+    i = sub.add_parser(
+        "ingest",
+        help="index documents and make them live: a folder (HTML, PDF, Markdown, text), one such file, a JSONL "
+        "file, or a site's URL (its sitemap.xml, or a page whose links are followed)",
+    )
+    i.add_argument("path", help="folder, file or http(s) URL")
     i.add_argument("--replace", action="store_true", help="rebuild the corpus from scratch")
-    i.add_argument("--skip-invalid", action="store_true", help="ingest the good records, skip malformed ones")
+    i.add_argument("--strict", action="store_true", help="any unreadable file, record or page aborts the ingest")
+    i.add_argument("--max-pages", type=int, help="a URL: fetch at most this many pages (RAG_CRAWL_MAX_PAGES)")
+    # Before --strict, bad records aborted unless this was given; now skipping is the default.
+    i.add_argument("--skip-invalid", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("rollback", help="make the previous model/index pair live again")
     t = sub.add_parser("tune", help="start a tune run now and print its execution ARN")
     t.add_argument("--wait", action="store_true", help="follow the steps; exit 0 SWAPPED, 3 REJECTED/SKIPPED, 1 FAILED")

@@ -1,84 +1,67 @@
-"""Read a corpus: a JSONL file of {"id","title","text"} or a folder of .md/.txt files."""
+"""Read a corpus from disk: a JSONL file of {"id","title","text"}, one HTML/PDF/Markdown/text file, or a folder
+of them (rag_autotune/readers does the reading). Bad files are skipped with their reason, never fatal here."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .domain import Document
 from .errors import IngestError
+from .readers import KINDS, ReadLimits, ReadResult, Skip, read_file
+from .readers.limits import Skipped
 
 MAX_ERRORS_SHOWN = 20
+NOT_DOCUMENTS = {"robots.txt"}  # a built site's crawler rules: never a document
 
 
-def _from_jsonl(path: Path) -> tuple[list[Document], list[str]]:
-    docs: list[Document] = []
-    errors: list[str] = []
-    seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append(f"line {lineno}: invalid JSON ({exc.msg})")
-                continue
-            if not isinstance(obj, dict):
-                errors.append(f"line {lineno}: expected an object")
-                continue
-            missing = [k for k in ("id", "text") if not isinstance(obj.get(k), str) or not obj[k].strip()]
-            if missing:
-                errors.append(f"line {lineno}: missing or empty string field(s): {', '.join(missing)}")
-                continue
-            title = obj.get("title", "")
-            if not isinstance(title, str):
-                errors.append(f"line {lineno}: title must be a string")
-                continue
-            doc_id = obj["id"].strip()
-            if doc_id in seen:
-                errors.append(f"line {lineno}: duplicate id {doc_id!r}")
-                continue
-            seen.add(doc_id)
-            docs.append(Document(doc_id, title.strip() or doc_id, obj["text"]))
-    return docs, errors
+def _read_path(path: Path, name: str, limits: ReadLimits) -> ReadResult:
+    try:
+        limits.check_size(path.stat().st_size)  # refused before a byte of it is read into memory
+    except Skipped as why:
+        return ReadResult(skipped=[Skip(name, str(why))])
+    return read_file(name, path.read_bytes(), limits)
 
 
-def _title_of(text: str, fallback: str) -> str:
-    for line in text.splitlines():
-        line = line.strip().lstrip("#").strip()
-        if line:
-            return line[:200]
-    return fallback
-
-
-def _from_folder(root: Path) -> tuple[list[Document], list[str]]:
-    docs: list[Document] = []
-    errors: list[str] = []
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in {".md", ".txt"})
+def _from_folder(root: Path, limits: ReadLimits) -> ReadResult:
+    out = ReadResult()
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in KINDS
+        and p.name.lower() not in NOT_DOCUMENTS
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
     for path in files:
-        rel = path.relative_to(root).as_posix()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            errors.append(f"{rel}: not UTF-8 text")
-            continue
-        if not text.strip():
-            errors.append(f"{rel}: empty file")
-            continue
-        docs.append(Document(rel, _title_of(text, rel), text))
-    return docs, errors
+        out.extend(_read_path(path, path.relative_to(root).as_posix(), limits))
+    return out
 
 
-def load_documents(path: Path) -> tuple[list[Document], list[str]]:
-    """All well-formed documents and a message per malformed one (JSONL: with its line number)."""
+def load_documents(path: Path, limits: ReadLimits | None = None) -> tuple[list[Document], list[str]]:
+    """All readable documents and, per skipped file or JSONL line, "<name>: <reason>"."""
     path = Path(path)
+    limits = limits or ReadLimits()
     if path.is_dir():
-        docs, errors = _from_folder(path)
+        result = _from_folder(path, limits)
     elif path.is_file():
-        docs, errors = _from_jsonl(path)
+        kind = KINDS.get(path.suffix.lower(), "jsonl")  # a file of another name is read as JSONL, as before
+        try:
+            limits.check_size(path.stat().st_size)
+        except Skipped as why:
+            raise IngestError(f"{path}: {why}") from None
+        result = read_file(path.name, path.read_bytes(), limits, kind=kind)
     else:
         raise IngestError(f"{path}: no such file or folder")
+    docs: list[Document] = []
+    errors = [str(s) for s in result.skipped]
+    seen: set[str] = set()
+    for doc in result.documents:
+        if doc.doc_id in seen:
+            errors.append(f"{doc.doc_id}: duplicate id")
+            continue
+        seen.add(doc.doc_id)
+        docs.append(doc)
     if not docs:
-        raise IngestError(f"{path}: no documents found" + (f" ({len(errors)} malformed)" if errors else ""))
+        first = f": {errors[0]}" if errors else ""
+        raise IngestError(f"{path}: no documents found" + (f" ({len(errors)} skipped{first})" if errors else ""))
     return docs, errors

@@ -45,19 +45,36 @@ class Manifest:
         return {v for p in (self.live, *self.previous) for v in (p.model_version, p.index_version)}
 
 
+SECTION_SEP = " › "  # between the headings of a section path: "Install › Docker"
+
+
+@dataclass(frozen=True)
+class Part:
+    """A stretch of a document that no chunk may cross: a PDF page, a Markdown section."""
+
+    text: str
+    page: int = 0  # 1-based PDF page; 0: not paged
+    section: str = ""  # heading path, SECTION_SEP between headings
+
+
 @dataclass(frozen=True)
 class Document:
     doc_id: str
     title: str
     text: str
+    url: str = ""  # where a citation links to (an HTML page's canonical URL); "" when none
+    parts: tuple[Part, ...] = ()  # empty: the whole text is one part
 
 
 @dataclass(frozen=True)
 class Chunk:
     chunk_id: str  # "<doc_id>#<n>": stable across re-ingests of the same text
     doc_id: str
-    title: str
+    title: str  # the document's title, then the section path when there is one
     text: str
+    url: str = ""
+    page: int = 0
+    section: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,8 @@ class Citation:
     score: float
     rank: int  # 1-based
     boosted: bool = False  # the feedback memory changed this document's score
+    url: str = ""  # the cited chunk's link, "" when it has none
+    page: int = 0  # the cited chunk's PDF page, 0 when not paged
 
 
 @dataclass(frozen=True)
@@ -141,4 +160,4 @@ class IngestReport:
     model_version: str
     documents: int
     chunks: int
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # "<name>: <why it was skipped>", one per skipped input

@@ -133,6 +133,8 @@ def _citation(c: Citation) -> dict[str, Any]:
         "score": c.score,
         "rank": c.rank,
         "boosted": c.boosted,
+        "url": c.url or None,
+        "page": c.page or None,
     }
 
 

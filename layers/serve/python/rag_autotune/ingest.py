@@ -11,9 +11,10 @@ from pathlib import Path
 
 from .chunking import chunk_document, embed_text
 from .corpus import load_documents
-from .domain import Chunk, IngestReport, VersionPair
+from .domain import Chunk, Document, IngestReport, VersionPair
 from .errors import ConflictError, IngestError, NotReady
 from .ports import ArtifactStore, Encoder, VectorIndex, Vectors
+from .readers import ReadLimits
 from .versions import (
     index_version,
     model_versions,
@@ -59,23 +60,27 @@ def build_version(
 
 
 def ingest(
-    path: Path,
+    path: Path | str,
     *,
     store: ArtifactStore,
     index: VectorIndex,
     load_encoder: Callable[[str], Encoder],
     replace: bool = False,
-    skip_invalid: bool = False,
+    strict: bool = False,
+    limits: ReadLimits | None = None,
+    loaded: tuple[list[Document], list[str]] | None = None,
     chunk_chars: int = 1200,
     chunk_overlap: int = 150,
     keep: int = 3,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
 ) -> IngestReport:
-    docs, errors = load_documents(path)
-    if errors and not skip_invalid:
-        shown = "\n  ".join(errors[:20]) + (f"\n  … and {len(errors) - 20} more" if len(errors) > 20 else "")
-        raise IngestError(f"{len(errors)} malformed record(s) in {path}, nothing ingested:\n  {shown}")
+    """Ingest `path` (corpus.load_documents), or the documents already `loaded` from it (a crawl). Skipped
+    files and records are in the report's errors; `strict` makes any of them abort the ingest instead."""
+    docs, errors = loaded if loaded is not None else load_documents(Path(path), limits)
+    if errors and strict:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise IngestError(f"--strict: nothing ingested, {len(errors)} input(s) skipped: {errors[0]}{more}")
 
     current = read_manifest(store)
     if current:
@@ -104,7 +109,7 @@ def ingest(
             store,
             VersionPair(model, version),
             expected_etag=etag,
-            reason=f"ingest {Path(path).name}",
+            reason=f"ingest {path if loaded is not None else Path(path).name}",
             documents=documents,
             chunks=n,
             keep=keep,

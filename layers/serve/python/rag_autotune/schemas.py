@@ -36,6 +36,8 @@ class CitationOut(BaseModel):
     boosted: bool = Field(
         description="The feedback memory (votes on near-identical queries) changed this document's score."
     )
+    url: str | None = Field(None, description="The cited page's link (an HTML page's canonical URL), when known.")
+    page: int | None = Field(None, description="The cited PDF page (1-based), when the document is a PDF.")
 
 
 class TimingsOut(BaseModel):

@@ -69,6 +69,16 @@ class Settings(BaseSettings):
     # Ingest.
     chunk_chars: int = Field(1200, ge=200)
     chunk_overlap: int = Field(150, ge=0)
+    ingest_max_file_mb: float = Field(50.0, gt=0.0, description="a larger file (or fetched page) is refused")
+    ingest_max_pdf_pages: int = Field(2000, ge=1, description="a PDF with more pages is skipped")
+    ingest_max_text_mb: float = Field(
+        20.0, gt=0.0, description="decompressed bytes one file may expand to (PDF streams, extracted text)"
+    )
+    ingest_max_seconds: float = Field(60.0, gt=0.0, description="a reader still busy after this skips the file")
+    crawl_max_pages: int = Field(500, ge=1, description="pages one `ingest URL` fetches at most (--max-pages)")
+    crawl_concurrency: int = Field(4, ge=1, le=32, description="requests in flight to the one host crawled")
+    crawl_timeout_s: float = Field(20.0, gt=0.0)
+    crawl_user_agent: str = "rag-autotune-crawler/0.1"
 
     # Nightly tune (issue 3 reads these).
     state_machine_arn: str | None = None

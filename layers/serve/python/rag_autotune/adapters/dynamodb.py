@@ -112,6 +112,8 @@ class DynamoFeedbackStore:
                     "score": float(c.score),
                     "rank": int(c.rank),
                     "boosted": True if c.boosted else None,  # omitted when False
+                    "url": c.url or None,
+                    "page": c.page or None,
                 }
                 for c in entry.citations
             ],
@@ -148,6 +150,8 @@ class DynamoFeedbackStore:
                     score=float(c["score"]),
                     rank=int(c["rank"]),
                     boosted=bool(c.get("boosted", False)),
+                    url=str(c.get("url", "")),
+                    page=int(c.get("page", 0)),
                 )
                 for c in it.get("citations", [])
             ),

@@ -33,9 +33,21 @@ def batch_rows(chunks: Sequence[Chunk], vectors: Vectors, dim: int) -> np.ndarra
 
 
 def chunk_payload(c: Chunk) -> dict[str, Any]:
-    return {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text}
+    """The four fields every version has, then link, page and section only when set: versions built before
+    they existed load with their defaults, and a plain corpus's payload stays as it was."""
+    p: dict[str, Any] = {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text}
+    optional = {"url": c.url, "page": c.page, "section": c.section}
+    return p | {k: v for k, v in optional.items() if v}
 
 
 def payload_chunk(p: dict[str, Any] | None) -> Chunk:
     p = p or {}
-    return Chunk(str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", "")))
+    return Chunk(
+        str(p.get("chunk_id", "")),
+        str(p.get("doc_id", "")),
+        str(p.get("title", "")),
+        str(p.get("text", "")),
+        url=str(p.get("url", "")),
+        page=int(p.get("page", 0)),
+        section=str(p.get("section", "")),
+    )
