@@ -75,6 +75,7 @@ class Citation:
     score: float
     rank: int  # 1-based
     boosted: bool = False  # the feedback memory changed this document's score
+    rerank_score: float | None = None  # the reranking model's relevance, when it ordered this answer
 
 
 @dataclass(frozen=True)
@@ -118,12 +119,26 @@ class Vote:
         return voter_id(self.user_id, self.client_id)
 
 
+RerankStatus = Literal["off", "applied", "skipped"]
+
+
+@dataclass(frozen=True)
+class RerankReport:
+    """What the optional reranking step did for one answer. `skipped`: the model was configured but did not
+    answer (throttled, timed out, refused), so the citations keep the retriever's and the memory's order."""
+
+    status: RerankStatus = "off"
+    model: str | None = None
+    reason: str | None = None  # when skipped: throttled, timeout, unavailable
+
+
 @dataclass(frozen=True)
 class Timings:
     encode_ms: float
     search_ms: float
     generate_ms: float
     total_ms: float
+    rerank_ms: float = 0.0  # its own figure: a network call, kept out of the retrieval (encode + search) one
 
 
 @dataclass(frozen=True)
@@ -133,6 +148,7 @@ class Answer:
     pair: VersionPair
     citations: tuple[Citation, ...]
     timings: Timings
+    rerank: RerankReport = RerankReport()
 
 
 @dataclass

@@ -36,13 +36,27 @@ class CitationOut(BaseModel):
     boosted: bool = Field(
         description="The feedback memory (votes on near-identical queries) changed this document's score."
     )
+    rerank_score: float | None = Field(
+        description="The reranking model's relevance when it ordered this answer (`rerank.status` applied), "
+        "else null. Citations are then in this order; `score` stays the retrieval score."
+    )
 
 
 class TimingsOut(BaseModel):
     encode: float
     search: float
+    rerank: float = Field(description="The reranking call (0 when off); not part of encode + search.")
     generate: float
     total: float
+
+
+class RerankOut(BaseModel):
+    status: Literal["off", "applied", "skipped"] = Field(
+        description="off: no reranking model is configured. applied: the citations are in the model's order. "
+        "skipped: the model did not answer in time or at all; the citations keep the retrieval order."
+    )
+    model: str | None = Field(description="The reranking model's ARN, null when off.")
+    reason: str | None = Field(description="When skipped: throttled, timeout or unavailable.")
 
 
 class AskResponse(BaseModel):
@@ -51,6 +65,7 @@ class AskResponse(BaseModel):
     model_version: str
     index_version: str
     citations: list[CitationOut]
+    rerank: RerankOut
     timings_ms: TimingsOut
 
 

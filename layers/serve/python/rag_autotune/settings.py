@@ -54,6 +54,20 @@ class Settings(BaseSettings):
     memory_max_votes: int = Field(20000, ge=1, description="votes read per refresh")
     memory_max_age_days: float = Field(90.0, gt=0.0, description="votes older than this are not loaded")
 
+    # Optional reranking on AWS (Bedrock's Rerank API): off unless a model ARN is set, so nothing leaves the machine.
+    rerank_model_arn: str | None = Field(
+        None,
+        pattern=r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]+::foundation-model/[A-Za-z0-9.:-]+$",
+        description="e.g. arn:aws:bedrock:us-west-2::foundation-model/amazon.rerank-v1:0 or cohere.rerank-v3-5:0; "
+        "the call goes to the ARN's region",
+    )
+    rerank_top_n: int = Field(
+        20, ge=1, le=100, description="documents sent per question; up to 100 is billed as one rerank query"
+    )
+    rerank_timeout_s: float = Field(
+        2.0, gt=0.0, le=20.0, description="read timeout of the one attempt; past it the unreranked order answers"
+    )
+
     # Hardening. On AWS, API Gateway enforces the key and throttles (usage plan); the app checks run there too.
     api_key: SecretStr | None = Field(
         None,
