@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     tune_train_overrides: dict[str, Any] = Field(
         default_factory=dict, description="JSON object replacing fields of training.lora.TrainConfig"
     )
+
+    @field_validator("rerank_model_arn", mode="before")
+    @classmethod
+    def _empty_is_off(cls, v: object) -> object:
+        return v or None  # the template passes its empty parameter through: reranking off
 
 
 @lru_cache(maxsize=1)
