@@ -155,6 +155,33 @@ def test_skipped_keeps_the_order_and_logs_the_reason(caplog: pytest.LogCaptureFi
     assert record.reason == "throttled" and "slow down" in record.error  # type: ignore[attr-defined]
 
 
+def test_a_throttle_or_timeout_pauses_the_model_and_other_errors_do_not() -> None:
+    class Flaky:
+        model = "flaky"
+
+        def __init__(self) -> None:
+            self.calls, self.reasons = 0, ["throttled", "unavailable"]
+
+        def rerank(self, query: str, documents: Sequence[str]) -> list[tuple[int, float]]:
+            self.calls += 1
+            if self.reasons:
+                raise RerankUnavailable("no", self.reasons.pop(0))
+            return [(i, 1.0) for i in range(len(documents))]
+
+    now = [100.0]
+    flaky = Flaky()
+    step = RerankStep(flaky, top_n=3, clock=lambda: now[0], pause_s=30.0)
+    ranked = _ranked("a", "b")
+    assert step.apply("q", ranked).report.reason == "throttled"
+    now[0] = 129.9
+    paused = step.apply("q", ranked)
+    assert paused.report == RerankReport("skipped", "flaky", "paused") and paused.ranked == ranked
+    assert flaky.calls == 1  # nobody waited on it, nothing was sent
+    now[0] = 130.0
+    assert step.apply("q", ranked).report.reason == "unavailable" and flaky.calls == 2
+    assert step.apply("q", ranked).report.status == "applied" and flaky.calls == 3  # no pause after that one
+
+
 def test_off_never_calls_the_identity() -> None:
     class Counting(IdentityReranker):
         calls = 0

@@ -129,7 +129,7 @@ class RerankReport:
 
     status: RerankStatus = "off"
     model: str | None = None
-    reason: str | None = None  # when skipped: throttled, timeout, unavailable
+    reason: str | None = None  # when skipped: throttled, timeout, unavailable, paused
 
 
 @dataclass(frozen=True)

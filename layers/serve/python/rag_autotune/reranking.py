@@ -36,11 +36,20 @@ class Reranked:
     ms: float = 0.0
 
 
-@dataclass(frozen=True)
+# A throttled or timed-out model is left alone this long: its questions are answered unreranked at once, instead
+# of each waiting on the timeout or adding to the throttling.
+PAUSE_ON = frozenset({"throttled", "timeout"})
+
+
+@dataclass
 class RerankStep:
+    """One per process. Not frozen: it remembers until when a struggling model is paused."""
+
     reranker: Reranker = field(default_factory=IdentityReranker)
     top_n: int = 20
-    clock: Callable[[], float] = time.perf_counter
+    clock: Callable[[], float] = time.monotonic
+    pause_s: float = 30.0
+    _paused_until: float = field(default=float("-inf"), init=False, repr=False)
 
     @property
     def active(self) -> bool:
@@ -50,12 +59,17 @@ class RerankStep:
         model = self.reranker.model
         if model is None or not ranked:
             return Reranked(list(ranked))
-        head, tail = list(ranked[: self.top_n]), list(ranked[self.top_n :])
         started = self.clock()
+        if started < self._paused_until:
+            return Reranked(list(ranked), report=RerankReport("skipped", model, "paused"))
+        head, tail = list(ranked[: self.top_n]), list(ranked[self.top_n :])
         try:
             order = self.reranker.rerank(query, [embed_text(hit.chunk) for hit, _ in head])
         except RerankUnavailable as exc:
-            ms = (self.clock() - started) * 1000
+            ended = self.clock()
+            ms = (ended - started) * 1000
+            if exc.reason in PAUSE_ON:
+                self._paused_until = ended + self.pause_s
             logger.warning(
                 "rerank skipped", extra={"reason": exc.reason, "model": model, "error": str(exc), "rerank_ms": ms}
             )

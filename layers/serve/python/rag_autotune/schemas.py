@@ -56,7 +56,10 @@ class RerankOut(BaseModel):
         "skipped: the model did not answer in time or at all; the citations keep the retrieval order."
     )
     model: str | None = Field(description="The reranking model's ARN, null when off.")
-    reason: str | None = Field(description="When skipped: throttled, timeout or unavailable.")
+    reason: str | None = Field(
+        description="When skipped: throttled, timeout, unavailable, or paused (a throttle or timeout moments ago: "
+        "the model is left alone for RAG_RERANK_PAUSE_S)."
+    )
 
 
 class AskResponse(BaseModel):

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     rerank_timeout_s: float = Field(
         2.0, gt=0.0, le=20.0, description="read timeout of the one attempt; past it the unreranked order answers"
     )
+    rerank_pause_s: float = Field(
+        30.0, ge=0.0, description="after a throttle or timeout, questions skip reranking this long (reason: paused)"
+    )
 
     # Hardening. On AWS, API Gateway enforces the key and throttles (usage plan); the app checks run there too.
     api_key: SecretStr | None = Field(
