@@ -112,6 +112,7 @@ class DynamoFeedbackStore:
                     "score": float(c.score),
                     "rank": int(c.rank),
                     "boosted": True if c.boosted else None,  # omitted when False
+                    "rerank_score": c.rerank_score,  # omitted when reranking did not order the answer
                 }
                 for c in entry.citations
             ],
@@ -148,6 +149,7 @@ class DynamoFeedbackStore:
                     score=float(c["score"]),
                     rank=int(c["rank"]),
                     boosted=bool(c.get("boosted", False)),
+                    rerank_score=None if c.get("rerank_score") is None else float(c["rerank_score"]),
                 )
                 for c in it.get("citations", [])
             ),
