@@ -65,8 +65,8 @@ def test_query_log_round_trip(store: FeedbackStore) -> None:
         pair=PAIR,
         citations=(
             Citation("open.2", "open.2#0", "open(2)", "open and possibly create a file", 0.1 + 0.2, 1),
-            Citation("fopen.3", "fopen.3#4", "fopen(3)", "", 1 / 3, 2),
-            Citation("creat.2", "creat.2#1", "creat", "x" * 500, -0.0123456789012345, 3),
+            Citation("fopen.3", "fopen.3#4", "fopen(3)", "", 1 / 3, 2, rerank_score=0.0),  # a reranker's 0 is kept
+            Citation("creat.2", "creat.2#1", "creat", "x" * 500, -0.0123456789012345, 3, rerank_score=2 / 3),
         ),
         created_at=1_700_000_123.456789,
         client_id="cli-42",

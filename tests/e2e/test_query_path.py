@@ -53,7 +53,9 @@ def test_ask_vote_dynamodb_item_and_dedupe(stack: SimpleNamespace) -> None:
     assert len({c["doc_id"] for c in body["citations"]}) == 3
     scores = [c["score"] for c in body["citations"]]
     assert scores == sorted(scores, reverse=True)
-    assert set(body["timings_ms"]) == {"encode", "search", "generate", "total"}
+    assert set(body["timings_ms"]) == {"encode", "search", "rerank", "generate", "total"}
+    assert body["rerank"] == {"status": "off", "model": None, "reason": None}  # no RAG_RERANK_MODEL_ARN: off
+    assert body["timings_ms"]["rerank"] == 0 and {c["rerank_score"] for c in body["citations"]} == {None}
     assert "[1]" in body["answer"]
     doc = body["citations"][1]["doc_id"]
 

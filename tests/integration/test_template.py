@@ -155,6 +155,23 @@ def test_template_declares_what_the_issue_asks_for(doc: dict[str, Any], transfor
     assert {"ApiUrl", "ArtifactBucketName", "FeedbackTableName", "TuneStateMachineArn"} <= set(doc["Outputs"])
 
 
+def test_rerank_permissions_exist_only_when_a_rerank_model_is_set(doc: dict[str, Any]) -> None:
+    """Reranking is off by default: the API function may call Rerank, and invoke that one model, only when the
+    RerankModelArn parameter names it; its environment passes the parameter to RAG_RERANK_MODEL_ARN."""
+    assert doc["Parameters"]["RerankModelArn"]["Default"] == ""
+    assert doc["Conditions"]["RerankOn"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "RerankModelArn"}, ""]}]}
+    res = doc["Resources"]
+    api = res["ApiFunction"]["Properties"]
+    assert api["Environment"]["Variables"]["RAG_RERANK_MODEL_ARN"] == {"Ref": "RerankModelArn"}
+    assert "bedrock:Rerank" not in json.dumps(api["Policies"])
+    (name,) = [n for n, r in res.items() if "bedrock:Rerank" in json.dumps(r)]
+    policy = res[name]
+    assert policy["Type"] == "AWS::IAM::Policy" and policy["Condition"] == "RerankOn"
+    assert policy["Properties"]["Roles"] == [{"Ref": "ApiFunctionRole"}]
+    grants = {s["Action"]: s["Resource"] for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert grants == {"bedrock:Rerank": "*", "bedrock:InvokeModel": {"Ref": "RerankModelArn"}}
+
+
 def _api_events() -> list[dict[str, Any]]:
     return list(load_template(TEMPLATE)["Resources"]["ApiFunction"]["Properties"]["Events"].values())
 

@@ -1,6 +1,7 @@
 """/ask: encode with the live encoder, search the same pair's index, let the pair's feedback memory re-rank
-(votes on near-identical queries, memory/), keep the best chunk per document, generate, and log what was
-shown with the query's vector (the raw material of tomorrow's training data and of the memory)."""
+(votes on near-identical queries, memory/), keep the best chunk per document, optionally rerank the first ones
+with a relevance model (reranking.py), generate, and log what was shown with the query's vector (the raw
+material of tomorrow's training data and of the memory)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from .domain import PUBLIC_TENANT, Answer, Citation, Hit, QueryLog, Timings, VersionPair
+from .domain import PUBLIC_TENANT, Answer, Citation, Hit, QueryLog, RerankReport, Timings, VersionPair
 from .generate import Generator, Passage, best_sentence
 from .live import LivePair
 from .memory import pack_vector, rerank
 from .ports import FeedbackStore, Vectors
+from .reranking import NO_RERANK, Ranked, RerankStep
 
 # Chunks fetched per cited document: several chunks of one document must not crowd out the others.
 OVERSAMPLE = 4
@@ -24,9 +26,19 @@ def citations_from_hits(
 ) -> tuple[Citation, ...]:
     """Best chunk per document, in score order, at most top_k. With boosts (the feedback memory's), documents
     are re-ranked on score + boost, and the citations whose score the memory changed say `boosted`."""
-    boosts = boosts or {}
+    return citations_from_ranked(query, rerank(hits, boosts or {}), top_k, boosts or {})
+
+
+def citations_from_ranked(
+    query: str,
+    ranked: Ranked,
+    top_k: int,
+    boosts: Mapping[str, float],
+    rerank_scores: Mapping[str, float] | None = None,
+) -> tuple[Citation, ...]:
+    rerank_scores = rerank_scores or {}
     out: list[Citation] = []
-    for hit, score in rerank(hits, boosts)[:top_k]:
+    for hit, score in ranked[:top_k]:
         out.append(
             Citation(
                 doc_id=hit.chunk.doc_id,
@@ -38,6 +50,7 @@ def citations_from_hits(
                 boosted=hit.chunk.doc_id in boosts,
                 url=hit.chunk.url,
                 page=hit.chunk.page,
+                rerank_score=rerank_scores.get(hit.chunk.doc_id),
             )
         )
     return tuple(out)
@@ -56,6 +69,8 @@ class Retrieval:
     search_ms: float
     started: float
     vector: Vectors  # logged with the query: the feedback memory takes votes on it without re-encoding
+    rerank: RerankReport = RerankReport()
+    rerank_ms: float = 0.0
 
 
 def retrieve(
@@ -63,6 +78,7 @@ def retrieve(
     top_k: int,
     live: LivePair,
     *,
+    reranking: RerankStep = NO_RERANK,
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> Retrieval:
     started = time.perf_counter()
@@ -76,9 +92,12 @@ def retrieve(
     # When votes move documents for this query, re-rank a wider candidate set, so that a demoted document's
     # replacement can surface. Most queries are near no voted one and keep the plain depth (and its cost).
     depth = max(top_k * OVERSAMPLE, memory.depth) if memory is not None and boosts else top_k * OVERSAMPLE
+    if reranking.active:
+        depth = max(depth, reranking.top_n * OVERSAMPLE)  # enough documents for the reranker to choose from
     hits = live.index.search(live.pair.index_version, vector, depth)
     searched = time.perf_counter()
-    citations = citations_from_hits(query, hits, top_k, boosts)
+    reranked = reranking.apply(query, rerank(hits, boosts))
+    citations = citations_from_ranked(query, reranked.ranked, top_k, boosts, reranked.scores)
     texts = {h.chunk.chunk_id: h.chunk.text for h in hits}
     passages = tuple(Passage(c.rank, c.title, texts[c.chunk_id]) for c in citations)
     return Retrieval(
@@ -91,6 +110,8 @@ def retrieve(
         search_ms=(searched - encoded) * 1000,
         started=started,
         vector=vector,
+        rerank=reranked.report,
+        rerank_ms=reranked.ms,
     )
 
 
@@ -108,14 +129,16 @@ def ask(
     client_id: str = "anonymous",
     tenant: str = PUBLIC_TENANT,
     now: Callable[[], float] = time.time,
+    reranking: RerankStep = NO_RERANK,
 ) -> Answer:
-    r = retrieve(query, top_k, live)
+    r = retrieve(query, top_k, live, reranking=reranking)
     gen_start = time.perf_counter()
     text = generator.answer(query, r.passages)
     gen_ms = (time.perf_counter() - gen_start) * 1000
     log_shown(r, store, client_id, tenant, now())
     total = (time.perf_counter() - r.started) * 1000
-    return Answer(r.query_id, text, r.pair, r.citations, Timings(r.encode_ms, r.search_ms, gen_ms, total))
+    timings = Timings(r.encode_ms, r.search_ms, gen_ms, total, r.rerank_ms)
+    return Answer(r.query_id, text, r.pair, r.citations, timings, r.rerank)
 
 
 def ask_stream(
@@ -128,9 +151,10 @@ def ask_stream(
     client_id: str = "anonymous",
     tenant: str = PUBLIC_TENANT,
     now: Callable[[], float] = time.time,
+    reranking: RerankStep = NO_RERANK,
 ) -> tuple[Retrieval, Iterator[str]]:
     """The retrieval (for the citations event) and the answer deltas. The query is logged before the
     first delta, so a `done` event's query_id can always be voted on."""
-    r = retrieve(query, top_k, live)
+    r = retrieve(query, top_k, live, reranking=reranking)
     log_shown(r, store, client_id, tenant, now())
     return r, generator.stream(query, r.passages)

@@ -94,6 +94,7 @@ class Citation:
     boosted: bool = False  # the feedback memory changed this document's score
     url: str = ""  # the cited chunk's link, "" when it has none
     page: int = 0  # the cited chunk's PDF page, 0 when not paged
+    rerank_score: float | None = None  # the reranking model's relevance, when it ordered this answer
 
 
 @dataclass(frozen=True)
@@ -137,12 +138,26 @@ class Vote:
         return voter_id(self.user_id, self.client_id)
 
 
+RerankStatus = Literal["off", "applied", "skipped"]
+
+
+@dataclass(frozen=True)
+class RerankReport:
+    """What the optional reranking step did for one answer. `skipped`: the model was configured but did not
+    answer (throttled, timed out, refused), so the citations keep the retriever's and the memory's order."""
+
+    status: RerankStatus = "off"
+    model: str | None = None
+    reason: str | None = None  # when skipped: throttled, timeout, unavailable, paused
+
+
 @dataclass(frozen=True)
 class Timings:
     encode_ms: float
     search_ms: float
     generate_ms: float
     total_ms: float
+    rerank_ms: float = 0.0  # its own figure: a network call, kept out of the retrieval (encode + search) one
 
 
 @dataclass(frozen=True)
@@ -152,6 +167,7 @@ class Answer:
     pair: VersionPair
     citations: tuple[Citation, ...]
     timings: Timings
+    rerank: RerankReport = RerankReport()
 
 
 @dataclass

@@ -55,6 +55,16 @@ class UpstreamError(RagError):
     code = "upstream_error"
 
 
+class RerankUnavailable(UpstreamError):
+    """The reranking model did not answer. Never reaches a client: /ask answers in the unreranked order."""
+
+    code = "rerank_unavailable"
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # throttled, timeout or unavailable: what the /ask answer reports
+
+
 class EndpointUnreachable(UpstreamError):
     """Nothing answers at the configured AWS endpoint on this machine (the local stack is not running)."""
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from . import ask as ask_logic
 from .auth import HEADER as API_KEY_HEADER
 from .auth import ApiKeyCheck, key_fingerprint
-from .domain import PUBLIC_TENANT, Answer, Citation
+from .domain import PUBLIC_TENANT, Answer, Citation, RerankReport
 from .errors import InvalidInput, InvalidJson, PayloadTooLarge, RagError
 from .feedback import record_feedback
 from .http_errors import error_body, headers_of, status_of
@@ -135,7 +135,12 @@ def _citation(c: Citation) -> dict[str, Any]:
         "boosted": c.boosted,
         "url": c.url or None,
         "page": c.page or None,
+        "rerank_score": c.rerank_score,
     }
+
+
+def _rerank(r: RerankReport) -> dict[str, Any]:
+    return {"status": r.status, "model": r.model, "reason": r.reason}
 
 
 def _answer_body(a: Answer) -> dict[str, Any]:
@@ -145,9 +150,11 @@ def _answer_body(a: Answer) -> dict[str, Any]:
         "answer": a.answer,
         **a.pair.as_dict(),
         "citations": [_citation(c) for c in a.citations],
+        "rerank": _rerank(a.rerank),
         "timings_ms": {
             "encode": round(t.encode_ms, 3),
             "search": round(t.search_ms, 3),
+            "rerank": round(t.rerank_ms, 3),
             "generate": round(t.generate_ms, 3),
             "total": round(t.total_ms, 3),
         },
@@ -161,19 +168,29 @@ def _sse(event: str, data: Any) -> str:
 def _sse_events(rt: Runtime, req: AskRequest, voter: str, tenant: str) -> Iterator[str]:
     live = rt.live.current()
     retrieval, deltas = ask_logic.ask_stream(
-        req.query, req.top_k, live, rt.feedback, rt.generator, client_id=voter, tenant=tenant
+        req.query, req.top_k, live, rt.feedback, rt.generator, client_id=voter, tenant=tenant, reranking=rt.reranking
     )
+    rerank_metrics(retrieval.rerank, retrieval.rerank_ms)
     yield _sse(
         "citations",
         {
             "query_id": retrieval.query_id,
             **retrieval.pair.as_dict(),
             "citations": [_citation(c) for c in retrieval.citations],
+            "rerank": _rerank(retrieval.rerank),
         },
     )
     for text in deltas:
         yield _sse("delta", {"text": text})
     yield _sse("done", {"query_id": retrieval.query_id})
+
+
+def rerank_metrics(report: RerankReport, ms: float) -> None:
+    """RerankLatency apart from AskLatency's retrieval part; RerankSkipped counts the answers left unreranked."""
+    if report.status == "applied":
+        metrics.add_metric(name="RerankLatency", unit=MetricUnit.Milliseconds, value=ms)
+    elif report.status == "skipped":
+        metrics.add_metric(name="RerankSkipped", unit=MetricUnit.Count, value=1)
 
 
 def ask(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
@@ -186,10 +203,18 @@ def ask(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
             body = "".join(_sse_events(rt, req, voter, tenant))
             return HttpResponse(200, body, {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         answer = ask_logic.ask(
-            req.query, req.top_k, rt.live.current(), rt.feedback, rt.generator, client_id=voter, tenant=tenant
+            req.query,
+            req.top_k,
+            rt.live.current(),
+            rt.feedback,
+            rt.generator,
+            client_id=voter,
+            tenant=tenant,
+            reranking=rt.reranking,
         )
     except RagError as exc:
         return error_response(exc)
+    rerank_metrics(answer.rerank, answer.timings.rerank_ms)
     metrics.add_metric(name="AskLatency", unit=MetricUnit.Milliseconds, value=answer.timings.total_ms)
     # Query text is user data: INFO logs carry the id only, the full text only at DEBUG.
     logger.info(

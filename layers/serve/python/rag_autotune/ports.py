@@ -1,4 +1,4 @@
-"""The four ports. Logic depends on these Protocols; adapters/ implement them; tests/contract checks each
+"""The five ports. Logic depends on these Protocols; adapters/ implement them; tests/contract checks each
 implementation against the same assertions."""
 
 from __future__ import annotations
@@ -114,4 +114,20 @@ class VectorIndex(Protocol):
     def publish(self, version: str) -> None:
         """Points the serving alias at version (server: one atomic alias update; edge: nothing to do,
         the S3 manifest is the pointer)."""
+        ...
+
+
+class Reranker(Protocol):
+    """A relevance model that re-orders the candidates of one question (Bedrock's Rerank API, or the identity
+    when reranking is off)."""
+
+    @property
+    def model(self) -> str | None:
+        """The model that orders, None for the identity."""
+        ...
+
+    def rerank(self, query: str, documents: Sequence[str]) -> list[tuple[int, float]]:
+        """(index into documents, relevance) for every document, most relevant first: the indexes are a
+        permutation of range(len(documents)) and the relevances do not increase. Raises RerankUnavailable
+        (with its reason) when the model does not answer."""
         ...

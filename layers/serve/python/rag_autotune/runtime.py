@@ -18,6 +18,7 @@ from .generate import ExtractiveGenerator, Generator
 from .live import LiveState
 from .memory import LiveMemory, MemoryParams, MemorySnapshot, open_live_memory, read_snapshot
 from .ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
+from .reranking import IdentityReranker, RerankStep
 from .settings import Settings
 from .versions import model_prefix
 
@@ -122,6 +123,18 @@ class Runtime:
                 make_client("bedrock-runtime", self.settings.region), self.settings.bedrock_model_id
             )
         return ExtractiveGenerator()
+
+    @cached_property
+    def reranking(self) -> RerankStep:
+        """Bedrock's Rerank API when RAG_RERANK_MODEL_ARN is set, else the identity (nothing leaves the machine)."""
+        s = self.settings
+        if not s.rerank_model_arn:
+            return RerankStep(IdentityReranker(), s.rerank_top_n, pause_s=s.rerank_pause_s)
+        from .adapters.aws import new_client
+        from .adapters.bedrock_rerank import BedrockReranker, region_of, rerank_config
+
+        client = new_client("bedrock-agent-runtime", region_of(s.rerank_model_arn), rerank_config(s.rerank_timeout_s))
+        return RerankStep(BedrockReranker(client, s.rerank_model_arn), s.rerank_top_n, pause_s=s.rerank_pause_s)
 
     @cached_property
     def launcher(self) -> TuneLauncher:

@@ -38,13 +38,30 @@ class CitationOut(BaseModel):
     )
     url: str | None = Field(None, description="The cited page's link (an HTML page's canonical URL), when known.")
     page: int | None = Field(None, description="The cited PDF page (1-based), when the document is a PDF.")
+    rerank_score: float | None = Field(
+        description="The reranking model's relevance when it ordered this answer (`rerank.status` applied), "
+        "else null. Citations are then in this order; `score` stays the retrieval score."
+    )
 
 
 class TimingsOut(BaseModel):
     encode: float
     search: float
+    rerank: float = Field(description="The reranking call (0 when off); not part of encode + search.")
     generate: float
     total: float
+
+
+class RerankOut(BaseModel):
+    status: Literal["off", "applied", "skipped"] = Field(
+        description="off: no reranking model is configured. applied: the citations are in the model's order. "
+        "skipped: the model did not answer in time or at all; the citations keep the retrieval order."
+    )
+    model: str | None = Field(description="The reranking model's ARN, null when off.")
+    reason: str | None = Field(
+        description="When skipped: throttled, timeout, unavailable, or paused (a throttle or timeout moments ago: "
+        "the model is left alone for RAG_RERANK_PAUSE_S)."
+    )
 
 
 class AskResponse(BaseModel):
@@ -53,6 +70,7 @@ class AskResponse(BaseModel):
     model_version: str
     index_version: str
     citations: list[CitationOut]
+    rerank: RerankOut
     timings_ms: TimingsOut
 
 

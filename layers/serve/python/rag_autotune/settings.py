@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,6 +54,23 @@ class Settings(BaseSettings):
     memory_max_votes: int = Field(20000, ge=1, description="votes read per refresh")
     memory_max_age_days: float = Field(90.0, gt=0.0, description="votes older than this are not loaded")
 
+    # Optional reranking on AWS (Bedrock's Rerank API): off unless a model ARN is set, so nothing leaves the machine.
+    rerank_model_arn: str | None = Field(
+        None,
+        pattern=r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]+::foundation-model/[A-Za-z0-9.:-]+$",
+        description="e.g. arn:aws:bedrock:us-west-2::foundation-model/amazon.rerank-v1:0 or cohere.rerank-v3-5:0; "
+        "the call goes to the ARN's region",
+    )
+    rerank_top_n: int = Field(
+        20, ge=1, le=100, description="documents sent per question; up to 100 is billed as one rerank query"
+    )
+    rerank_timeout_s: float = Field(
+        2.0, gt=0.0, le=20.0, description="read timeout of the one attempt; past it the unreranked order answers"
+    )
+    rerank_pause_s: float = Field(
+        30.0, ge=0.0, description="after a throttle or timeout, questions skip reranking this long (reason: paused)"
+    )
+
     # Hardening. On AWS, API Gateway enforces the key and throttles (usage plan); the app checks run there too.
     api_key: SecretStr | None = Field(
         None,
@@ -92,6 +109,11 @@ class Settings(BaseSettings):
     tune_train_overrides: dict[str, Any] = Field(
         default_factory=dict, description="JSON object replacing fields of training.lora.TrainConfig"
     )
+
+    @field_validator("rerank_model_arn", mode="before")
+    @classmethod
+    def _empty_is_off(cls, v: object) -> object:
+        return v or None  # the template passes its empty parameter through: reranking off
 
 
 @lru_cache(maxsize=1)

@@ -95,6 +95,13 @@ def make_client(service: str, region: str) -> Any:
     return client
 
 
+def new_client(service: str, region: str, config: Config) -> Any:
+    """A client of its own, for a caller whose timeouts and retries differ from CLIENT_CONFIG's (built once
+    per process by its owner, like make_client's)."""
+    with _lock:
+        return session(region).client(service, config=CLIENT_CONFIG.merge(config))
+
+
 def use_endpoint(url: str, region: str | None = None) -> None:
     """Point this process, and the processes it starts, at `url`: for boto3 clients made anywhere (moto's own,
     the local Step Functions and CloudFormation steps, each local Lambda's process), not only by make_client.

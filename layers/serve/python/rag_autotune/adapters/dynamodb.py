@@ -114,6 +114,7 @@ class DynamoFeedbackStore:
                     "boosted": True if c.boosted else None,  # omitted when False
                     "url": c.url or None,
                     "page": c.page or None,
+                    "rerank_score": c.rerank_score,  # omitted when reranking did not order the answer
                 }
                 for c in entry.citations
             ],
@@ -152,6 +153,7 @@ class DynamoFeedbackStore:
                     boosted=bool(c.get("boosted", False)),
                     url=str(c.get("url", "")),
                     page=int(c.get("page", 0)),
+                    rerank_score=None if c.get("rerank_score") is None else float(c["rerank_score"]),
                 )
                 for c in it.get("citations", [])
             ),
