@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag_autotune.chunking import embed_hash
 from rag_autotune.domain import Chunk, Hit, QueryLog, Vote
 from rag_autotune.errors import ArtifactNotFound, ConflictError
 from rag_autotune.ports import Vectors
@@ -140,6 +141,13 @@ class MemoryVectorIndex:
         if version not in self.data:
             raise ArtifactNotFound(version)
         return iter(list(self.data[version][0]))
+
+    def vectors(self, version: str, hashes: Collection[str]) -> dict[str, Vectors]:
+        if version not in self.data:
+            raise ArtifactNotFound(version)
+        chunks, matrix = self.data[version]
+        wanted = set(hashes)
+        return {h: matrix[i].copy() for i, c in enumerate(chunks) if (h := embed_hash(c)) in wanted}
 
     def versions(self) -> list[str]:
         return sorted(self.data)

@@ -13,6 +13,7 @@ from qdrant_client import QdrantClient, models
 
 from rag_autotune.adapters.qdrant_edge import EdgeVectorIndex
 from rag_autotune.adapters.qdrant_server import ServerVectorIndex
+from rag_autotune.chunking import embed_hash
 from rag_autotune.domain import Chunk
 from rag_autotune.errors import ArtifactNotFound, ConflictError, InvalidInput
 from rag_autotune.ports import VectorIndex, Vectors
@@ -136,6 +137,22 @@ def test_chunks_round_trip(index: VectorIndex) -> None:
     got = list(index.chunks("v1-c1"))
     assert len(got) == len(chunks)
     assert sorted(got, key=lambda c: c.chunk_id) == sorted(chunks, key=lambda c: c.chunk_id)
+
+
+def test_vectors_found_by_embed_hash(index: VectorIndex) -> None:
+    chunks, vecs = corpus(1500, 19, "a")  # more than one scroll page
+    index.build("v1-c1", DIM, batches(chunks, vecs, 600))
+    picked = [0, 7, 1024, 1499]
+    wanted = [embed_hash(chunks[i]) for i in picked] + ["0" * 64]  # the last was never embedded
+    got = index.vectors("v1-c1", wanted)
+    assert sorted(got) == sorted(wanted[:-1])
+    for i in picked:
+        np.testing.assert_allclose(got[embed_hash(chunks[i])], vecs[i], atol=1e-5)
+    assert index.vectors("v1-c1", []) == {}
+    with pytest.raises(ArtifactNotFound):
+        index.vectors("v9-c9", wanted)
+    index.build("v1-c2", DIM, [])
+    assert index.vectors("v1-c2", wanted) == {}
 
 
 def test_failed_build_leaves_no_trace(index: VectorIndex) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..chunking import embed_hash
 from ..domain import Chunk
 from ..errors import InvalidInput
 from ..ports import Vectors
@@ -32,10 +33,20 @@ def batch_rows(chunks: Sequence[Chunk], vectors: Vectors, dim: int) -> np.ndarra
     return arr
 
 
+EMBED_HASH = "embed_sha"  # the payload field that lets an incremental ingest find a chunk's vector again
+
+
 def chunk_payload(c: Chunk) -> dict[str, Any]:
-    return {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text}
+    return {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text, EMBED_HASH: embed_hash(c)}
 
 
 def payload_chunk(p: dict[str, Any] | None) -> Chunk:
     p = p or {}
     return Chunk(str(p.get("chunk_id", "")), str(p.get("doc_id", "")), str(p.get("title", "")), str(p.get("text", "")))
+
+
+def plain_vector(vector: Any) -> Vectors:
+    """A stored point's vector as float32: the unnamed vector (a list, or the "" entry of a mapping)."""
+    if isinstance(vector, dict):
+        vector = vector.get("", next(iter(vector.values()), []))
+    return np.asarray(vector, dtype=np.float32)
