@@ -79,6 +79,9 @@ def cmd_ingest(rt: Runtime, args: argparse.Namespace) -> int:
     for err in report.errors:
         print(f"skipped: {err}", file=sys.stderr)
     print(
+        f"embedded {report.embedded} chunks, reused {report.reused}" + ("" if report.changed else ": nothing changed")
+    )
+    print(
         f"live: model {report.model_version}, index {report.index_version} "
         f"({report.documents} documents, {report.chunks} chunks)"
     )
@@ -397,7 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild v0 even if it exists")
     i = sub.add_parser("ingest", help="index a JSONL file or a folder of .md/.txt files and make it live")
     i.add_argument("path")
-    i.add_argument("--replace", action="store_true", help="rebuild the corpus from scratch")
+    i.add_argument(
+        "--replace",
+        action="store_true",
+        help="the path is the whole corpus: documents not in it are dropped (default: merge into the live corpus)",
+    )
     i.add_argument("--skip-invalid", action="store_true", help="ingest the good records, skip malformed ones")
     sub.add_parser("rollback", help="make the previous model/index pair live again")
     t = sub.add_parser("tune", help="start a tune run now and print its execution ARN")

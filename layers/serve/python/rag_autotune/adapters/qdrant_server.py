@@ -201,7 +201,12 @@ class ServerVectorIndex:
             while True:
                 with _sdk(f"scroll {name}"):
                     records, offset = self._client.scroll(
-                        name, scroll_filter=match, limit=_SCROLL_PAGE, offset=offset, with_payload=True, with_vectors=True
+                        name,
+                        scroll_filter=match,
+                        limit=_SCROLL_PAGE,
+                        offset=offset,
+                        with_payload=True,
+                        with_vectors=True,
                     )
                 for r in records:
                     key = (r.payload or {}).get(EMBED_HASH)
