@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from .domain import Document
@@ -12,35 +13,40 @@ MAX_ERRORS_SHOWN = 20
 
 
 def _from_jsonl(path: Path) -> tuple[list[Document], list[str]]:
+    with path.open(encoding="utf-8") as fh:
+        return documents_from_jsonl(fh)
+
+
+def documents_from_jsonl(lines: Iterable[str]) -> tuple[list[Document], list[str]]:
+    """One document per {"id","title","text"} line, and a message (with its line number) per malformed one."""
     docs: list[Document] = []
     errors: list[str] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                errors.append(f"line {lineno}: invalid JSON ({exc.msg})")
-                continue
-            if not isinstance(obj, dict):
-                errors.append(f"line {lineno}: expected an object")
-                continue
-            missing = [k for k in ("id", "text") if not isinstance(obj.get(k), str) or not obj[k].strip()]
-            if missing:
-                errors.append(f"line {lineno}: missing or empty string field(s): {', '.join(missing)}")
-                continue
-            title = obj.get("title", "")
-            if not isinstance(title, str):
-                errors.append(f"line {lineno}: title must be a string")
-                continue
-            doc_id = obj["id"].strip()
-            if doc_id in seen:
-                errors.append(f"line {lineno}: duplicate id {doc_id!r}")
-                continue
-            seen.add(doc_id)
-            docs.append(Document(doc_id, title.strip() or doc_id, obj["text"]))
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(f"line {lineno}: invalid JSON ({exc.msg})")
+            continue
+        if not isinstance(obj, dict):
+            errors.append(f"line {lineno}: expected an object")
+            continue
+        missing = [k for k in ("id", "text") if not isinstance(obj.get(k), str) or not obj[k].strip()]
+        if missing:
+            errors.append(f"line {lineno}: missing or empty string field(s): {', '.join(missing)}")
+            continue
+        title = obj.get("title", "")
+        if not isinstance(title, str):
+            errors.append(f"line {lineno}: title must be a string")
+            continue
+        doc_id = obj["id"].strip()
+        if doc_id in seen:
+            errors.append(f"line {lineno}: duplicate id {doc_id!r}")
+            continue
+        seen.add(doc_id)
+        docs.append(Document(doc_id, title.strip() or doc_id, obj["text"]))
     return docs, errors
 
 
@@ -50,6 +56,11 @@ def _title_of(text: str, fallback: str) -> str:
         if line:
             return line[:200]
     return fallback
+
+
+def document_from_text(doc_id: str, text: str) -> Document:
+    """A .md/.txt file as a document: its first non-empty line (without a heading's #) is the title."""
+    return Document(doc_id, _title_of(text, doc_id), text)
 
 
 def _from_folder(root: Path) -> tuple[list[Document], list[str]]:
@@ -66,7 +77,7 @@ def _from_folder(root: Path) -> tuple[list[Document], list[str]]:
         if not text.strip():
             errors.append(f"{rel}: empty file")
             continue
-        docs.append(Document(rel, _title_of(text, rel), text))
+        docs.append(document_from_text(rel, text))
     return docs, errors
 
 

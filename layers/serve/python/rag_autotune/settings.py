@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     # Ingest.
     chunk_chars: int = Field(1200, ge=200)
     chunk_overlap: int = Field(150, ge=0)
+    docs_prefix: str = Field(
+        "docs/", pattern=r"^[^/].*/$", description="auto-ingest: objects under this prefix of the bucket are the corpus"
+    )
+    ingest_retries: int = Field(
+        3, ge=0, description="auto-ingest: how often a batch whose pointer write lost re-reads and applies again"
+    )
 
     # Nightly tune (issue 3 reads these).
     state_machine_arn: str | None = None
