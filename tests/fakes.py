@@ -72,6 +72,23 @@ class MemoryArtifactStore:
         return len(keys)
 
 
+class GatedStore(MemoryArtifactStore):
+    """The first `parties` manifest writes wait for each other: every ingest read the same manifest."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=30)
+        self.gated = parties
+
+    def put_if(self, key: str, data: bytes, expected_etag: str | None) -> str:
+        if key == "manifest.json":
+            with self._lock:
+                wait, self.gated = self.gated > 0, self.gated - 1
+            if wait:
+                self.barrier.wait()
+        return super().put_if(key, data, expected_etag)
+
+
 class MemoryFeedbackStore:
     def __init__(self) -> None:
         self.queries: dict[str, QueryLog] = {}

@@ -14,8 +14,8 @@ from rag_autotune.domain import Document
 from rag_autotune.errors import IngestError
 from rag_autotune.ingest import Change, PointerMoved, apply_change, ingest
 from rag_autotune.ports import Vectors
-from rag_autotune.versions import MANIFEST_KEY, read_manifest
-from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryVectorIndex
+from rag_autotune.versions import read_manifest
+from tests.fakes import GatedStore, HashEncoder, MemoryArtifactStore, MemoryVectorIndex
 
 CHUNK_CHARS = 200
 
@@ -112,23 +112,6 @@ def test_merge_replace_and_deletes(world: dict, tmp_path: Path) -> None:  # type
     with pytest.raises(IngestError, match="no document"):
         run(world, Change(deletes=["doc4"]))
     assert live_docs(world) == {"doc4"}
-
-
-class GatedStore(MemoryArtifactStore):
-    """The first `parties` manifest writes wait for each other: every ingest read the same manifest."""
-
-    def __init__(self, parties: int) -> None:
-        super().__init__()
-        self.barrier = threading.Barrier(parties, timeout=30)
-        self.gated = parties
-
-    def put_if(self, key: str, data: bytes, expected_etag: str | None) -> str:
-        if key == MANIFEST_KEY:
-            with self._lock:
-                wait, self.gated = self.gated > 0, self.gated - 1
-            if wait:
-                self.barrier.wait()
-        return super().put_if(key, data, expected_etag)
 
 
 def overlapping(world: dict, retries: int) -> list[object]:  # type: ignore[type-arg]

@@ -30,6 +30,8 @@ def documents_from_object(doc_id: str, data: bytes) -> tuple[list[Document], lis
     """One stored object as documents, and a reason per part skipped. The one place an object is parsed:
     the readers (HTML, PDF, Markdown by headings) plug in here."""
     name = doc_id.lower()
+    if not name.endswith((*TEXT_SUFFIXES, ".jsonl")):
+        return [], [f"{doc_id}: unsupported file type (want {', '.join(TEXT_SUFFIXES)} or .jsonl)"]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -37,8 +39,6 @@ def documents_from_object(doc_id: str, data: bytes) -> tuple[list[Document], lis
     if name.endswith(".jsonl"):
         docs, errors = documents_from_jsonl(text.splitlines())
         return docs, [f"{doc_id}: {e}" for e in errors]
-    if not name.endswith(TEXT_SUFFIXES):
-        return [], [f"{doc_id}: unsupported file type (want {', '.join(TEXT_SUFFIXES)} or .jsonl)"]
     if not text.strip():
         return [], [f"{doc_id}: empty file"]
     return [document_from_text(doc_id, text)], []
