@@ -277,7 +277,7 @@ def _scheduled_start(rt: Runtime) -> None:
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The whole system on this machine: moto as AWS, the API over HTTP, state kept across restarts."""
-    from .local import cfn, discovery, sfn, stack
+    from .local import cfn, discovery, queue_source, sfn, stack
     from .local.scheduler import Scheduler
     from .local.server import ApiServer, load_api_module
     from .versions import read_manifest
@@ -311,6 +311,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         api = ApiServer(load_api_module().app, port=args.port).start()
         cron = sfn.schedule() or "cron(0 3 * * ? *)"
         nightly = Scheduler(cron, lambda: _scheduled_start(rt)).start()
+        pollers = queue_source.start_pollers(deployed.queue_sources, settings.region)
     except BaseException:
         moto.stop()
         raise
@@ -324,6 +325,7 @@ RAG-Autotune is up (embedded default: moto on {moto.url}).
   Widget    {api.url}/ (demo page; embed {api.url}/widget.js)   Runs  {api.url}/dashboard (after `dashboard`)
   Try       curl -s {api.url}/ask -H 'content-type: application/json' -d '{{"query": "how do I create a pipe"}}'
   Tune      nightly at {cron} (UTC) by the local scheduler, or now: {me} tune --wait
+  Docs      files put under s3://{settings.bucket}/{settings.docs_prefix} (or deleted) are ingested in batches
   CLI       in another shell, `{me} runs` (or tune, rollback, ingest…) finds this stack by itself; or pin it:
 export AWS_ENDPOINT_URL={moto.url}
 Ctrl-C stops it; state is saved to {state}.""",
@@ -339,6 +341,8 @@ Ctrl-C stops it; state is saved to {state}.""",
         print("\nstopping: saving state…", flush=True)
         discovery.withdraw(state)  # commands started from now on must not count on this stack
         nightly.stop()
+        for poller in pollers:
+            poller.stop()
         api.stop()
         stack.save(settings, state)
     finally:

@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from botocore.config import Config
+
+from ..adapters import aws
 from .cfn import QueueSource
 
 LOG = logging.getLogger(__name__)
@@ -154,3 +157,12 @@ class QueuePoller:
             except Exception:
                 LOG.exception("delivering a batch from %s failed", self.source.queue_url)
                 self._stop.wait(self._idle_wait_s)
+
+
+def start_pollers(sources: list[QueueSource], region: str) -> list[QueuePoller]:
+    """A running poller per event source, invoking its function through the local Lambda runner."""
+    session = aws.session(region)
+    sqs = session.client("sqs")
+    # An invocation lasts as long as its ingest: up to the function's timeout, not botocore's 60 s.
+    lam = session.client("lambda", config=Config(read_timeout=900, retries={"max_attempts": 0}))
+    return [QueuePoller(sqs, s, lambda_deliver(lam, s.function_name)).start() for s in sources]
