@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from .corpus import document_from_text, documents_from_jsonl
-from .domain import Document, IngestReport
+from .domain import Document
 from .errors import ArtifactNotFound
 from .ingest import Change, PointerMoved, apply_change
 from .ports import ArtifactStore, Encoder, VectorIndex
@@ -101,31 +101,6 @@ def change_from_objects(store: ArtifactStore, keys: Sequence[str], prefix: str) 
     return Change(list(documents.values()), deletes=deletes, source=source, errors=errors)
 
 
-def sync_objects(
-    keys: Sequence[str],
-    *,
-    store: ArtifactStore,
-    index: VectorIndex,
-    load_encoder: Callable[[str], Encoder],
-    prefix: str,
-    retries: int,
-    chunk_chars: int = 1200,
-    chunk_overlap: int = 150,
-    keep: int = 3,
-) -> IngestReport:
-    """Apply the objects' current state as one ingest; on a lost pointer write, re-read and apply again."""
-    return apply_change(
-        change_from_objects(store, keys, prefix),
-        store=store,
-        index=index,
-        load_encoder=load_encoder,
-        chunk_chars=chunk_chars,
-        chunk_overlap=chunk_overlap,
-        keep=keep,
-        retries=retries,
-    )
-
-
 def handle_batch(
     records: Sequence[Mapping[str, Any]],
     *,
@@ -149,12 +124,11 @@ def handle_batch(
     if not batch.keys:
         return {"batchItemFailures": []}
     try:
-        report = sync_objects(
-            batch.keys,
+        report = apply_change(
+            change_from_objects(store, batch.keys, prefix),
             store=store,
             index=index,
             load_encoder=load_encoder,
-            prefix=prefix,
             retries=retries,
             chunk_chars=chunk_chars,
             chunk_overlap=chunk_overlap,
