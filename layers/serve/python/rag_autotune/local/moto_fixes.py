@@ -20,7 +20,11 @@ README's Reliability section has the figures.)
 
 moto sends no event notification when a delete in a versioned bucket creates a delete marker (AWS sends
 s3:ObjectRemoved:DeleteMarkerCreated, "Object Deleted" on EventBridge): `_delete_marker_events` sends it, so
-deleting a file under docs/ reaches the auto-ingest queue as it does on AWS."""
+deleting a file under docs/ reaches the auto-ingest queue as it does on AWS. And moto offers every S3 event
+to every rule of the region, in one loop that stops at the first rule that raises: a schedule rule (no event
+pattern) matches every event in moto and raises on its Step Functions target, so the rules after it (the
+docs/ rule of a stack created later) never saw the event. On AWS a rule without an event pattern matches no
+event: `_pattern_rules_only` does the same."""
 
 from __future__ import annotations
 
@@ -61,7 +65,20 @@ def apply() -> None:
     from moto.s3.models import S3Backend
 
     S3Backend.delete_object = _delete_marker_events(S3Backend.delete_object)  # type: ignore[method-assign]
+    from moto.events.models import Rule
+
+    Rule.send_to_targets = _pattern_rules_only(Rule.send_to_targets)  # type: ignore[method-assign]
     _applied = True
+
+
+def _pattern_rules_only(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def send_to_targets(self: Any, event: Any, *a: Any, **kw: Any) -> Any:
+        if not self.event_pattern.get_pattern():
+            return None
+        return orig(self, event, *a, **kw)
+
+    send_to_targets.__wrapped__ = orig  # type: ignore[attr-defined]
+    return send_to_targets
 
 
 def _delete_marker_events(orig: Callable[..., Any]) -> Callable[..., Any]:
