@@ -224,8 +224,8 @@ def _attempt(
     vectors.update(new)
 
     version = claim_version(store, index, model, live)
+    n = write_version(version, encoder.dim, vector_batches(chunks, vectors), chunks, index, store)
     try:
-        n = write_version(version, encoder.dim, vector_batches(chunks, vectors), chunks, index, store)
         swap(
             store,
             VersionPair(model, version),
