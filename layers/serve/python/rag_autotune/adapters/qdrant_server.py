@@ -122,6 +122,8 @@ class ServerVectorIndex:
                 metadata={_STATE: {"state": "building", "dim": dim}},
             )
         try:
+            with _sdk(f"index {EMBED_HASH} of {name}"):  # vectors() filters on it
+                self._client.create_payload_index(name, EMBED_HASH, field_schema=models.PayloadSchemaType.KEYWORD)
             n = 0
             for chunks, vectors in batches:
                 if not chunks:
