@@ -19,7 +19,7 @@ from rag_autotune.settings import Settings
 from rag_autotune.versions import read_manifest
 from tests.fakes import HashEncoder, MemoryVectorIndex
 
-N = 40
+N = 120  # more than one SQS receive (10 messages each), in one invocation; 500 passes too, in minutes
 
 
 @pytest.fixture(scope="module")
