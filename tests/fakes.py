@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag_autotune.chunking import embed_hash
 from rag_autotune.domain import Chunk, Hit, QueryLog, Vote
 from rag_autotune.errors import ArtifactNotFound, ConflictError
 from rag_autotune.ports import Vectors
@@ -69,6 +70,23 @@ class MemoryArtifactStore:
         for k in keys:
             del self.objects[k]
         return len(keys)
+
+
+class GatedStore(MemoryArtifactStore):
+    """The first `parties` manifest writes wait for each other: every ingest read the same manifest."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=30)
+        self.gated = parties
+
+    def put_if(self, key: str, data: bytes, expected_etag: str | None) -> str:
+        if key == "manifest.json":
+            with self._lock:
+                wait, self.gated = self.gated > 0, self.gated - 1
+            if wait:
+                self.barrier.wait()
+        return super().put_if(key, data, expected_etag)
 
 
 class MemoryFeedbackStore:
@@ -140,6 +158,13 @@ class MemoryVectorIndex:
         if version not in self.data:
             raise ArtifactNotFound(version)
         return iter(list(self.data[version][0]))
+
+    def vectors(self, version: str, hashes: Collection[str]) -> dict[str, Vectors]:
+        if version not in self.data:
+            raise ArtifactNotFound(version)
+        chunks, matrix = self.data[version]
+        wanted = set(hashes)
+        return {h: matrix[i].copy() for i, c in enumerate(chunks) if (h := embed_hash(c)) in wanted}
 
     def versions(self) -> list[str]:
         return sorted(self.data)

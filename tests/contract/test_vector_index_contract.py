@@ -13,6 +13,7 @@ from qdrant_client import QdrantClient, models
 
 from rag_autotune.adapters.qdrant_edge import EdgeVectorIndex
 from rag_autotune.adapters.qdrant_server import ServerVectorIndex
+from rag_autotune.chunking import embed_hash
 from rag_autotune.domain import Chunk
 from rag_autotune.errors import ArtifactNotFound, ConflictError, InvalidInput
 from rag_autotune.ports import VectorIndex, Vectors
@@ -149,11 +150,28 @@ def test_link_page_and_section_round_trip_and_search_carries_them(index: VectorI
 
 
 def test_a_payload_written_before_links_pages_and_sections_loads_with_defaults() -> None:
-    from rag_autotune.adapters.qdrant_common import chunk_payload, payload_chunk
+    from rag_autotune.adapters.qdrant_common import EMBED_HASH, chunk_payload, payload_chunk
 
     old = {"chunk_id": "a#0", "doc_id": "a", "title": "A", "text": "t"}
     assert payload_chunk(old) == Chunk("a#0", "a", "A", "t")
-    assert chunk_payload(Chunk("a#0", "a", "A", "t")) == old  # a plain corpus's payload is unchanged
+    plain = Chunk("a#0", "a", "A", "t")
+    assert chunk_payload(plain) == old | {EMBED_HASH: embed_hash(plain)}  # no link, page or section keys
+
+
+def test_vectors_found_by_embed_hash(index: VectorIndex) -> None:
+    chunks, vecs = corpus(1500, 19, "a")  # more than one scroll page
+    index.build("v1-c1", DIM, batches(chunks, vecs, 600))
+    picked = [0, 7, 1024, 1499]
+    wanted = [embed_hash(chunks[i]) for i in picked] + ["0" * 64]  # the last was never embedded
+    got = index.vectors("v1-c1", wanted)
+    assert sorted(got) == sorted(wanted[:-1])
+    for i in picked:
+        np.testing.assert_allclose(got[embed_hash(chunks[i])], vecs[i], atol=1e-5)
+    assert index.vectors("v1-c1", []) == {}
+    with pytest.raises(ArtifactNotFound):
+        index.vectors("v9-c9", wanted)
+    index.build("v1-c2", DIM, [])
+    assert index.vectors("v1-c2", wanted) == {}
 
 
 def test_failed_build_leaves_no_trace(index: VectorIndex) -> None:

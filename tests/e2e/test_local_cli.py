@@ -160,9 +160,12 @@ def test_every_command_works_with_only_the_printed_export_line(local_up: SimpleN
     runs = run("runs")
     assert runs.returncode == 0 and run_id.group(1)[:26] in runs.stdout, runs.stdout
 
-    (local_up.tmp / "third.jsonl").write_text(_demo_docs("mode_t.3type"))
+    edited = json.loads(_demo_docs("mode_t.3type"))
+    edited["text"] += " Edited here, so that the merge has one document's chunks to embed."
+    (local_up.tmp / "third.jsonl").write_text(json.dumps(edited) + "\n")
     ingest = run(f"ingest {local_up.tmp / 'third.jsonl'}")
     assert ingest.returncode == 0, ingest.stderr
+    assert re.search(r"^embedded [1-9]\d* chunks, reused [1-9]\d*$", ingest.stdout, re.M), ingest.stdout
     ingested = re.search(r"^live: model (v\d+), index (\S+) \(", ingest.stdout, re.M)
     assert ingested, ingest.stdout
 

@@ -3,6 +3,7 @@ all-or-nothing semantics: a cancelled transaction leaves every item it named as 
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import boto3
@@ -120,3 +121,36 @@ def test_fast_sort_keys_order_like_moto_dynamo_types() -> None:
 
         expected = [t.value for t in sorted(typed, key=functools.cmp_to_key(moto_order))]
         assert [t.value for t in sorted(typed, key=_fast_sort_key)] == expected, kind
+
+
+def test_s3_events_reach_a_pattern_rule_behind_a_schedule_rule_and_deletes_notify(moto_url: str) -> None:
+    """A schedule rule created first must not swallow S3 events (moto offers them to every rule and stops at
+    the first that raises), and a delete in a versioned bucket notifies as on AWS."""
+    suffix = uuid.uuid4().hex[:8]
+    s3, sqs, events = boto3.client("s3"), boto3.client("sqs"), boto3.client("events")
+    bucket = f"fixes-{suffix}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
+    events.put_rule(Name=f"a-schedule-{suffix}", ScheduleExpression="rate(1 day)")
+    machine = f"arn:aws:states:us-east-1:123456789012:stateMachine:nowhere-{suffix}"
+    events.put_targets(Rule=f"a-schedule-{suffix}", Targets=[{"Id": "sm", "Arn": machine}])
+    queue = sqs.create_queue(QueueName=f"fixes-{suffix}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created", "Object Deleted"],
+        "detail": {"bucket": {"name": [bucket]}},
+    }
+    events.put_rule(Name=f"b-docs-{suffix}", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=f"b-docs-{suffix}", Targets=[{"Id": "q", "Arn": arn}])
+
+    s3.put_object(Bucket=bucket, Key="docs/a.md", Body=b"a")
+    s3.delete_object(Bucket=bucket, Key="docs/a.md")
+    bodies = [
+        json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+    ]
+    assert [(b["detail-type"], b["detail"]["object"]["key"]) for b in bodies] == [
+        ("Object Created", "docs/a.md"),
+        ("Object Deleted", "docs/a.md"),
+    ]

@@ -72,6 +72,7 @@ def test_transform_packages_local_paths_like_sam_package(transformed: dict[str, 
         "TuneSmokeFunction",
         "TuneSwapFunction",
         "TuneCleanupFunction",
+        "IngestFunction",
     }
     for name, props in functions.items():
         if name == "TuneTrainFunction":
@@ -97,6 +98,22 @@ def test_template_declares_what_the_issue_asks_for(doc: dict[str, Any], transfor
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
     assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert all(bucket["PublicAccessBlockConfiguration"].values())
+
+    # Drop-in auto-ingest: docs/ events → EventBridge → SQS → one ingest per batch, failed messages redelivered.
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    pattern = res["DocsRule"]["Properties"]["EventPattern"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "docs/"}]
+    assert set(pattern["detail-type"]) == {"Object Created", "Object Deleted"}
+    assert res["DocsRule"]["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["DocsQueue", "Arn"]}
+    assert res["DocsQueue"]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["DocsDeadLetterQueue", "Arn"]
+    }
+    (mapping,) = [
+        v["Properties"] for v in transformed["Resources"].values() if v["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] >= 100 and mapping["MaximumBatchingWindowInSeconds"] >= 10
+    assert res["DocsQueue"]["Properties"]["VisibilityTimeout"] >= 6 * res["IngestFunction"]["Properties"]["Timeout"]
 
     env = doc["Globals"]["Function"]["Environment"]["Variables"]
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "RagAutotune" and "POWERTOOLS_SERVICE_NAME" in env
@@ -195,7 +212,7 @@ def stack(moto_url: str) -> tuple[cfn.LocalStack, Settings]:
 
 def test_the_stack_is_created_in_moto_from_the_template(stack: tuple[cfn.LocalStack, Settings]) -> None:
     deployed, settings = stack
-    assert deployed.steps == ["rest_api", "bucket", "table", "functions", "state_machine"]
+    assert deployed.steps == ["rest_api", "bucket", "table", "functions", "state_machine", "event_sources"]
     assert deployed.outputs["ArtifactBucketName"] == settings.bucket
     assert deployed.outputs["FeedbackTableName"] == settings.table
     assert deployed.outputs["TuneStateMachineArn"] == deployed.state_machine_arn
@@ -283,3 +300,4 @@ def test_a_second_deploy_reuses_the_stack(stack: tuple[cfn.LocalStack, Settings]
     again = cfn.deploy_stack(settings, stack_name=deployed.stack_name, state_machine_name=f"{deployed.stack_name}-tune")
     assert again.state_machine_arn == deployed.state_machine_arn
     assert "rest_api" not in again.steps and again.function_arns == deployed.function_arns
+    assert again.queue_sources == deployed.queue_sources and len(deployed.queue_sources) == 1

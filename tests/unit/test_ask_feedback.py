@@ -35,6 +35,14 @@ DOCS = [
 ]
 
 
+def edited_corpus(world: dict) -> Path:  # type: ignore[type-arg]
+    """The corpus with one document edited: an ingest of it has a chunk to embed and moves the pointer
+    (an unchanged corpus builds nothing)."""
+    edited = world["corpus"].parent / "edited.jsonl"
+    edited.write_text(json.dumps({**DOCS[0], "text": DOCS[0]["text"] + " Edited."}))
+    return Path(edited)
+
+
 class Clock:
     def __init__(self) -> None:
         self.t = 1000.0
@@ -131,9 +139,10 @@ def test_live_state_rechecks_at_most_every_ttl_and_hot_loads(world: dict) -> Non
     live, clock = world["live"], world["clock"]
     first = live.current()
     world["encoders"]["v0"] = HashEncoder("v0")
-    # a re-ingest moves the pointer; within the TTL the old pair keeps serving, after it the new one
+    # a re-ingest that changes a document moves the pointer; within the TTL the old pair keeps serving,
+    # after it the new one
     ingest(
-        world["corpus"],
+        edited_corpus(world),
         store=world["store"],
         index=world["index"],
         load_encoder=world["encoders"].__getitem__,
@@ -169,7 +178,7 @@ def test_ingest_failure_midway_leaves_nothing(world: dict, tmp_path: Path) -> No
 
     before = read_manifest(world["store"])
     with pytest.raises(RuntimeError):
-        ingest(world["corpus"], store=world["store"], index=world["index"], load_encoder=lambda v: Broken(v))
+        ingest(edited_corpus(world), store=world["store"], index=world["index"], load_encoder=lambda v: Broken(v))
     assert read_manifest(world["store"]) == before
     assert world["index"].versions() == ["v0-c1"]
     assert not world["store"].list_keys("corpus/v0-c2")
@@ -208,7 +217,7 @@ def test_live_state_keeps_serving_when_the_new_pair_cannot_load(world: dict) -> 
     live._load_encoder = broken
     live._loaded.clear()
     ingest(
-        world["corpus"],
+        edited_corpus(world),
         store=world["store"],
         index=world["index"],
         load_encoder=world["encoders"].__getitem__,
@@ -242,7 +251,7 @@ def test_health_says_degraded_while_the_last_good_pair_serves(world: dict) -> No
 
     live._load_encoder = broken
     live._loaded.clear()
-    ingest(world["corpus"], store=world["store"], index=world["index"], load_encoder=world["encoders"].__getitem__)
+    ingest(edited_corpus(world), store=world["store"], index=world["index"], load_encoder=world["encoders"].__getitem__)
     clock.t += 5
     reply = http_api.health(rt)  # type: ignore[arg-type]
     body = json.loads(reply.body)

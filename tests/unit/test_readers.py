@@ -193,3 +193,13 @@ def test_a_sitemap_with_an_entity_bomb_is_refused_not_expanded() -> None:
     bomb += '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url><loc>http://h/a&l9;</loc></url></urlset>'
     with pytest.raises(IngestError, match="not a sitemap"):  # 10^9 "lol"s had the entity been expanded
         _xml_locs(bomb.encode())
+
+
+def test_the_ingest_function_installs_exactly_the_ingest_extra() -> None:
+    import tomllib
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    extra = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ingest"]
+    lines = (repo / "functions/ingest/requirements.txt").read_text().splitlines()
+    assert sorted(extra) == sorted(line for line in lines if line and not line.startswith("#"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 
@@ -62,3 +63,8 @@ def chunk_document(doc: Document, size: int = 1200, overlap: int = 150) -> list[
 def embed_text(chunk: Chunk) -> str:
     """What the encoder sees for a chunk: title then text, so short chunks keep their subject."""
     return f"{chunk.title}\n{chunk.text}" if chunk.title else chunk.text
+
+
+def embed_hash(chunk: Chunk) -> str:
+    """The identity of a chunk's vector for one model: the hash of exactly what the encoder sees."""
+    return hashlib.sha256(embed_text(chunk).encode()).hexdigest()

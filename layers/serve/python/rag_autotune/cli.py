@@ -124,6 +124,9 @@ def cmd_ingest(rt: Runtime, args: argparse.Namespace) -> int:
     if report.errors:
         print(f"skipped {len(report.errors)} input(s), each named above with the reason")
     print(
+        f"embedded {report.embedded} chunks, reused {report.reused}" + ("" if report.changed else ": nothing changed")
+    )
+    print(
         f"live: model {report.model_version}, index {report.index_version} "
         f"({report.documents} documents, {report.chunks} chunks)"
     )
@@ -319,7 +322,7 @@ def _scheduled_start(rt: Runtime) -> None:
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The whole system on this machine: moto as AWS, the API over HTTP, state kept across restarts."""
-    from .local import cfn, discovery, sfn, stack
+    from .local import cfn, discovery, queue_source, sfn, stack
     from .local.scheduler import Scheduler
     from .local.server import ApiServer, load_api_module
     from .versions import read_manifest
@@ -353,6 +356,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         api = ApiServer(load_api_module().app, port=args.port).start()
         cron = sfn.schedule() or "cron(0 3 * * ? *)"
         nightly = Scheduler(cron, lambda: _scheduled_start(rt)).start()
+        pollers = queue_source.start_pollers(deployed.queue_sources, settings.region)
     except BaseException:
         moto.stop()
         raise
@@ -366,6 +370,7 @@ RAG-Autotune is up (embedded default: moto on {moto.url}).
   Widget    {api.url}/ (demo page; embed {api.url}/widget.js)   Runs  {api.url}/dashboard (after `dashboard`)
   Try       curl -s {api.url}/ask -H 'content-type: application/json' -d '{{"query": "how do I create a pipe"}}'
   Tune      nightly at {cron} (UTC) by the local scheduler, or now: {me} tune --wait
+  Docs      files put under s3://{settings.bucket}/{settings.docs_prefix} (or deleted) are ingested in batches
   CLI       in another shell, `{me} runs` (or tune, rollback, ingest…) finds this stack by itself; or pin it:
 export AWS_ENDPOINT_URL={moto.url}
 Ctrl-C stops it; state is saved to {state}.""",
@@ -381,6 +386,8 @@ Ctrl-C stops it; state is saved to {state}.""",
         print("\nstopping: saving state…", flush=True)
         discovery.withdraw(state)  # commands started from now on must not count on this stack
         nightly.stop()
+        for poller in pollers:
+            poller.stop()
         api.stop()
         stack.save(settings, state)
     finally:
@@ -446,7 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
         "file, or a site's URL (its sitemap.xml, or a page whose links are followed)",
     )
     i.add_argument("path", help="folder, file or http(s) URL")
-    i.add_argument("--replace", action="store_true", help="rebuild the corpus from scratch")
+    i.add_argument(
+        "--replace",
+        action="store_true",
+        help="the path is the whole corpus: documents not in it are dropped (default: merge into the live corpus)",
+    )
     i.add_argument("--strict", action="store_true", help="any unreadable file, record or page aborts the ingest")
     i.add_argument("--max-pages", type=int, help="a URL: fetch at most this many pages (RAG_CRAWL_MAX_PAGES)")
     # Before --strict, bad records aborted unless this was given; now skipping is the default.

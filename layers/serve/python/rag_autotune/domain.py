@@ -177,3 +177,6 @@ class IngestReport:
     documents: int
     chunks: int
     errors: list[str] = field(default_factory=list)  # "<name>: <why it was skipped>", one per skipped input
+    embedded: int = 0  # chunks whose vector this ingest computed
+    reused: int = 0  # chunks whose vector came from the live version (same text, same model)
+    changed: bool = True  # False: the change left every chunk as it was; no version built, the pointer stayed

@@ -1,15 +1,30 @@
-"""Ingest: documents → chunks → vectors (live encoder) → a new index version → one conditional manifest write.
+"""Ingest: a change to the corpus → chunks → vectors → a new index version → one conditional manifest write.
 
-The new version is built completely and made durable before the pointer moves; if anything fails (or
-another writer moved the pointer first) the new version is deleted and live serving never saw it."""
+Incremental. The live index version was embedded by the live model (the manifest names them as one pair), and
+build() stores each chunk's embed hash (chunking.embed_hash: exactly what the encoder saw). So a chunk whose
+hash is found in the live version takes its vector from there; only new or edited text is embedded. An
+ingest that changes no chunk builds nothing and leaves the pointer where it is.
+
+What a change means (`Change`): by default it merges (the documents given are added or replace their
+namesakes, every other live document is kept); `replace=True` says the documents given are the whole corpus;
+`deletes` drops documents by id (the S3 docs/ path uses it for deleted objects).
+
+Nothing half-written: the new version is built completely and made durable before the pointer moves; if
+anything fails (or another writer moved the pointer first) the new version is deleted. Two ingests never
+build into the same version name: each claims its name with a create-only write. When two overlap, one
+pointer write wins; the other raises PointerMoved, or with `retries` re-reads the manifest and applies its
+change again on top of the winner's version (keeping what it already embedded)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .chunking import chunk_document, embed_text
+import numpy as np
+
+from .chunking import chunk_document, embed_hash, embed_text
 from .corpus import load_documents
 from .domain import Chunk, Document, IngestReport, VersionPair
 from .errors import ConflictError, IngestError, NotReady
@@ -26,6 +41,22 @@ from .versions import (
 
 Progress = Callable[[int, int], None]
 BATCH = 64
+CLAIMS = "corpus/"  # corpus/<version>/claim: the create-only write that reserves a version name
+
+
+class PointerMoved(ConflictError):
+    """Another ingest (or a tune) moved the live pointer while this ingest ran; nothing of it was kept."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one ingest applies to the live corpus."""
+
+    documents: Sequence[Document] = ()
+    deletes: Collection[str] = ()  # doc ids to drop; a document given as well is kept (the given text wins)
+    replace: bool = False  # the documents given are the whole corpus: every other document is dropped
+    source: str = "ingest"  # the manifest's reason
+    errors: Sequence[str] = field(default_factory=list)  # what was skipped on the way, for the report
 
 
 def embed_batches(
@@ -38,6 +69,31 @@ def embed_batches(
             progress(start + len(part), len(chunks))
 
 
+def discard(version: str, index: VectorIndex, store: ArtifactStore) -> None:
+    index.delete(version)
+    store.delete_prefix(f"corpus/{version}/")
+
+
+def write_version(
+    version: str,
+    dim: int,
+    batches: Iterable[tuple[Sequence[Chunk], Vectors]],
+    chunks: Sequence[Chunk],
+    index: VectorIndex,
+    store: ArtifactStore,
+) -> int:
+    """Write one index version from (chunks, vectors) batches; on any failure nothing of it remains."""
+    if version in index.versions():
+        raise ConflictError(f"index version {version} already exists")  # never delete a finished version
+    try:
+        n = index.build(version, dim, batches)
+        write_stats(store, version, len({c.doc_id for c in chunks}), n)
+        return n
+    except BaseException:
+        discard(version, index, store)
+        raise
+
+
 def build_version(
     version: str,
     chunks: Sequence[Chunk],
@@ -46,17 +102,159 @@ def build_version(
     store: ArtifactStore,
     progress: Progress | None = None,
 ) -> int:
-    """Embed and write one index version; on any failure nothing of it remains."""
-    if version in index.versions():
-        raise ConflictError(f"index version {version} already exists")  # never delete a finished version
+    """Embed every chunk with `encoder` (a new model: nothing to reuse) into one index version."""
+    return write_version(version, encoder.dim, embed_batches(chunks, encoder, progress), chunks, index, store)
+
+
+def merged_chunks(live: Iterable[Chunk], change: Change, chunk_chars: int, chunk_overlap: int) -> list[Chunk]:
+    """The new version's chunks: the live ones the change keeps, then the chunks of the documents given."""
+    given = {d.doc_id for d in change.documents}
+    dropped = given | set(change.deletes)
+    kept = [] if change.replace else [c for c in live if c.doc_id not in dropped]
+    return kept + [c for d in change.documents for c in chunk_document(d, chunk_chars, chunk_overlap)]
+
+
+def embed_new(
+    chunks: Sequence[Chunk],
+    known: Mapping[str, Vectors],
+    encoder: Encoder,
+    progress: Progress | None = None,
+    batch: int = BATCH,
+) -> dict[str, Vectors]:
+    """Vectors of the chunks whose embed hash is not in `known`, each distinct text embedded once, by hash.
+    A pure function of a list of chunks: the step a fan-out would shard."""
+    todo: dict[str, Chunk] = {}
+    for c in chunks:
+        h = embed_hash(c)
+        if h not in known and h not in todo:
+            todo[h] = c
+    items = list(todo.items())
+    out: dict[str, Vectors] = {}
+    if progress:
+        progress(0, len(items))
+    for start in range(0, len(items), batch):
+        part = items[start : start + batch]
+        rows = np.asarray(encoder.encode([embed_text(c) for _, c in part]), dtype=np.float32)
+        for (h, _), row in zip(part, rows, strict=True):
+            out[h] = row
+        if progress:
+            progress(start + len(part), len(items))
+    return out
+
+
+def vector_batches(
+    chunks: Sequence[Chunk], vectors: Mapping[str, Vectors], batch: int = 1024
+) -> Iterator[tuple[Sequence[Chunk], Vectors]]:
+    for start in range(0, len(chunks), batch):
+        part = chunks[start : start + batch]
+        yield part, np.stack([vectors[embed_hash(c)] for c in part]).astype(np.float32)
+
+
+def claim_version(store: ArtifactStore, index: VectorIndex, model: str, live: str | None) -> str:
+    """A fresh index version name for `model`, reserved by a create-only write: two ingests never share one."""
+    claimed = {k[len(CLAIMS) :].split("/", 1)[0] for k in store.list_keys(CLAIMS)}
+    generation = next_generation([*index.versions(), *claimed, *([live] if live else [])])
+    while True:
+        version = index_version(model, generation)
+        try:
+            store.put_if(f"{CLAIMS}{version}/claim", b"", None)
+            return version
+        except ConflictError:
+            generation += 1
+
+
+def apply_change(
+    change: Change,
+    *,
+    store: ArtifactStore,
+    index: VectorIndex,
+    load_encoder: Callable[[str], Encoder],
+    chunk_chars: int = 1200,
+    chunk_overlap: int = 150,
+    keep: int = 3,
+    retries: int = 0,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.time,
+) -> IngestReport:
+    """Apply `change` to the live corpus. On PointerMoved, up to `retries` more attempts on the new live pair."""
+    embedded: dict[tuple[str, str], Vectors] = {}  # (model, hash) → vector: kept across attempts
+    for attempt in range(retries + 1):
+        try:
+            return _attempt(
+                change, store, index, load_encoder, chunk_chars, chunk_overlap, keep, embedded, progress, clock
+            )
+        except PointerMoved:
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _attempt(
+    change: Change,
+    store: ArtifactStore,
+    index: VectorIndex,
+    load_encoder: Callable[[str], Encoder],
+    chunk_chars: int,
+    chunk_overlap: int,
+    keep: int,
+    embedded: dict[tuple[str, str], Vectors],
+    progress: Progress | None,
+    clock: Callable[[], float],
+) -> IngestReport:
+    current = read_manifest(store)
+    if current:
+        manifest, etag = current
+        model, live = manifest.live.model_version, manifest.live.index_version
+        live_chunks = list(index.chunks(live))
+    else:
+        models = model_versions(store)
+        if not models:
+            raise NotReady("no encoder uploaded yet: run `rag-autotune bootstrap` first")
+        model, live, etag, live_chunks = models[-1], None, None, []
+
+    chunks = merged_chunks(live_chunks, change, chunk_chars, chunk_overlap)
+    documents = len({c.doc_id for c in chunks})
+    if live is not None and chunks == live_chunks:
+        return IngestReport(
+            live, model, documents, len(chunks), list(change.errors), embedded=0, reused=len(chunks), changed=False
+        )
+    if not chunks:
+        raise IngestError("this change leaves no document in the corpus: nothing ingested")
+
+    hashes = {embed_hash(c) for c in chunks}
+    found = index.vectors(live, hashes) if live else {}
+    vectors: dict[str, Vectors] = {**found, **{h: v for (m, h), v in embedded.items() if m == model}}
+    encoder = load_encoder(model)
+    new = embed_new(chunks, vectors, encoder, progress)
+    embedded.update({(model, h): v for h, v in new.items()})
+    vectors.update(new)
+
+    version = claim_version(store, index, model, live)
+    n = write_version(version, encoder.dim, vector_batches(chunks, vectors), chunks, index, store)
     try:
-        n = index.build(version, encoder.dim, embed_batches(chunks, encoder, progress))
-        write_stats(store, version, len({c.doc_id for c in chunks}), n)
-        return n
+        swap(
+            store,
+            VersionPair(model, version),
+            expected_etag=etag,
+            reason=change.source,
+            documents=documents,
+            chunks=n,
+            keep=keep,
+            clock=clock,
+        )
+    except ConflictError as exc:
+        discard(version, index, store)
+        now = read_manifest(store)
+        raise PointerMoved(
+            f"the live index moved while this ingest ran (from {live or 'nothing'} to "
+            f"{now[0].live.index_version if now else 'nothing'}): nothing of it was kept; run it again"
+        ) from exc
     except BaseException:
-        index.delete(version)
-        store.delete_prefix(f"corpus/{version}/")
+        discard(version, index, store)
         raise
+    index.publish(version)
+    reused = sum(1 for c in chunks if embed_hash(c) in found)
+    return IngestReport(version, model, documents, n, list(change.errors), embedded=n - reused, reused=reused)
 
 
 def ingest(
@@ -82,42 +280,15 @@ def ingest(
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise IngestError(f"--strict: nothing ingested, {len(errors)} input(s) skipped: {errors[0]}{more}")
 
-    current = read_manifest(store)
-    if current:
-        manifest, etag = current
-        model = manifest.live.model_version
-    else:
-        manifest, etag = None, None
-        models = model_versions(store)
-        if not models:
-            raise NotReady("no encoder uploaded yet: run `rag-autotune bootstrap` first")
-        model = models[-1]
-
-    new_ids = {d.doc_id for d in docs}
-    kept: list[Chunk] = []
-    if manifest and not replace:
-        kept = [c for c in index.chunks(manifest.live.index_version) if c.doc_id not in new_ids]
-    chunks = kept + [c for d in docs for c in chunk_document(d, chunk_chars, chunk_overlap)]
-
-    known = index.versions() + ([manifest.live.index_version] if manifest else [])
-    version = index_version(model, next_generation(known))
-    encoder = load_encoder(model)
-    n = build_version(version, chunks, encoder, index, store, progress)
-    documents = len({c.doc_id for c in chunks})
-    try:
-        swap(
-            store,
-            VersionPair(model, version),
-            expected_etag=etag,
-            reason=f"ingest {path if loaded is not None else Path(path).name}",
-            documents=documents,
-            chunks=n,
-            keep=keep,
-            clock=clock,
-        )
-    except BaseException:
-        index.delete(version)
-        store.delete_prefix(f"corpus/{version}/")
-        raise
-    index.publish(version)
-    return IngestReport(version, model, documents, n, errors)
+    source = f"ingest {path if loaded is not None else Path(path).name}"
+    return apply_change(
+        Change(docs, replace=replace, source=source, errors=errors),
+        store=store,
+        index=index,
+        load_encoder=load_encoder,
+        chunk_chars=chunk_chars,
+        chunk_overlap=chunk_overlap,
+        keep=keep,
+        progress=progress,
+        clock=clock,
+    )

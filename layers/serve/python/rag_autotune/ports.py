@@ -3,7 +3,7 @@ implementation against the same assertions."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -103,6 +103,12 @@ class VectorIndex(Protocol):
 
     def chunks(self, version: str) -> Iterator[Chunk]:
         """Every chunk of the version (for re-embedding and golden sets)."""
+        ...
+
+    def vectors(self, version: str, hashes: Collection[str]) -> dict[str, Vectors]:
+        """The stored vector of every chunk of the version whose embed hash (chunking.embed_hash, written
+        by build) is in hashes: an incremental ingest reuses them instead of embedding again. Raises
+        ArtifactNotFound for an unknown version."""
         ...
 
     def versions(self) -> list[str]: ...

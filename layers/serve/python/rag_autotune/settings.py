@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     crawl_concurrency: int = Field(4, ge=1, le=32, description="requests in flight to the one host crawled")
     crawl_timeout_s: float = Field(20.0, gt=0.0)
     crawl_user_agent: str = "rag-autotune-crawler/0.1"
+    docs_prefix: str = Field(
+        "docs/", pattern=r"^[^/].*/$", description="auto-ingest: objects under this prefix of the bucket are the corpus"
+    )
+    ingest_retries: int = Field(
+        3, ge=0, description="auto-ingest: how often a batch whose pointer write lost re-reads and applies again"
+    )
 
     # Nightly tune (issue 3 reads these).
     state_machine_arn: str | None = None

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..chunking import embed_hash
 from ..domain import Chunk
 from ..errors import InvalidInput
 from ..ports import Vectors
@@ -32,10 +33,14 @@ def batch_rows(chunks: Sequence[Chunk], vectors: Vectors, dim: int) -> np.ndarra
     return arr
 
 
+EMBED_HASH = "embed_sha"  # the payload field that lets an incremental ingest find a chunk's vector again
+
+
 def chunk_payload(c: Chunk) -> dict[str, Any]:
-    """The four fields every version has, then link, page and section only when set: versions built before
-    they existed load with their defaults, and a plain corpus's payload stays as it was."""
+    """The four fields every version has and the hash of the embedded text, then link, page and section only
+    when set: versions built before those existed load with their defaults."""
     p: dict[str, Any] = {"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text}
+    p[EMBED_HASH] = embed_hash(c)
     optional = {"url": c.url, "page": c.page, "section": c.section}
     return p | {k: v for k, v in optional.items() if v}
 
@@ -51,3 +56,10 @@ def payload_chunk(p: dict[str, Any] | None) -> Chunk:
         page=int(p.get("page", 0)),
         section=str(p.get("section", "")),
     )
+
+
+def plain_vector(vector: Any) -> Vectors:
+    """A stored point's vector as float32: the unnamed vector (a list, or the "" entry of a mapping)."""
+    if isinstance(vector, dict):
+        vector = vector.get("", next(iter(vector.values()), []))
+    return np.asarray(vector, dtype=np.float32)

@@ -27,7 +27,7 @@ import tempfile
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ from qdrant_edge import (
 from ..domain import Chunk, Hit
 from ..errors import ConflictError, CorruptArtifact, InvalidInput, RagError, UpstreamError
 from ..ports import ArtifactStore, Vectors
-from .qdrant_common import batch_rows, check_version, chunk_payload, payload_chunk
+from .qdrant_common import EMBED_HASH, batch_rows, check_version, chunk_payload, payload_chunk, plain_vector
 
 FORMAT = "qdrant-edge-0.9/tar+trimmed"
 SNAPSHOT = "shard.tar"
@@ -221,6 +221,25 @@ class EdgeVectorIndex:
                     ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=True, with_vector=False)
                 )
         return [payload_chunk(r.payload) for r in records], nxt
+
+    def vectors(self, version: str, hashes: Collection[str]) -> dict[str, Vectors]:
+        wanted = set(hashes)
+        found: dict[str, Vectors] = {}
+        offset: Any = None
+        while True:
+            with self._use(version) as entry:
+                if entry.points == 0:
+                    return found
+                with _edge(f"scroll {version}"):
+                    records, offset = entry.shard.scroll(
+                        ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=True, with_vector=True)
+                    )
+            for r in records:
+                key = (r.payload or {}).get(EMBED_HASH)
+                if key in wanted and r.vector is not None:
+                    found[str(key)] = plain_vector(r.vector)
+            if offset is None:
+                return found
 
     def versions(self) -> list[str]:
         suffix = "/" + INFO

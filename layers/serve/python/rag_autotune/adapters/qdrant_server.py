@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 from ..domain import Chunk, Hit
 from ..errors import ArtifactNotFound, ConflictError, InvalidInput, RagError, UpstreamError
 from ..ports import Vectors
+from .qdrant_common import EMBED_HASH, plain_vector
 from .qdrant_common import batch_rows as _rows
 from .qdrant_common import check_version as _check_version
 from .qdrant_common import chunk_payload as _payload
@@ -30,6 +31,7 @@ from .qdrant_common import payload_chunk as _chunk
 
 _STATE = "rag_autotune"
 _SCROLL_PAGE = 1024
+_HASHES_PER_FILTER = 512  # keeps each scroll request's filter small
 
 
 @contextlib.contextmanager
@@ -120,6 +122,8 @@ class ServerVectorIndex:
                 metadata={_STATE: {"state": "building", "dim": dim}},
             )
         try:
+            with _sdk(f"index {EMBED_HASH} of {name}"):  # vectors() filters on it
+                self._client.create_payload_index(name, EMBED_HASH, field_schema=models.PayloadSchemaType.KEYWORD)
             n = 0
             for chunks, vectors in batches:
                 if not chunks:
@@ -181,6 +185,38 @@ class ServerVectorIndex:
                 yield _chunk(r.payload)
             if offset is None:
                 return
+
+    def vectors(self, version: str, hashes: Collection[str]) -> dict[str, Vectors]:
+        self._dim(version)  # ArtifactNotFound unless ready
+        name = self._name(version)
+        wanted = sorted(set(hashes))
+        found: dict[str, Vectors] = {}
+        for start in range(0, len(wanted), _HASHES_PER_FILTER):
+            match = models.Filter(
+                must=[
+                    models.FieldCondition(
+                        key=EMBED_HASH, match=models.MatchAny(any=wanted[start : start + _HASHES_PER_FILTER])
+                    )
+                ]
+            )
+            offset: Any = None
+            while True:
+                with _sdk(f"scroll {name}"):
+                    records, offset = self._client.scroll(
+                        name,
+                        scroll_filter=match,
+                        limit=_SCROLL_PAGE,
+                        offset=offset,
+                        with_payload=True,
+                        with_vectors=True,
+                    )
+                for r in records:
+                    key = (r.payload or {}).get(EMBED_HASH)
+                    if key is not None and r.vector is not None:
+                        found[str(key)] = plain_vector(r.vector)
+                if offset is None:
+                    break
+        return found
 
     def versions(self) -> list[str]:
         with _sdk("list collections"):

@@ -14,9 +14,10 @@ with the values the transformed template holds; no step declares a resource of i
                     UsagePlanKey cannot be created by the stack: they are taken out before create, and then
                     made with put_rest_api(Body), create_deployment, create_stage, create_api_key,
                     create_usage_plan and create_usage_plan_key
-    bucket          VersioningConfiguration, PublicAccessBlockConfiguration, OwnershipControls and
-                    LifecycleConfiguration are ignored, and AWS::S3::BucketPolicy is not supported (its
-                    statements are put, except a TLS-only Deny: the local endpoint is plain HTTP)
+    bucket          VersioningConfiguration, PublicAccessBlockConfiguration, OwnershipControls,
+                    LifecycleConfiguration and NotificationConfiguration (EventBridge) are ignored, and
+                    AWS::S3::BucketPolicy is not supported (its statements are put, except a TLS-only Deny:
+                    the local endpoint is plain HTTP)
     table           TimeToLiveSpecification and PointInTimeRecoverySpecification are ignored
     functions       Layers are ignored (update_function_configuration). TracingConfig and EphemeralStorage
                     are ignored as well, and moto's update ignores them too: they stay unclosed (harmless
@@ -24,6 +25,11 @@ with the values the transformed template holds; no step declares a resource of i
     state_machine   the state machine lands in the backend that does not execute, DefinitionS3Location and
                     DefinitionSubstitutions are ignored: `sfn.deploy` creates it in the executing backend
                     with the substitutions resolved, and registers the functions with the local Lambda runner
+
+    event_sources   an SQS AWS::Lambda::EventSourceMapping would make moto invoke the function inside the
+                    request that sent the message (the S3 PUT), once per message and without the batching
+                    window: they are taken out before create, and `queue_source.QueuePoller` delivers the
+                    batches instead (`LocalStack.queue_sources` says what each polls and invokes)
 
 moto never fires the schedule rule (`scheduler.Scheduler` does) and never runs an image (the train handler
 runs in the local runner like the others)."""
@@ -244,6 +250,28 @@ def split_api_resources(cfn: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return cfn, removed, removed_outputs
 
 
+def split_event_sources(cfn: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Take the SQS event source mappings out of the template: (template for moto, the mappings)."""
+    cfn = copy.deepcopy(cfn)
+    ids = [
+        k
+        for k in _of_type(cfn, "AWS::Lambda::EventSourceMapping")
+        if _is_queue_arn(cfn, cfn["Resources"][k]["Properties"].get("EventSourceArn"))
+    ]
+    removed = {k: cfn["Resources"].pop(k) for k in ids}
+    still = {k for k, v in cfn["Resources"].items() if _references(v) & set(removed)}
+    if still:
+        raise ValueError(f"resources refer to event source mappings taken out for moto: {sorted(still)}")
+    return cfn, removed
+
+
+def _is_queue_arn(cfn: dict[str, Any], value: Any) -> bool:
+    """`!GetAtt Q.Arn` of an AWS::SQS::Queue Q."""
+    target = (value or {}).get("Fn::GetAtt") if isinstance(value, dict) else None
+    name = (target[0] if isinstance(target, list) else str(target).split(".")[0]) if target else None
+    return bool(name) and (cfn["Resources"].get(name) or {}).get("Type") == "AWS::SQS::Queue"
+
+
 # ---------------------------------------------------------------------------------------------- resolve
 
 
@@ -327,6 +355,17 @@ class Resolver:
 # ---------------------------------------------------------------------------------------------- create
 
 
+@dataclass(frozen=True)
+class QueueSource:
+    """An SQS event source mapping of the template, resolved: what `queue_source.QueuePoller` stands in for."""
+
+    queue_url: str
+    function_name: str
+    batch_size: int
+    window_s: float
+    report_failures: bool  # FunctionResponseTypes: [ReportBatchItemFailures]
+
+
 @dataclass
 class LocalStack:
     stack_name: str
@@ -335,6 +374,7 @@ class LocalStack:
     state_machine_arn: str
     function_arns: dict[str, str] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)  # the named steps that ran
+    queue_sources: list[QueueSource] = field(default_factory=list)
 
 
 def _create_stack(cfn_client: Any, name: str, body: dict[str, Any], timeout_s: float = 120) -> None:
@@ -450,7 +490,8 @@ def step_rest_api(cfn: dict[str, Any], removed: dict[str, Any], resolve: Resolve
 
 
 def step_bucket(cfn: dict[str, Any], resolve: Resolver) -> None:
-    """Versioning, public access block, ownership controls, lifecycle and the bucket policy."""
+    """Versioning, public access block, ownership controls, lifecycle, EventBridge notifications and the bucket
+    policy."""
     s3 = boto3.client("s3", region_name=resolve.region)
     for logical_id in _of_type(cfn, "AWS::S3::Bucket"):
         props = resolve(cfn["Resources"][logical_id].get("Properties") or {})
@@ -463,6 +504,11 @@ def step_bucket(cfn: dict[str, Any], resolve: Resolver) -> None:
             )
         if "OwnershipControls" in props:
             s3.put_bucket_ownership_controls(Bucket=bucket, OwnershipControls=props["OwnershipControls"])
+        notifications = props.get("NotificationConfiguration") or {}
+        if (notifications.get("EventBridgeConfiguration") or {}).get("EventBridgeEnabled"):
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
         rules = (props.get("LifecycleConfiguration") or {}).get("Rules")
         if rules:
             api_rules = []
@@ -531,6 +577,25 @@ def step_functions(cfn: dict[str, Any], resolve: Resolver) -> None:
             lam.update_function_configuration(FunctionName=resolve.physical[logical_id], **update)
 
 
+def step_event_sources(mappings: dict[str, Any], resolve: Resolver) -> list[QueueSource]:
+    """The mappings taken out before create, with the queue's URL and the function's name."""
+    sources = []
+    for resource in mappings.values():
+        props = resource["Properties"]
+        target = props["EventSourceArn"]["Fn::GetAtt"]
+        queue = target[0] if isinstance(target, list) else str(target).split(".")[0]
+        sources.append(
+            QueueSource(
+                queue_url=resolve.physical[queue],
+                function_name=str(resolve(props["FunctionName"])),
+                batch_size=int(props.get("BatchSize", 10)),
+                window_s=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                report_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+            )
+        )
+    return sources
+
+
 def step_state_machine(
     cfn: dict[str, Any],
     resolve: Resolver,
@@ -572,6 +637,7 @@ def deploy_stack(
     packaged, uploads = package(doc, template.parent)
     cfn_template = localize(transform(packaged, params, region), settings, stack_name, state_machine_name)
     for_moto, removed, removed_outputs = split_api_resources(cfn_template)
+    for_moto, mappings = split_event_sources(for_moto)
 
     cfn_client = boto3.client("cloudformation", region_name=region)
     steps: list[str] = []
@@ -601,6 +667,8 @@ def deploy_stack(
     names = function_names(cfn_template, stack_name)
     sm_arn = step_state_machine(cfn_template, resolve, settings, template, asl, names, overrides)
     steps.append("state_machine")
+    queue_sources = step_event_sources(mappings, resolve)
+    steps.append("event_sources")
 
     stack = cfn_client.describe_stacks(StackName=stack_name)["Stacks"][0]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
@@ -610,4 +678,4 @@ def deploy_stack(
         except KeyError:  # the API resources of an earlier call: not recorded in the stack
             continue
     arns = {k: resolve.get_att(k, "Arn") for k in names}
-    return LocalStack(stack_name, outputs, dict(resolve.physical), sm_arn, arns, steps)
+    return LocalStack(stack_name, outputs, dict(resolve.physical), sm_arn, arns, steps, queue_sources)

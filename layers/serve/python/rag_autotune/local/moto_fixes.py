@@ -16,7 +16,15 @@ an index's matches by its keys) compared DynamoType objects, which re-parse thei
 `_fast_sort_key` gives moto's order for the key types DynamoDB allows (S, N, B) from plain Python values, so
 the lock is held for a fraction of the time. (Running Query outside the lock was tried: with moto and the API
 in one process, as in `make run`, the threads then share the GIL for longer and /ask's p99 got worse. The
-README's Reliability section has the figures.)"""
+README's Reliability section has the figures.)
+
+moto sends no event notification when a delete in a versioned bucket creates a delete marker (AWS sends
+s3:ObjectRemoved:DeleteMarkerCreated, "Object Deleted" on EventBridge): `_delete_marker_events` sends it, so
+deleting a file under docs/ reaches the auto-ingest queue as it does on AWS. And moto offers every S3 event
+to every rule of the region, in one loop that stops at the first rule that raises: a schedule rule (no event
+pattern) matches every event in moto and raises on its Step Functions target, so the rules after it (the
+docs/ rule of a stack created later) never saw the event. On AWS a rule without an event pattern matches no
+event: `_pattern_rules_only` does the same."""
 
 from __future__ import annotations
 
@@ -54,7 +62,43 @@ def apply() -> None:
     Table.all_items = _snapshot_items(dynamo_lock)  # type: ignore[method-assign]  # scan walks a snapshot too
     Table.sorted_items = _sorted_items  # type: ignore[method-assign]
     S3Response.put_object = _locked(S3Response.put_object, threading.Lock())  # type: ignore[method-assign]
+    from moto.s3.models import S3Backend
+
+    S3Backend.delete_object = _delete_marker_events(S3Backend.delete_object)  # type: ignore[method-assign]
+    from moto.events.models import Rule
+
+    Rule.send_to_targets = _pattern_rules_only(Rule.send_to_targets)  # type: ignore[method-assign]
     _applied = True
+
+
+def _pattern_rules_only(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def send_to_targets(self: Any, event: Any, *a: Any, **kw: Any) -> Any:
+        if not self.event_pattern.get_pattern():
+            return None
+        return orig(self, event, *a, **kw)
+
+    send_to_targets.__wrapped__ = orig  # type: ignore[attr-defined]
+    return send_to_targets
+
+
+def _delete_marker_events(orig: Callable[..., Any]) -> Callable[..., Any]:
+    from moto.s3 import notifications
+    from moto.s3.models import FakeDeleteMarker
+
+    def delete_object(
+        self: Any, bucket_name: str, key_name: str, version_id: str | None = None, *a: Any, **kw: Any
+    ) -> Any:
+        bucket = self.get_bucket(bucket_name)
+        current = bucket.keys.get(key_name)
+        marks = bucket.is_versioned and version_id is None and current is not None
+        result = orig(self, bucket_name, key_name, version_id, *a, **kw)
+        if marks and not isinstance(current, FakeDeleteMarker):
+            event = notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT
+            notifications.send_event(self.account_id, event, bucket, current)
+        return result
+
+    delete_object.__wrapped__ = orig  # type: ignore[attr-defined]
+    return delete_object
 
 
 def _fast_sort_key(value: Any) -> Any:
