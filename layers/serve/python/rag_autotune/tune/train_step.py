@@ -189,10 +189,8 @@ def train(
     }
     if result.stopped:
         del model
-        t = time.perf_counter()
         model = load_model(source)  # a fresh adapter: the stopped run's steps saw triplets that may be dropped
-        reload_s = time.perf_counter() - t
-        steps = steps_that_fit(deadline - now() - reload_s, pace) if pace else 0
+        steps = steps_that_fit(deadline - now(), pace) if pace else 0
         capacity = triplet_capacity(steps, config.batch_size, config.epochs)
         budget["steps_that_fit"] = steps
         if steps < 1 or capacity < 1:
