@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-ingest layer openapi clean \
+.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-ingest bench-train-budget layer openapi clean \
         template localstack-build localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
@@ -58,6 +58,9 @@ bench-ingest: $(STAMP) ## pages/s and text quality of each reader and its altern
 
 bench-load: $(STAMP) ## 50 clients mix /ask and /feedback for 60 s while a tune run swaps the live pair
 	$(PY) scripts/bench_load.py
+
+bench-train-budget: $(STAMP) ## the train step within its time budget at 1k and 3k simulated votes (ARGS=--budget-s 150)
+	$(PY) scripts/bench_train_budget.py $(ARGS)
 
 bench-loop: $(STAMP) ## one measured tune run on ~1.9k man pages and 500 simulated votes (~8 min; ARGS=--force-swap)
 	$(PY) scripts/bench_loop.py $(ARGS)

@@ -233,6 +233,19 @@ def test_5_two_concurrent_starts_one_refused(tuned: SimpleNamespace, monkeypatch
     assert snapshot(tuned)[:3] == before[:3] and store.head_etag(LOCK_KEY) is None
 
 
+def test_8_a_training_budget_too_small_fails_at_once_with_its_reason(
+    tuned: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13.1: a budget that fits no training step ends the run FAILED with TrainBudgetTooSmall and the
+    budget in its reason, from the real train handler, long before the function's timeout."""
+    monkeypatch.setenv("RAG_TUNE_TRAIN_BUDGET_S", "1")
+    run = _failed_run_leaves_everything(tuned, {}, "TrainBudgetTooSmall")
+    assert run["reason"].startswith("train: TrainBudgetTooSmall: the training budget (1 s) ran out"), run["reason"]
+    assert "RAG_TUNE_TRAIN_BUDGET_S" in run["reason"] and "timed out" not in run["reason"]
+    assert float(run["finished_at"]) - float(run["started_at"]) < 600
+    assert not tuned.rt.store.list_keys(f"models/{run['candidate']['model_version']}/")
+
+
 def test_7_a_rejected_candidate_changes_nothing(tuned: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     """The gate says no: the candidate is a copy of the live model (no gain) and the margin asks for +0.5
     nDCG@10. The real Smoke step rejects it, the workflow's Reject branch runs Cleanup, and serving and storage

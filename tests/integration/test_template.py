@@ -301,3 +301,30 @@ def test_a_second_deploy_reuses_the_stack(stack: tuple[cfn.LocalStack, Settings]
     assert again.state_machine_arn == deployed.state_machine_arn
     assert "rest_api" not in again.steps and again.function_arns == deployed.function_arns
     assert again.queue_sources == deployed.queue_sources and len(deployed.queue_sources) == 1
+
+
+def test_train_on_sagemaker_is_a_parameter_with_its_own_role_and_a_narrow_start_policy(doc: dict[str, Any]) -> None:
+    """Issue 13.1: TrainOn=sagemaker runs the train step as a training job (createTrainingJob.sync). The job's
+    role and the state machine's right to start it exist only then; the lint covers both values."""
+    params, res = doc["Parameters"], doc["Resources"]
+    assert params["TrainOn"]["Default"] == "lambda" and params["TrainOn"]["AllowedValues"] == ["lambda", "sagemaker"]
+    assert doc["Conditions"]["TrainOnSageMaker"] == {"Fn::Equals": [{"Ref": "TrainOn"}, "sagemaker"]}
+    role, policy = res["TuneTrainJobRole"], res["TuneTrainJobStartPolicy"]
+    assert role["Condition"] == policy["Condition"] == "TrainOnSageMaker"
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "sagemaker.amazonaws.com"
+    }
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    sagemaker = next(s for s in statements if "sagemaker:CreateTrainingJob" in s["Action"])
+    assert "training-job/rag-autotune-*" in json.dumps(sagemaker["Resource"])
+    pass_role = next(s for s in statements if s["Action"] == "iam:PassRole")
+    assert pass_role["Resource"] == {"Fn::GetAtt": ["TuneTrainJobRole", "Arn"]}
+    assert policy["Properties"]["Roles"] == [{"Ref": "TuneStateMachineRole"}]  # the role SAM makes for the machine
+    subs = res["TuneStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    assert subs["TrainJobRoleArn"] == {"Fn::If": ["TrainOnSageMaker", {"Fn::GetAtt": ["TuneTrainJobRole", "Arn"]}, ""]}
+    asl = json.loads(ASL.read_text())
+    assert asl["States"]["TrainJob"]["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
+
+    on_sagemaker = cfn.transformed_template(TEMPLATE, {"TrainOn": "sagemaker", "TrainImageUri": "1.dkr.ecr/x:y"})
+    assert "TuneStateMachineRole" in on_sagemaker["Resources"]  # what the start policy attaches to
+    assert _lint(json.dumps(on_sagemaker), TRANSFORMED_IGNORE) == []

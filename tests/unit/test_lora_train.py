@@ -98,9 +98,9 @@ def _state() -> RunState:
     )
 
 
-def _store() -> MemoryArtifactStore:
+def _store(n: int = 16) -> MemoryArtifactStore:
     store = MemoryArtifactStore()
-    lines = [json.dumps({"query": q, "positive": p, "negative": n}) for q, p, n in _rows()]
+    lines = [json.dumps({"query": q, "positive": p, "negative": neg}) for q, p, neg in _rows(n)]
     store.put_bytes("runs/r1/train.jsonl", ("\n".join(lines) + "\n").encode())
     return store
 
@@ -116,7 +116,7 @@ def test_train_step_uploads_a_complete_model_version(tmp_path: Path) -> None:
     from rag_autotune.versions import model_versions
 
     store = _store()
-    out = train_step.train(_state(), store=store, settings=_settings(tmp_path), config=TINY, now=CLOCK)
+    out = train_step.train(_state(), store=store, settings=_settings(tmp_path), config=TINY, now=CLOCK, budget_s=600.0)
 
     keys = store.list_keys("models/v1/")
     assert keys == [
@@ -157,8 +157,54 @@ def test_parity_failure_is_named_and_leaves_no_model(tmp_path: Path, monkeypatch
     store = _store()
     tiny = TrainConfig(**{**TINY.as_dict(), "epochs": 1, "target_modules": TINY.target_modules})
     with pytest.raises(train_step.ParityError, match="mean cosine"):
-        train_step.train(_state(), store=store, settings=settings, config=tiny, now=CLOCK)
+        train_step.train(_state(), store=store, settings=settings, config=tiny, now=CLOCK, budget_s=600.0)
     assert store.list_keys("models/") == []
     run = json.loads(store.get_bytes("runs/r1/run.json"))
     assert run["parity"]["threshold"] == 1.01
     assert np.isfinite(run["parity"]["mean_cosine"])
+
+
+class TickClock:
+    """Each reading is one second after the last: the train step's clock readings stand in for its work."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+def test_a_run_over_its_budget_trains_on_the_triplets_that_fit_and_says_how_many_are_left(tmp_path: Path) -> None:
+    from rag_autotune.tune import train_step
+
+    store = _store(24)  # 24 distinct queries, 2 epochs of 8: 6 planned steps
+    tiny = TrainConfig(**{**TINY.as_dict(), "target_modules": TINY.target_modules})
+    out = train_step.train(
+        _state(), store=store, settings=_settings(tmp_path), config=tiny, now=TickClock(), budget_s=14
+    )
+
+    training = json.loads(store.get_bytes("models/v1/training.json"))
+    counts, budget = training["counts"], training["budget"]
+    print(counts, budget)
+    assert budget["first_run_steps"] == 3 and budget["planned_steps"] == 6  # stopped once the pace was measured
+    assert budget["seconds_per_step"] > 0 and budget["steps_that_fit"] >= 1
+    assert 0 < counts["triplets_used"] < 24 and counts["triplets_used"] + counts["triplets_left"] == 24
+    assert counts["queries_used"] == counts["triplets_used"]  # one triplet per query: the newest queries
+    run = json.loads(store.get_bytes("runs/r1/run.json"))
+    assert run["training"]["triplets_used"] == counts["triplets_used"]
+    assert run["training"]["triplets_left"] == counts["triplets_left"]
+    assert out.training and out.training["triplets_left"] == counts["triplets_left"]
+    assert store.list_keys("models/v1/meta.json") == ["models/v1/meta.json"]  # the run ended on its merits
+
+
+def test_a_budget_too_small_for_one_step_fails_at_once_with_its_reason(tmp_path: Path) -> None:
+    from rag_autotune.tune import train_step
+    from rag_autotune.tune.budget import TrainBudgetTooSmall
+
+    store = _store()
+    with pytest.raises(TrainBudgetTooSmall, match=r"fits none of the 4 planned.*RAG_TUNE_TRAIN_BUDGET_S"):
+        train_step.train(_state(), store=store, settings=_settings(tmp_path), config=TINY, now=TickClock(), budget_s=7)
+    assert store.list_keys("models/") == []
+    run = json.loads(store.get_bytes("runs/r1/run.json"))
+    assert run["budget"]["steps_that_fit"] == 0 and run["budget"]["first_run_steps"] == 1

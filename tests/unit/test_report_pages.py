@@ -87,3 +87,15 @@ def test_stored_page_is_html_or_a_json_404() -> None:
     store.put_bytes(DASHBOARD_KEY, b"<!doctype html><p>runs</p>", "text/html")
     found = stored_page(store, DASHBOARD_KEY, "no dashboard yet")
     assert found.status == 200 and found.headers["Content-Type"].startswith("text/html") and "runs" in found.body
+
+
+def test_run_report_says_how_many_triplets_were_used_and_left_by_the_time_budget() -> None:
+    budget = {"budget_s": 720.0, "seconds_per_step": 19.8, "planned_steps": 53, "steps_that_fit": 30, "steps": 30}
+    counts = {"triplets": 1676, "triplets_used": 960, "triplets_left": 716}
+    run = {**_report(), "training": {**_report()["training"], "counts": counts, "budget": budget}}
+    page = report.html(run, {"live": [1.0], "candidate": [1.0]})
+    assert "Time budget" in page and "Trained on 960 of 1676 triplets; 716 left for another night" in page
+    assert "19.8" in page and "53" in page
+    everything = {**run, "training": {**run["training"], "counts": {"triplets_used": 31, "triplets_left": 0}}}
+    assert "Trained on 31 of 31 triplets." in report.html(everything, {"live": [1.0], "candidate": [1.0]})
+    assert "Time budget" not in report.html(_report(), {"live": [1.0], "candidate": [1.0]})  # an older run

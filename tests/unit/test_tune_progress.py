@@ -252,7 +252,16 @@ def test_runs_shows_the_reason_and_a_running_step(capsys: pytest.CaptureFixture[
         },
     )
     write_run(
-        store, {"run_id": "r-swapped", "status": "SWAPPED", "started_at": 20.0, "finished_at": 300.0, "step": "swap"}
+        store,
+        {
+            "run_id": "r-swapped",
+            "status": "SWAPPED",
+            "started_at": 20.0,
+            "finished_at": 300.0,
+            "step": "swap",
+            "counts": {"votes": 3125, "triplets": 1676},
+            "training": {"triplets_used": 960, "triplets_left": 716},
+        },
     )
     write_run(store, {"run_id": "r-now", "status": "RUNNING", "started_at": 30.0, "step": "embed"})
     store.put_bytes(
@@ -265,11 +274,14 @@ def test_runs_shows_the_reason_and_a_running_step(capsys: pytest.CaptureFixture[
         ["r-now", "RUNNING"],
         ["running:", "embed"],
         ["r-swapped", "SWAPPED"],  # a swap has no reason line
+        ["budget:", "716"],  # but the time budget left triplets for another night
         ["r-failed", "FAILED"],
         ["reason:", "train:"],
     ]
     assert lines[2] == "  running: embed (chunk 320/1200)"
-    assert lines[5] == "  reason: train: timed out after 900 s at step 27/53"
+    assert lines[3].split()[5:8] == ["3125", "1676", "960"]  # votes, triplets, triplets used
+    assert lines[1].split()[5:8] == ["0", "0", "-"]  # nothing trained yet
+    assert lines[6] == "  reason: train: timed out after 900 s at step 27/53"
 
 
 def test_watch_prints_a_line_per_step_and_progress_every_tenth_when_not_a_terminal() -> None:

@@ -7,6 +7,7 @@ from rag_autotune.observability import step_handler
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
 from rag_autotune.tune import train_step
+from rag_autotune.tune.budget import train_budget_s
 from rag_autotune.tune.state import RunState
 
 rt = Runtime(get_settings())
@@ -14,4 +15,6 @@ rt = Runtime(get_settings())
 
 @step_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return train_step.train(RunState.from_event(event), store=rt.store, settings=rt.settings, now=time.time).to_event()
+    budget_s = train_budget_s(rt.settings.tune_train_budget_s, context.get_remaining_time_in_millis() / 1000)
+    state = RunState.from_event(event)
+    return train_step.train(state, store=rt.store, settings=rt.settings, now=time.time, budget_s=budget_s).to_event()

@@ -230,7 +230,7 @@ def cmd_runs(rt: Runtime, args: argparse.Namespace) -> int:
         print("no tune runs yet")
         return 0
     header = (
-        f"{'run':<26} {'status':<9} {'started (UTC)':<20} {'secs':>6} {'votes':>6} {'trip':>5} "
+        f"{'run':<26} {'status':<9} {'started (UTC)':<20} {'secs':>6} {'votes':>6} {'trip':>5} {'used':>5} "
         f"{'held-out nDCG@10':>17} {'repeated nDCG@10':>17} {'model':<6}"
     )
     print(header)
@@ -241,7 +241,7 @@ def cmd_runs(rt: Runtime, args: argparse.Namespace) -> int:
         print(
             f"{r['run_id'][:26]:<26} {r.get('status', '?'):<9} "
             f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(start)):<20} {secs:>6.0f} "
-            f"{counts.get('votes', 0):>6} {counts.get('triplets', 0):>5} "
+            f"{counts.get('votes', 0):>6} {counts.get('triplets', 0):>5} {_used(r):>5} "
             f"{_delta(r, 'heldout'):>17} {_delta(r, 'repeated'):>17} "
             f"{(r.get('candidate') or {}).get('model_version', '-'):<6}"
         )
@@ -252,7 +252,16 @@ def cmd_runs(rt: Runtime, args: argparse.Namespace) -> int:
         elif r.get("reason"):
             reason = str(r["reason"])
             print(f"  reason: {reason if len(reason) <= _REASON_CHARS else reason[: _REASON_CHARS - 1] + '…'}")
+        left = (r.get("training") or {}).get("triplets_left")
+        if left:
+            print(f"  budget: {left} triplet(s) left for another night (training fits RAG_TUNE_TRAIN_BUDGET_S)")
     return 0
+
+
+def _used(r: dict[str, Any]) -> str:
+    """Triplets the run trained on: all of them unless the time budget left some for another night."""
+    used = (r.get("training") or {}).get("triplets_used")
+    return "-" if used is None else str(used)
 
 
 _REASON_CHARS = 200  # `runs` is a table: a long error message is cut (the run record keeps it whole)

@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     tune_golden_tolerance: float = Field(0.01, ge=0.0)
     tune_p99_budget_ms: float = Field(15.0, gt=0.0)
     tune_retention: int = Field(3, ge=2)
+    tune_train_budget_s: float | None = Field(
+        None,
+        gt=0.0,
+        description="seconds the train step may spend up to the end of training; None: the invocation's "
+        "remaining time (the train function's timeout in template.yaml, or the SageMaker job's stopping condition) "
+        "minus tune.budget.TRAIN_RESERVE_S for merge, export, parity and upload",
+    )
     tune_train_overrides: dict[str, Any] = Field(
         default_factory=dict, description="JSON object replacing fields of training.lora.TrainConfig"
     )

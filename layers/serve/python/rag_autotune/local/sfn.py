@@ -128,16 +128,33 @@ def schedule(template_path: Path = TEMPLATE, asl: Path | None = ASL) -> str | No
     return event.expression if event else None
 
 
+def _condition(name: str, template: dict[str, Any]) -> bool:
+    """A template Condition of the form `!Equals [!Ref Param, value]`, with the parameters' defaults."""
+    rule = ((template.get("Conditions") or {}).get(name) or {}).get("Fn::Equals")
+    if not isinstance(rule, list) or len(rule) != 2:
+        raise ValueError(f"Conditions.{name}: only !Equals [!Ref Param, value] is resolved locally")
+    left, right = (_plain(v, template) for v in rule)
+    return left is not None and left == right
+
+
 def _resolve(
     name: str,
     value: Any,
     template: dict[str, Any],
     arns: dict[str, str],
     functions: dict[str, lambdas.LocalFunction],
+    refs: dict[str, str] | None = None,
 ) -> str:
-    """`!GetAtt F.Arn` → the installed ARN, `!Ref F` → its name, `!Ref Param` → its Default, scalars as is."""
+    """`!GetAtt F.Arn` → the installed ARN, `!Ref F` → its name, `!Ref X` → `refs[X]` (the bucket, the table,
+    the region), `!Ref Param` → its Default, `!If [Condition, a, b]` → a or b, scalars as is."""
     if isinstance(value, dict) and len(value) == 1:
         ((fn_key, arg),) = value.items()
+        if fn_key == "Fn::If":
+            condition, then, otherwise = arg
+            chosen = then if _condition(condition, template) else otherwise
+            return _resolve(name, chosen, template, arns, functions, refs)
+        if fn_key == "Ref" and refs and arg in refs:
+            return refs[arg]
         if fn_key == "Fn::GetAtt":
             target, _, attr = arg.partition(".") if isinstance(arg, str) else (arg[0], ".", arg[1])
             if attr == "Arn" and target in arns:
@@ -151,13 +168,17 @@ def _resolve(
 
 
 def render_definition(
-    template_path: Path, asl: Path, arns: dict[str, str], functions: dict[str, lambdas.LocalFunction]
+    template_path: Path,
+    asl: Path,
+    arns: dict[str, str],
+    functions: dict[str, lambdas.LocalFunction],
+    refs: dict[str, str] | None = None,
 ) -> str:
     """The ASL text with every ${Name} replaced from the state machine's DefinitionSubstitutions."""
     template = load_template(template_path)
     _, resource = state_machine_resource(template, asl)
     subs = (resource.get("Properties") or {}).get("DefinitionSubstitutions") or {}
-    values = {k: _resolve(k, v, template, arns, functions) for k, v in subs.items()}
+    values = {k: _resolve(k, v, template, arns, functions, refs) for k, v in subs.items()}
     text = asl.read_text(encoding="utf-8")
     missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
     if missing:
@@ -209,12 +230,13 @@ def deploy(
     _, machine = state_machine_resource(doc, asl)
     name = name or _plain((machine.get("Properties") or {}).get("Name"), doc) or STATE_MACHINE_NAME
     enable_execution()
-    functions = lambdas.functions_from_template(template, refs=_resource_refs(doc, settings))
+    refs = _resource_refs(doc, settings)
+    functions = lambdas.functions_from_template(template, refs=refs)
     for logical_id, function_name in (function_names or {}).items():
         if logical_id in functions:
             functions[logical_id] = dataclasses.replace(functions[logical_id], function_name=function_name)
     arns = lambdas.install(functions, overrides, region=settings.region)
-    definition = render_definition(template, asl, arns, functions)
+    definition = render_definition(template, asl, arns, functions, {**refs, "AWS::Region": settings.region})
 
     role = lambdas.ensure_role(boto3.client("iam", region_name=settings.region), ROLE_NAME, _TRUST)
     sfn = boto3.client("stepfunctions", region_name=settings.region)

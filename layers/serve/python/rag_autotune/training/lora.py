@@ -79,6 +79,8 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0
     examples: int = 0  # triplets trained on (per epoch)
+    planned_steps: int = 0
+    stopped: bool = False  # `stop` ended the run before its planned steps
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,12 +98,15 @@ def train_lora(
     rows: Sequence[Triplet],
     config: TrainConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stop: Callable[[int, int], bool] | None = None,
 ) -> TrainResult:
     """Add a LoRA adapter to `model` (in place) and train it with MultipleNegativesRankingLoss over
     (anchor, positive, negative) columns: each query against its 👍 chunk, its 👎 chunk and every other
     chunk in the batch. NO_DUPLICATES keeps a text from appearing twice in one batch (a query with several
     👎 yields several rows; in one batch its positive would otherwise be a false negative of itself).
-    `progress(done, total)` counts optimizer steps: (0, total) when training starts, then after every step."""
+    `progress(done, total)` counts optimizer steps: (0, total) when training starts, then after every step.
+    `stop(done, total)`, called at the same points, ends training early when it returns True (the time
+    budget: tune/budget.py); the adapter then holds what the steps so far learned."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, TaskType
@@ -155,12 +160,19 @@ def train_lora(
                 result.loss_curve.append([int(state.global_step), round(float(logs["loss"]), 5)])
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            result.planned_steps = int(state.max_steps or 0)
             if progress is not None:
-                progress(0, int(state.max_steps or 0))
+                progress(0, result.planned_steps)
+            if stop is not None:
+                stop(0, result.planned_steps)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            done, total = int(state.global_step), int(state.max_steps or 0)
             if progress is not None:
-                progress(int(state.global_step), int(state.max_steps or 0))
+                progress(done, total)
+            if stop is not None and stop(done, total):
+                result.stopped = True
+                control.should_training_stop = True
 
     saved_len = model.max_seq_length
     model.max_seq_length = config.max_seq_len

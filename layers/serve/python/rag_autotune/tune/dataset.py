@@ -22,6 +22,7 @@ class QueryVotes:
     query: str
     up: dict[str, str] = field(default_factory=dict)  # doc_id → chunk_id shown
     down: dict[str, str] = field(default_factory=dict)
+    voted_at: dict[str, float] = field(default_factory=dict)  # doc_id → time of its latest vote
 
 
 def group_votes(votes: Sequence[Vote]) -> dict[str, QueryVotes]:
@@ -31,6 +32,7 @@ def group_votes(votes: Sequence[Vote]) -> dict[str, QueryVotes]:
         g = groups.setdefault(normalise(v.query), QueryVotes(v.query))
         (g.up if v.vote == "up" else g.down)[v.doc_id] = v.chunk_id
         (g.down if v.vote == "up" else g.up).pop(v.doc_id, None)
+        g.voted_at[v.doc_id] = v.created_at
     return groups
 
 
@@ -40,6 +42,7 @@ class Triplet:
     positive: str
     negative: str
     hard: bool  # the negative is a 👎 of this query (else a random corpus chunk)
+    at: float = 0.0  # the newer of its two votes (a random negative has none): the train budget keeps the newest
 
 
 @dataclass(frozen=True)
@@ -68,19 +71,21 @@ def triplets(
     rng = random.Random(seed)
     out: list[Triplet] = []
     for g in train:
-        positives = [t for t in (chunk_text(c) for c in g.up.values()) if t]
-        negatives = [t for t in (chunk_text(c) for c in g.down.values()) if t]
-        for i, pos in enumerate(positives):
+        positives = [(t, g.voted_at.get(d, 0.0)) for d, t in ((d, chunk_text(c)) for d, c in g.up.items()) if t]
+        negatives = [(t, g.voted_at.get(d, 0.0)) for d, t in ((d, chunk_text(c)) for d, c in g.down.items()) if t]
+        for i, (pos, up_at) in enumerate(positives):
             if negatives:
-                out.append(Triplet(g.query, pos, negatives[i % len(negatives)], True))
+                neg, down_at = negatives[i % len(negatives)]
+                out.append(Triplet(g.query, pos, neg, True, max(up_at, down_at)))
             elif random_chunks:
                 neg = rng.choice(random_chunks)
                 if neg != pos:
-                    out.append(Triplet(g.query, pos, neg, False))
+                    out.append(Triplet(g.query, pos, neg, False, up_at))
         # More 👎 than 👍: the extra hard negatives still teach, beside a positive of the same query.
         for j in range(len(positives), len(negatives)):
             if positives:
-                out.append(Triplet(g.query, positives[j % len(positives)], negatives[j], True))
+                (pos, up_at), (neg, down_at) = positives[j % len(positives)], negatives[j]
+                out.append(Triplet(g.query, pos, neg, True, max(up_at, down_at)))
     return out
 
 

@@ -163,10 +163,33 @@ def _training(report: Mapping[str, Any]) -> str:
     counts = {**(report.get("counts") or {}), **(t.get("counts") or {})}
     config = t.get("config") or {}
     parts = ["<h2>Training loss</h2>", line(curve, "loss per step") if curve else "<p>no training record</p>"]
+    parts.append(_budget(t))
     parts.append("<h2>Data</h2>" + (table(["count", "value"], sorted(counts.items())) if counts else "<p>none</p>"))
     if config:
         parts.append("<h3>Recipe</h3>" + table(["setting", "value"], sorted(config.items())))
     return "".join(parts)
+
+
+def _budget(training: Mapping[str, Any]) -> str:
+    """How the time budget shaped the run: triplets used and left for another night, the measured pace."""
+    counts, budget = training.get("counts") or {}, training.get("budget") or {}
+    if "triplets_used" not in counts:
+        return ""
+    used, left = counts["triplets_used"], counts.get("triplets_left", 0)
+    text = f"Trained on {used} of {used + left} triplets"
+    text += f"; {left} left for another night (they did not fit the time budget)." if left else "."
+    rows = [
+        [name, budget[key]]
+        for key, name in (
+            ("budget_s", "budget (s)"),
+            ("seconds_per_step", "seconds per step"),
+            ("planned_steps", "steps planned for every triplet"),
+            ("steps_that_fit", "steps that fit"),
+            ("steps", "steps trained"),
+        )
+        if budget.get(key) is not None
+    ]
+    return f"<h2>Time budget</h2><p>{esc(text)}</p>" + (table(["", "value"], rows) if rows else "")
 
 
 def _memory(report: Mapping[str, Any]) -> str:

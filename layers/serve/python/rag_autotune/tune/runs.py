@@ -193,9 +193,9 @@ def failure_reason(
         cause = json.loads(message)
     except ValueError:
         cause = None
-    if isinstance(cause, dict):
+    if isinstance(cause, dict):  # a Lambda error, or (TrainOn=sagemaker) the failed training job's description
         name = str(cause.get("errorType") or name)
-        message = str(cause.get("errorMessage") or "")
+        message = str(cause.get("errorMessage") or cause.get("FailureReason") or "")
     message = " ".join(message.split())
     step = str(record.get("step") or "")
     finished = step in (record.get("steps") or {})

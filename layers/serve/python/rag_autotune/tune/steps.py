@@ -172,7 +172,7 @@ def prepare(
     _write_jsonl(
         store,
         prefix + "train.jsonl",
-        ({"query": t.query, "positive": t.positive, "negative": t.negative} for t in rows),
+        ({"query": t.query, "positive": t.positive, "negative": t.negative, "hard": t.hard, "at": t.at} for t in rows),
     )
     _write_jsonl(
         store,

