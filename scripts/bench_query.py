@@ -39,7 +39,7 @@ import bench_stack  # noqa: E402
 
 from rag_autotune.chunking import chunk_document, embed_text  # noqa: E402
 from rag_autotune.corpus import load_documents  # noqa: E402
-from rag_autotune.domain import Chunk, Citation, QueryLog, VersionPair  # noqa: E402
+from rag_autotune.domain import Chunk, Citation, IndexStats, QueryLog, VersionPair  # noqa: E402
 from rag_autotune.feedback import record_feedback  # noqa: E402
 from rag_autotune.local import stack  # noqa: E402
 from rag_autotune.memory import MemoryParams, MemoryVote, VoteMemory, memory_key, pack_vector  # noqa: E402
@@ -82,7 +82,7 @@ def build_corpus(rt: Runtime, target: int, seed: int = 0) -> tuple[str, list[str
     t = time.perf_counter()
     n = rt.index.build(version, encoder.dim, batches())
     print(f"built index {version}: {n} points in {time.perf_counter() - t:.1f} s", flush=True)
-    write_stats(rt.store, version, len(docs), n)
+    write_stats(rt.store, version, IndexStats(len(docs), n))
     swap(rt.store, VersionPair("v0", version), expected_etag=None, reason="bench", documents=len(docs), chunks=n)
     return version, golden_queries()
 

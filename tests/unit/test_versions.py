@@ -1,6 +1,6 @@
 import pytest
 
-from rag_autotune.domain import VersionPair
+from rag_autotune.domain import IndexStats, VersionPair
 from rag_autotune.errors import ConflictError, NotReady
 from rag_autotune.versions import (
     index_version,
@@ -50,7 +50,7 @@ def test_rollback_restores_previous_pair_and_its_counts() -> None:
     with pytest.raises(NotReady):
         rollback(store)
     a, b = VersionPair("v0", "v0-c1"), VersionPair("v1", "v1-c1")
-    write_stats(store, "v0-c1", 10, 20)
+    write_stats(store, "v0-c1", IndexStats(10, 20))
     swap(store, a, expected_etag=None, reason="", documents=10, chunks=20)
     with pytest.raises(ConflictError):
         rollback(store)  # nothing to go back to

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from .domain import PUBLIC_TENANT, Answer, Citation, Hit, QueryLog, Timings, VersionPair
+from .domain import PUBLIC_TENANT, Answer, Citation, Hit, QueryLog, RetrievalMode, Timings, VersionPair
 from .generate import Generator, Passage, best_sentence
 from .live import LivePair
 from .memory import pack_vector, rerank
@@ -54,6 +54,7 @@ class Retrieval:
     search_ms: float
     started: float
     vector: Vectors  # logged with the query: the feedback memory takes votes on it without re-encoding
+    mode: RetrievalMode = "dense"  # the mode that answered: the pair's, or dense when hybrid fell back
 
 
 def retrieve(
@@ -74,7 +75,8 @@ def retrieve(
     # When votes move documents for this query, re-rank a wider candidate set, so that a demoted document's
     # replacement can surface. Most queries are near no voted one and keep the plain depth (and its cost).
     depth = max(top_k * OVERSAMPLE, memory.depth) if memory is not None and boosts else top_k * OVERSAMPLE
-    hits = live.index.search(live.pair.index_version, vector, depth)
+    found = live.index.query(live.pair.index_version, vector, query, depth, live.mode)
+    hits = found.hits
     searched = time.perf_counter()
     citations = citations_from_hits(query, hits, top_k, boosts)
     texts = {h.chunk.chunk_id: h.chunk.text for h in hits}
@@ -89,6 +91,7 @@ def retrieve(
         search_ms=(searched - encoded) * 1000,
         started=started,
         vector=vector,
+        mode=found.mode,
     )
 
 
@@ -113,7 +116,7 @@ def ask(
     gen_ms = (time.perf_counter() - gen_start) * 1000
     log_shown(r, store, client_id, tenant, now())
     total = (time.perf_counter() - r.started) * 1000
-    return Answer(r.query_id, text, r.pair, r.citations, Timings(r.encode_ms, r.search_ms, gen_ms, total))
+    return Answer(r.query_id, text, r.pair, r.citations, Timings(r.encode_ms, r.search_ms, gen_ms, total), r.mode)
 
 
 def ask_stream(

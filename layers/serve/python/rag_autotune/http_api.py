@@ -142,6 +142,7 @@ def _answer_body(a: Answer) -> dict[str, Any]:
         "query_id": a.query_id,
         "answer": a.answer,
         **a.pair.as_dict(),
+        "retrieval_mode": a.mode,
         "citations": [_citation(c) for c in a.citations],
         "timings_ms": {
             "encode": round(t.encode_ms, 3),
@@ -166,6 +167,7 @@ def _sse_events(rt: Runtime, req: AskRequest, voter: str, tenant: str) -> Iterat
         {
             "query_id": retrieval.query_id,
             **retrieval.pair.as_dict(),
+            "retrieval_mode": retrieval.mode,
             "citations": [_citation(c) for c in retrieval.citations],
         },
     )

@@ -10,14 +10,17 @@ from pathlib import Path
 
 from .chunking import chunk_document, embed_text
 from .corpus import load_documents
-from .domain import Chunk, IngestReport, VersionPair
+from .domain import Chunk, IndexStats, IngestReport, RetrievalMode, VersionPair
 from .errors import ConflictError, IngestError, NotReady
+from .observability import logger
 from .ports import ArtifactStore, Encoder, VectorIndex, Vectors
+from .retrieval import bm25_unusable
 from .versions import (
     index_version,
     model_versions,
     next_generation,
     read_manifest,
+    stored_mode,
     swap,
     write_stats,
 )
@@ -43,13 +46,20 @@ def build_version(
     index: VectorIndex,
     store: ArtifactStore,
     progress: Progress | None = None,
+    mode: RetrievalMode = "dense",
 ) -> int:
-    """Embed and write one index version; on any failure nothing of it remains."""
+    """Embed and write one index version, with BM25 vectors unless BM25 cannot tokenise the corpus (then the
+    version is dense only, and its stats say why); on any failure nothing of it remains. `mode`: how /ask
+    queries it until a tune run's smoke step chooses."""
     if version in index.versions():
         raise ConflictError(f"index version {version} already exists")  # never delete a finished version
+    unusable = bm25_unusable(embed_text(c) for c in chunks) if chunks else ""
+    if unusable:
+        logger.warning("BM25 cannot rank this corpus: the index version is dense only", extra={"reason": unusable})
     try:
-        n = index.build(version, encoder.dim, embed_batches(chunks, encoder, progress))
-        write_stats(store, version, len({c.doc_id for c in chunks}), n)
+        n = index.build(version, encoder.dim, embed_batches(chunks, encoder, progress), sparse=not unusable)
+        stats = IndexStats(len({c.doc_id for c in chunks}), n, "dense" if unusable else mode, unusable)
+        write_stats(store, version, stats)
         return n
     except BaseException:
         index.delete(version)
@@ -95,7 +105,9 @@ def ingest(
     known = index.versions() + ([manifest.live.index_version] if manifest else [])
     version = index_version(model, next_generation(known))
     encoder = load_encoder(model)
-    n = build_version(version, chunks, encoder, index, store, progress)
+    # A new corpus generation keeps the mode the smoke step chose for the live version.
+    mode = stored_mode(store, manifest.live.index_version)[0] if manifest else "dense"
+    n = build_version(version, chunks, encoder, index, store, progress, mode)
     documents = len({c.doc_id for c in chunks})
     try:
         swap(
