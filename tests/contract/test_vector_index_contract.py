@@ -468,3 +468,24 @@ def test_a_chunk_without_bm25_terms_is_stored_and_found_dense(index: VectorIndex
     index.build("v1-c1", DIM, batches(chunks, vecs, 6))
     assert index.count("v1-c1") == 6
     assert chunks[2] in [h.chunk for h in index.query("v1-c1", vecs[2], f"the {WORDS[4]}", 6, "hybrid-rrf").hits]
+
+
+def test_server_collections_made_before_hybrid_answer_dense(server: tuple[ServerVectorIndex, QdrantClient]) -> None:
+    index, client = server
+    chunks, vecs = worded(5, 36)
+    client.create_collection(
+        "rag_v1-c1",
+        vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
+        metadata={"rag_autotune": {"state": "ready", "dim": DIM, "points": 5}},  # as written before hybrid
+    )
+    client.upsert(
+        "rag_v1-c1",
+        models.Batch(
+            ids=list(range(5)),
+            vectors=vecs.tolist(),
+            payloads=[{"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text} for c in chunks],
+        ),
+    )
+    assert index.versions() == ["v1-c1"] and not index.has_sparse("v1-c1")
+    found = index.query("v1-c1", vecs[1], f"the {WORDS[3]}", 2, "hybrid-rrf")
+    assert found.mode == "dense" and found.reason == NO_SPARSE and found.hits[0].chunk == chunks[1]
