@@ -4,6 +4,7 @@ fused by Qdrant); they and the in-memory fake take their fallback reasons from h
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from .domain import RetrievalMode
@@ -15,25 +16,13 @@ NO_TERMS = "query has no BM25 term (only stop words or punctuation)"
 # words: BM25's word tokenizer turns each run of such text into one token that no question repeats.
 UNSPACED_SHARE = 0.5
 
-# Code point ranges of scripts written without spaces between words (CJK ideographs and their extensions,
-# kana, Thai, Lao, Khmer, Myanmar, Tibetan). Hangul is spaced, so it is not here.
-_UNSPACED = (
-    (0x0E00, 0x0EFF),  # Thai, Lao
-    (0x0F00, 0x0FFF),  # Tibetan
-    (0x1000, 0x109F),  # Myanmar
-    (0x1780, 0x17FF),  # Khmer
-    (0x3040, 0x30FF),  # Hiragana, Katakana
-    (0x3400, 0x4DBF),  # CJK extension A
-    (0x4E00, 0x9FFF),  # CJK unified ideographs
-    (0xF900, 0xFAFF),  # CJK compatibility ideographs
-    (0xFF66, 0xFF9F),  # half-width Katakana
-    (0x20000, 0x3134F),  # CJK extensions B-G
+# Scripts written without spaces between words: Thai, Lao, Tibetan, Myanmar, Khmer, kana, CJK ideographs (with
+# their extensions and compatibility forms), half-width Katakana. Hangul is spaced, so it is not here.
+_UNSPACED = re.compile(
+    "[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f]"
 )
-
-
-def _unspaced(ch: str) -> bool:
-    o = ord(ch)
-    return any(lo <= o <= hi for lo, hi in _UNSPACED)
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 def dense_fallback(mode: RetrievalMode, version_has_sparse: bool, query_terms: int) -> str:
@@ -51,12 +40,9 @@ def bm25_unusable(texts: Iterable[str]) -> str:
     """Why BM25 cannot rank this corpus ("" when it can): no letters at all, or mostly scripts without spaces
     between words (e.g. Chinese or Japanese only)."""
     letters = unspaced = 0
-    for text in texts:
-        for ch in text:
-            if ch.isalpha():
-                letters += 1
-                if ord(ch) >= 0x0E00 and _unspaced(ch):
-                    unspaced += 1
+    for text in texts:  # regexes, not a loop over characters: an ingest may hold millions of them
+        letters += len(_LETTER.findall(text))
+        unspaced += len(_UNSPACED.findall(text))
     if letters == 0:
         return "the corpus has no letters for BM25 to index"
     if unspaced >= UNSPACED_SHARE * letters:
