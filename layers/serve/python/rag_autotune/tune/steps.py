@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
+from ..ask import OVERSAMPLE
 from ..domain import RETRIEVAL_MODES, RetrievalMode, VersionPair
 from ..errors import ArtifactNotFound, ConflictError, NotReady, RagError
 from ..golden import GOLDEN_KEY
@@ -20,6 +21,7 @@ from ..ingest import build_version
 from ..memory import MemoryParams, memory_key, oldest_vote
 from ..ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex, Vectors
 from ..retrieval import NO_SPARSE
+from ..schemas import AskRequest
 from ..settings import Settings
 from ..versions import (
     corpus_generation,
@@ -263,7 +265,7 @@ def embed(
 
 
 RANK_DEPTH = 40
-LATENCY_DEPTH = 5  # what /ask fetches for its default top_k, before oversampling
+LATENCY_DEPTH = AskRequest.model_fields["top_k"].default * OVERSAMPLE  # what /ask fetches for its default top_k
 
 
 def cached_encoder(encoder: Encoder) -> Callable[[str], Vectors]:
