@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-ingest bench-train-budget layer openapi clean \
+.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-hybrid bench-ingest bench-train-budget layer openapi clean \
         template localstack-build localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
@@ -55,6 +55,9 @@ bench-query: $(STAMP) $(SAM_STAMP) ## /ask latency over HTTP on a 20k-chunk corp
 bench-ingest: $(STAMP) ## pages/s and text quality of each reader and its alternatives on tests/data/ingest_bench
 	$(PIP) install -q $$($(PY) scripts/bench_ingest.py --requirements)
 	$(PY) scripts/bench_ingest.py
+
+bench-hybrid: $(STAMP) ## P@5, hit@5, nDCG@10 of dense vs hybrid (RRF, DBSF) on the man-page benchmark, train and held-out halves
+	$(PY) scripts/bench_hybrid.py
 
 bench-load: $(STAMP) ## 50 clients mix /ask and /feedback for 60 s while a tune run swaps the live pair
 	$(PY) scripts/bench_load.py

@@ -291,6 +291,8 @@ def main() -> int:
                 margin=field["tune_margin"],
                 golden_tolerance=field["tune_golden_tolerance"],
                 p99_budget_ms=field["tune_p99_budget_ms"],
+                live_p99_ms=run["latency_ms"].get("live_p99", 0.0),
+                p99_max_ratio=field["tune_p99_ratio"],
             )
         )
         verdict = "PASSED" if default.passed else f"REJECTED: {'; '.join(default.reasons)}"

@@ -2,6 +2,8 @@
 
 - /ask over HTTP: p50/p99 over >= 1000 sequential requests on a 20k-chunk corpus. The API runs in its own
   process (`rag-autotune serve`, one request at a time like one Lambda instance); moto is the AWS endpoint.
+  One row per retrieval mode (dense, then dense + BM25 fused by RRF and by DBSF: the version's stats name the
+  mode, as a tune run's smoke step leaves them), with the modes the answers reported (`--modes-only`: just these).
 - the same handler in-process (API Gateway event in, response out: no HTTP);
 - the same /ask with a feedback memory of 10k remembered votes (a shipped snapshot, as a tune run leaves it)
   (refresh every RAG_MEMORY_REFRESH_S, off the request path); then again while new votes arrive in DynamoDB
@@ -27,6 +29,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +43,13 @@ import bench_stack  # noqa: E402
 
 from rag_autotune.chunking import chunk_document, embed_text  # noqa: E402
 from rag_autotune.corpus import load_documents  # noqa: E402
-from rag_autotune.domain import Chunk, Citation, QueryLog, VersionPair  # noqa: E402
+from rag_autotune.domain import RETRIEVAL_MODES, Chunk, Citation, IndexStats, QueryLog, VersionPair  # noqa: E402
 from rag_autotune.feedback import record_feedback  # noqa: E402
 from rag_autotune.local import stack  # noqa: E402
 from rag_autotune.memory import MemoryParams, MemoryVote, VoteMemory, dump_snapshot, memory_key, pack_vector  # noqa: E402
 from rag_autotune.runtime import Runtime  # noqa: E402
 from rag_autotune.settings import get_settings  # noqa: E402
-from rag_autotune.versions import swap, write_stats  # noqa: E402
+from rag_autotune.versions import read_stats, swap, write_stats  # noqa: E402
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -82,7 +86,7 @@ def build_corpus(rt: Runtime, target: int, seed: int = 0) -> tuple[str, list[str
     t = time.perf_counter()
     n = rt.index.build(version, encoder.dim, batches())
     print(f"built index {version}: {n} points in {time.perf_counter() - t:.1f} s", flush=True)
-    write_stats(rt.store, version, len(docs), n)
+    write_stats(rt.store, version, IndexStats(len(docs), n))
     swap(rt.store, VersionPair("v0", version), expected_etag=None, reason="bench", documents=len(docs), chunks=n)
     return version, golden_queries()
 
@@ -131,18 +135,20 @@ def trickle_votes(every_s: float) -> None:
         )
 
 
-def serve_and_bench(env: dict[str, str], queries: list[str], n: int, log: Path) -> list[float]:
+def serve_and_bench(
+    env: dict[str, str], queries: list[str], n: int, log: Path, modes: Counter[str] | None = None
+) -> list[float]:
     """Start `rag-autotune serve` (one request at a time, like one Lambda instance) and time n /ask calls."""
     port = stack.free_port()
     server = bench_stack.serve(port, Path(env["RAG_CACHE_DIR"]), log, **env)
     try:
         bench_stack.wait_serving([server], [log])
-        return bench_http(port, queries, n)
+        return bench_http(port, queries, n, modes)
     finally:
         bench_stack.stop_servers([server])
 
 
-def bench_http(port: int, queries: list[str], n: int) -> list[float]:
+def bench_http(port: int, queries: list[str], n: int, modes: Counter[str] | None = None) -> list[float]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     samples = []
     for i in range(n + 50):
@@ -150,9 +156,11 @@ def bench_http(port: int, queries: list[str], n: int) -> list[float]:
         t = time.perf_counter()
         conn.request("POST", "/ask", body=body, headers={"Content-Type": "application/json"})
         resp = conn.getresponse()
-        resp.read()
+        raw = resp.read()
         if resp.status != 200:
             raise RuntimeError(f"/ask answered {resp.status}")
+        if modes is not None and i >= 50:
+            modes[json.loads(raw)["retrieval_mode"]] += 1
         if i >= 50:  # the first 50 warm caches and connections
             samples.append((time.perf_counter() - t) * 1000)
     return samples
@@ -209,6 +217,18 @@ def bench_cold(env: dict[str, str], query: str, runs: int = 5) -> list[dict[str,
     return out
 
 
+def print_modes(chunks: int, rows: list[tuple[str, list[float], Counter[str]]], header: bool = True) -> None:
+    if header:
+        print(f"\n## Query path by retrieval mode (this machine: {os.cpu_count() or 0} cores)\n")
+        print("| measure | p50 | p99 | n |\n|---|---|---|---|")
+    for mode, ms, answered in rows:
+        said = ", ".join(f"{m} {k}" for m, k in answered.most_common())
+        print(
+            f"| HTTP POST /ask, {chunks} chunks, top_k 5, version mode {mode} (answered: {said}) "
+            f"| {pct(ms, 50):.2f} ms | {pct(ms, 99):.2f} ms | {len(ms)} |"
+        )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chunks", type=int, default=20_000)
@@ -216,6 +236,7 @@ def main() -> int:
     ap.add_argument("--memory-votes", type=int, default=10_000, help="votes in the feedback memory's snapshot")
     ap.add_argument("--trickle-every", type=float, default=0.2, help="seconds between new votes in the memory row")
     ap.add_argument("--trickle", type=float, help=argparse.SUPPRESS)  # the vote writer's own process
+    ap.add_argument("--modes-only", action="store_true", help="only the dense vs hybrid /ask rows")
     args = ap.parse_args()
     if args.trickle is not None:
         trickle_votes(args.trickle)  # until SIGTERM
@@ -223,13 +244,25 @@ def main() -> int:
     suffix = uuid.uuid4().hex[:6]
     bench = bench_stack.start("bench", Path(f"/tmp/rag-bench-{suffix}"), POWERTOOLS_METRICS_DISABLED="false")
     rt = bench.rt
-    _, queries = build_corpus(rt, args.chunks)
+    version, queries = build_corpus(rt, args.chunks)
 
     env = {
         **os.environ,
         "PYTHONPATH": f"{REPO / 'layers' / 'serve' / 'python'}:{REPO}",
         "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-api",
     }
+    mode_rows = []
+    stats = read_stats(rt.store, version)
+    for mode in RETRIEVAL_MODES:
+        write_stats(rt.store, version, replace(stats, mode=mode, mode_reason="bench"))
+        answered: Counter[str] = Counter()
+        ms = serve_and_bench(env, queries, args.requests, Path(f"/tmp/rag-bench-{suffix}-{mode}.log"), answered)
+        mode_rows.append((mode, ms, answered))
+    write_stats(rt.store, version, stats)
+    if args.modes_only:
+        bench.stop()
+        print_modes(args.chunks, mode_rows)
+        return 0
     http_ms = serve_and_bench(env, queries, args.requests, Path(f"/tmp/rag-bench-{suffix}-api.log"))
     inproc_ms = bench_in_process(queries, args.requests)
     cold = bench_cold({**env, "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-cold"}, queries[0], 1)
@@ -278,6 +311,7 @@ def main() -> int:
         f"| in-process handler (API Gateway event → response) | {pct(inproc_ms, 50):.2f} ms | "
         f"{pct(inproc_ms, 99):.2f} ms | {len(inproc_ms)} |"
     )
+    print_modes(args.chunks, mode_rows, header=False)
     for name, ms in memory_rows:
         print(f"| HTTP POST /ask, same, {name} | {pct(ms, 50):.2f} ms | {pct(ms, 99):.2f} ms | {len(ms)} |")
     first = cold[0]

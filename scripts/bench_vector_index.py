@@ -1,5 +1,8 @@
 """Benchmark the Qdrant Edge VectorIndex, in one process: build, snapshot size, cold load, search latency,
-with and without HNSW (optimize()). Brute-force numpy is printed as the baseline.
+with and without HNSW (optimize()). Brute-force numpy is printed as the baseline. Then the query cost by
+retrieval mode (dense, dense + BM25 fused by RRF and by DBSF) on the demo corpus's real chunk texts grown to n
+points, the modes timed in turns on the same questions (demo/golden.jsonl) so that the machine's load weighs
+on all alike.
 
     PYTHONPATH=layers/serve/python:. python scripts/bench_vector_index.py [--n 20000] [--dim 384]
 """
@@ -7,6 +10,7 @@ with and without HNSW (optimize()). Brute-force numpy is printed as the baseline
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -15,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from rag_autotune.adapters.qdrant_edge import EdgeVectorIndex
-from rag_autotune.domain import Chunk
+from rag_autotune.chunking import chunk_document
+from rag_autotune.corpus import load_documents
+from rag_autotune.domain import RETRIEVAL_MODES, Chunk
 from rag_autotune.ports import Vectors
 from tests.fakes import MemoryArtifactStore
 
@@ -79,6 +85,40 @@ def run(
         )
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_modes(n: int, dim: int, rounds: int, root: Path) -> None:
+    docs, _ = load_documents(REPO / "demo" / "corpus.jsonl")
+    real = [c for d in docs for c in chunk_document(d)]
+    chunks = [Chunk(f"p{i}#0", f"p{i}", real[i % len(real)].title, real[i % len(real)].text) for i in range(n)]
+    rng = np.random.default_rng(2)
+    vecs = rng.standard_normal((n, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    questions = [json.loads(x)["query"] for x in (REPO / "demo" / "golden.jsonl").read_text().splitlines()]
+    index = EdgeVectorIndex(MemoryArtifactStore(), root / "modes")
+    t = time.perf_counter()
+    index.build("v0-c1", dim, batches(chunks, vecs))
+    print(
+        f"\nby mode: {n} points ({len(real)} real chunk texts, cycled), dense + BM25 built in "
+        f"{time.perf_counter() - t:.1f} s; {rounds} rounds of {len(questions)} questions, modes in turns"
+    )
+    lat: dict[str, list[float]] = {m: [] for m in RETRIEVAL_MODES}
+    answered: dict[str, set[str]] = {m: set() for m in RETRIEVAL_MODES}
+    for r in range(rounds):
+        for i, question in enumerate(questions):
+            q = vecs[(r * len(questions) + i) % n]
+            order = RETRIEVAL_MODES if (r + i) % 2 == 0 else RETRIEVAL_MODES[::-1]
+            for mode in order:
+                t = time.perf_counter()
+                found = index.query("v0-c1", q, question, 20, mode)  # /ask's depth: top_k 5 x oversampling 4
+                lat[mode].append(time.perf_counter() - t)
+                answered[mode].add(found.mode)
+    index.close()
+    for mode in RETRIEVAL_MODES:
+        print(f"{mode:>12}: query (BM25 query embedding included) {pct(lat[mode])}; answered {sorted(answered[mode])}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=20_000)
@@ -86,7 +126,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--text-chars", type=int, default=800)
     ap.add_argument("--skip-hnsw", action="store_true", help="skip the optimize() run (minutes on a busy box)")
+    ap.add_argument("--modes-only", action="store_true", help="only the dense vs hybrid query cost")
+    ap.add_argument("--rounds", type=int, default=20, help="rounds over the golden questions, by mode")
     args = ap.parse_args()
+    if args.modes_only:
+        with tempfile.TemporaryDirectory(prefix="bench-vi-") as tmp:
+            run_modes(args.n, args.dim, args.rounds, Path(tmp))
+        return
 
     chunks, vecs = data(args.n, args.dim, args.text_chars)
     rng = np.random.default_rng(1)
@@ -106,6 +152,7 @@ def main() -> None:
         run("plain", 1 << 62, chunks, vecs, queries, Path(tmp))
         if not args.skip_hnsw:
             run("hnsw", 0, chunks, vecs, queries, Path(tmp), efs=(None, 256))
+        run_modes(args.n, args.dim, args.rounds, Path(tmp))
 
 
 if __name__ == "__main__":

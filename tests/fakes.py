@@ -4,17 +4,21 @@ assertions as the real adapters, so a green unit test means something."""
 from __future__ import annotations
 
 import hashlib
+import math
+import re
 import threading
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag_autotune.chunking import embed_hash
-from rag_autotune.domain import Chunk, Hit, QueryLog, Vote
+from rag_autotune.chunking import embed_hash, embed_text
+from rag_autotune.domain import Chunk, Found, Hit, QueryLog, RetrievalMode, Vote
 from rag_autotune.errors import ArtifactNotFound, ConflictError
 from rag_autotune.ports import Vectors
+from rag_autotune.retrieval import dense_fallback
 
 if TYPE_CHECKING:
     from rag_autotune.runtime import Runtime
@@ -116,14 +120,83 @@ class MemoryFeedbackStore:
         return sorted(picked, key=lambda v: v.created_at)[:limit]
 
 
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+    ]
+)
+
+
+def _terms(text: str) -> list[str]:
+    return [w for w in re.findall(r"\w+", text.lower()) if w not in _STOP]
+
+
+def _rrf(rankings: list[list[int]], k: int = 60) -> dict[int, float]:
+    fused: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, i in enumerate(ranking, 1):
+            fused[i] = fused.get(i, 0.0) + 1.0 / (k + rank)
+    return fused
+
+
+def _dbsf(scored: list[dict[int, float]]) -> dict[int, float]:
+    """Each list's scores mapped from mean ± 3 std onto 0..1, then summed."""
+    fused: dict[int, float] = {}
+    for scores in scored:
+        values = np.asarray(list(scores.values()), dtype=np.float64)
+        lo, hi = values.mean() - 3 * values.std(), values.mean() + 3 * values.std()
+        for i, v in scores.items():
+            fused[i] = fused.get(i, 0.0) + (float(np.clip((v - lo) / (hi - lo), 0, 1)) if hi > lo else 0.5)
+    return fused
+
+
 class MemoryVectorIndex:
-    """Brute-force cosine over numpy arrays."""
+    """Brute-force cosine over numpy arrays; plain BM25 (whitespace words, a few stop words) and RRF/DBSF in
+    Python for the hybrid mode."""
 
     def __init__(self) -> None:
         self.data: dict[str, tuple[list[Chunk], Vectors]] = {}
+        self.terms: dict[str, list[Counter[str]]] = {}  # version → each chunk's BM25 terms (sparse versions)
         self.published: str | None = None
 
-    def build(self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]]) -> int:
+    def build(
+        self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]], *, sparse: bool = True
+    ) -> int:
         if version in self.data:
             raise ConflictError(f"{version} exists: versions are immutable")
         chunks: list[Chunk] = []
@@ -133,7 +206,48 @@ class MemoryVectorIndex:
             vecs.append(np.asarray(batch_vecs, dtype=np.float32).reshape(-1, dim))
         matrix = np.concatenate(vecs) if vecs else np.zeros((0, dim), dtype=np.float32)
         self.data[version] = (chunks, matrix)
+        if sparse:
+            self.terms[version] = [Counter(_terms(embed_text(c))) for c in chunks]
         return len(chunks)
+
+    def has_sparse(self, version: str) -> bool:
+        if version not in self.data:
+            raise ArtifactNotFound(version)
+        return version in self.terms
+
+    def _bm25(self, version: str, words: list[str], limit: int) -> dict[int, float]:
+        docs = self.terms[version]
+        avg = sum(sum(d.values()) for d in docs) / max(len(docs), 1) or 1.0
+        scores: dict[int, float] = {}
+        for w in set(words):
+            df = sum(1 for d in docs if w in d)
+            idf = math.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
+            for i, d in enumerate(docs):
+                if w in d:
+                    tf = d[w]
+                    scores[i] = scores.get(i, 0.0) + idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * sum(d.values()) / avg))
+        return dict(sorted(scores.items(), key=lambda kv: -kv[1])[:limit])
+
+    def query(self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode) -> Found:
+        dense_hits = self.search(version, vector, limit)
+        words = _terms(text)
+        reason = dense_fallback(mode, version in self.terms, len(words))
+        if mode == "dense" or reason:
+            return Found(dense_hits, "dense", reason)
+        chunks, matrix = self.data[version]
+        dense_scores = matrix @ np.asarray(vector, dtype=np.float32).reshape(-1)
+        order = [int(i) for i in np.argsort(-dense_scores)[:limit]]
+        sparse = self._bm25(version, words, limit)
+        if mode == "hybrid-rrf":
+            fused = _rrf([order, list(sparse)])
+        else:
+            fused = _dbsf(
+                [{i: float(dense_scores[i]) for i in order}, sparse]
+                if sparse
+                else [{i: float(dense_scores[i]) for i in order}]
+            )
+        best = sorted(fused.items(), key=lambda kv: -kv[1])[:limit]
+        return Found([Hit(chunks[i], s) for i, s in best], mode)
 
     def search(self, version: str, vector: Vectors, limit: int) -> list[Hit]:
         if version not in self.data:
@@ -173,6 +287,7 @@ class MemoryVectorIndex:
         if version == self.published:
             raise ConflictError(f"{version} is published")
         self.data.pop(version, None)
+        self.terms.pop(version, None)
 
     def publish(self, version: str) -> None:
         if version not in self.data:

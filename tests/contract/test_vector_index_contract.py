@@ -3,6 +3,7 @@ store) and a Qdrant server (here qdrant-client's local mode). Adapter-specific b
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,9 +15,10 @@ from qdrant_client import QdrantClient, models
 from rag_autotune.adapters.qdrant_edge import EdgeVectorIndex
 from rag_autotune.adapters.qdrant_server import ServerVectorIndex
 from rag_autotune.chunking import embed_hash
-from rag_autotune.domain import Chunk
+from rag_autotune.domain import Chunk, Hit, RetrievalMode
 from rag_autotune.errors import ArtifactNotFound, ConflictError, InvalidInput
 from rag_autotune.ports import VectorIndex, Vectors
+from rag_autotune.retrieval import NO_SPARSE, NO_TERMS
 from tests.fakes import MemoryArtifactStore, MemoryVectorIndex
 
 DIM = 16
@@ -382,3 +384,144 @@ def test_server_orphans_and_conflicts(server: tuple[ServerVectorIndex, QdrantCli
     with pytest.raises(InvalidInput):
         index.search("v1-c1", np.ones(DIM + 1, dtype=np.float32), 1)
     assert index.versions() == ["v1-c1"]
+
+
+# -- hybrid retrieval: the same contract for every adapter ---------------------------------------------------
+
+WORDS = [
+    "apple",
+    "banana",
+    "cherry",
+    "dolphin",
+    "eagle",
+    "falcon",
+    "giraffe",
+    "harbor",
+    "island",
+    "jungle",
+    "kettle",
+    "lantern",
+    "meadow",
+    "nickel",
+    "orchid",
+    "pepper",
+    "quartz",
+    "raven",
+    "saddle",
+    "tulip",
+]
+HYBRID = ("hybrid-rrf", "hybrid-dbsf")
+
+
+def worded(n: int, seed: int) -> tuple[list[Chunk], Vectors]:
+    """Chunks whose text holds one word no other chunk has (BM25 finds it whatever the dense vectors say)."""
+    chunks, vecs = corpus(n, seed, "w")
+    return [Chunk(c.chunk_id, c.doc_id, c.title, f"{c.text} about the {WORDS[i]}") for i, c in enumerate(chunks)], vecs
+
+
+def same_hits(a: Sequence[Hit], b: Sequence[Hit]) -> bool:
+    """The same chunks in the same order, scores equal to float precision (local mode recomputes them)."""
+    return [h.chunk for h in a] == [h.chunk for h in b] and all(
+        x.score == pytest.approx(y.score, abs=1e-5) for x, y in zip(a, b, strict=True)
+    )
+
+
+@pytest.mark.parametrize("mode", HYBRID)
+def test_hybrid_finds_the_chunk_whose_word_the_query_names(index: VectorIndex, mode: RetrievalMode) -> None:
+    chunks, vecs = worded(20, 30)
+    index.build("v1-c1", DIM, batches(chunks, vecs, 7))
+    assert index.has_sparse("v1-c1")
+    far = int(np.argsort(vecs @ vecs[0])[0])  # the chunk the dense vector ranks last
+    dense = index.search("v1-c1", vecs[0], 5)
+    assert chunks[far] not in [h.chunk for h in dense]
+    found = index.query("v1-c1", vecs[0], f"what about the {WORDS[far]}?", 5, mode)
+    assert found.mode == mode and found.reason == ""
+    got = [h.chunk for h in found.hits]
+    assert chunks[far] in got and chunks[0] in got  # both sides reach the fused list
+    assert len(got) == len(set(got)) <= 5
+    scores = [h.score for h in found.hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("text", ["the of and is", "?!… ,,, ;", ""])
+def test_a_query_without_bm25_terms_is_answered_dense(index: VectorIndex, text: str) -> None:
+    chunks, vecs = worded(12, 31)
+    index.build("v1-c1", DIM, batches(chunks, vecs, 5))
+    for mode in HYBRID:
+        found = index.query("v1-c1", vecs[3], text, 4, mode)
+        assert found.mode == "dense" and found.reason == NO_TERMS
+        assert same_hits(found.hits, index.search("v1-c1", vecs[3], 4))
+
+
+def test_a_version_without_bm25_vectors_is_answered_dense(index: VectorIndex) -> None:
+    chunks, vecs = worded(12, 32)
+    index.build("v1-c1", DIM, batches(chunks, vecs, 5), sparse=False)
+    assert not index.has_sparse("v1-c1")
+    found = index.query("v1-c1", vecs[2], f"the {WORDS[9]}", 3, "hybrid-rrf")
+    assert found.mode == "dense" and found.reason == NO_SPARSE
+    assert same_hits(found.hits, index.search("v1-c1", vecs[2], 3))
+
+
+def test_dense_mode_is_search(index: VectorIndex) -> None:
+    chunks, vecs = worded(10, 33)
+    index.build("v1-c1", DIM, batches(chunks, vecs, 5))
+    found = index.query("v1-c1", vecs[1], f"the {WORDS[7]}", 3, "dense")
+    assert found.mode == "dense" and found.reason == ""
+    assert same_hits(found.hits, index.search("v1-c1", vecs[1], 3))
+
+
+def test_hybrid_on_empty_and_unknown_versions(index: VectorIndex) -> None:
+    index.build("v1-c1", DIM, [])
+    assert index.query("v1-c1", np.full(DIM, 0.25, dtype=np.float32), "apple", 5, "hybrid-rrf").hits == []
+    with pytest.raises(ArtifactNotFound):
+        index.query("v9-c9", np.full(DIM, 0.25, dtype=np.float32), "apple", 5, "hybrid-dbsf")
+    with pytest.raises(ArtifactNotFound):
+        index.has_sparse("v9-c9")
+
+
+def test_edge_hybrid_after_cold_load_and_old_versions_read_as_dense(tmp_path: Path) -> None:
+    store = MemoryArtifactStore()
+    chunks, vecs = worded(20, 34)
+    EdgeVectorIndex(store, tmp_path / "builder").build("v1-c1", DIM, batches(chunks, vecs, 8))
+    EdgeVectorIndex(store, tmp_path / "builder").build("v1-c2", DIM, batches(chunks, vecs, 8))
+    # v1-c2 as a version written before hybrid retrieval: its info.json has no "sparse"
+    info = json.loads(store.objects["indexes/v1-c2/info.json"])
+    del info["sparse"]
+    store.objects["indexes/v1-c2/info.json"] = json.dumps(info).encode()
+    reader = EdgeVectorIndex(store, tmp_path / "reader")
+    try:
+        found = reader.query("v1-c1", vecs[0], f"the {WORDS[11]}", 5, "hybrid-rrf")
+        assert found.mode == "hybrid-rrf" and chunks[11] in [h.chunk for h in found.hits]
+        assert not reader.has_sparse("v1-c2")
+        assert reader.query("v1-c2", vecs[0], f"the {WORDS[11]}", 5, "hybrid-rrf").mode == "dense"
+    finally:
+        reader.close()
+
+
+def test_a_chunk_without_bm25_terms_is_stored_and_found_dense(index: VectorIndex) -> None:
+    chunks, vecs = worded(6, 35)
+    chunks[2] = Chunk(chunks[2].chunk_id, chunks[2].doc_id, "", "… ?! the of")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 6))
+    assert index.count("v1-c1") == 6
+    assert chunks[2] in [h.chunk for h in index.query("v1-c1", vecs[2], f"the {WORDS[4]}", 6, "hybrid-rrf").hits]
+
+
+def test_server_collections_made_before_hybrid_answer_dense(server: tuple[ServerVectorIndex, QdrantClient]) -> None:
+    index, client = server
+    chunks, vecs = worded(5, 36)
+    client.create_collection(
+        "rag_v1-c1",
+        vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE),
+        metadata={"rag_autotune": {"state": "ready", "dim": DIM, "points": 5}},  # as written before hybrid
+    )
+    client.upsert(
+        "rag_v1-c1",
+        models.Batch(
+            ids=list(range(5)),
+            vectors=vecs.tolist(),
+            payloads=[{"chunk_id": c.chunk_id, "doc_id": c.doc_id, "title": c.title, "text": c.text} for c in chunks],
+        ),
+    )
+    assert index.versions() == ["v1-c1"] and not index.has_sparse("v1-c1")
+    found = index.query("v1-c1", vecs[1], f"the {WORDS[3]}", 2, "hybrid-rrf")
+    assert found.mode == "dense" and found.reason == NO_SPARSE and found.hits[0].chunk == chunks[1]

@@ -15,7 +15,7 @@ import pytest
 
 from rag_autotune.domain import VersionPair
 from rag_autotune.paths import REPO
-from rag_autotune.versions import read_manifest
+from rag_autotune.versions import read_manifest, stored_mode
 from tests.http_client import call
 
 
@@ -56,6 +56,7 @@ def test_ask_vote_dynamodb_item_and_dedupe(stack: SimpleNamespace) -> None:
     assert set(body["timings_ms"]) == {"encode", "search", "rerank", "generate", "total"}
     assert body["rerank"] == {"status": "off", "model": None, "reason": None}  # no RAG_RERANK_MODEL_ARN: off
     assert body["timings_ms"]["rerank"] == 0 and {c["rerank_score"] for c in body["citations"]} == {None}
+    assert body["retrieval_mode"] == stored_mode(stack.rt.store, live.index_version)[0]  # the version's mode
     assert "[1]" in body["answer"]
     doc = body["citations"][1]["doc_id"]
 
@@ -111,6 +112,15 @@ def test_bad_input_is_a_clear_4xx_json_error(
     r = call(stack.url + path, "POST", raw=payload)
     assert r.status == status, r.text
     assert r.json["error"]["code"] == code and r.json["error"]["message"]
+
+
+@pytest.mark.parametrize("query", ["what is the", "?!… ,,,"])
+def test_a_question_of_stop_words_or_punctuation_is_answered_from_the_dense_side(
+    stack: SimpleNamespace, query: str
+) -> None:
+    r = call(stack.url + "/ask", "POST", {"query": query, "top_k": 2})
+    assert r.status == 200, r.text
+    assert r.json["retrieval_mode"] == "dense" and len(r.json["citations"]) == 2
 
 
 def test_vote_on_a_document_that_was_not_cited_is_422(stack: SimpleNamespace) -> None:

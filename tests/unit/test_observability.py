@@ -72,6 +72,7 @@ class FakeContext:
 
 
 def test_step_handlers_log_with_context_and_count_cold_starts(
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     log_lines: Callable[[], list[dict]],  # type: ignore[type-arg]
 ) -> None:
@@ -86,6 +87,9 @@ def test_step_handlers_log_with_context_and_count_cold_starts(
         return {"status": "REJECTED"}
 
     metrics.clear_metrics()
+    # A fresh process's first invocation: an earlier test may have run a handler in this one.
+    monkeypatch.setattr("aws_lambda_powertools.logging.logger.is_cold_start", True)
+    monkeypatch.setattr("aws_lambda_powertools.metrics.provider.cold_start.is_cold_start", True)
     assert handler({"run_id": "r1"}, FakeContext()) == {"status": "REJECTED"}
     out = capsys.readouterr().out
     names = {m["Name"] for b in emf_blobs(out) for d in b["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}

@@ -17,6 +17,7 @@ from rag_autotune.settings import Settings
 from rag_autotune.tune import steps
 from rag_autotune.tune.dataset import group_votes, is_heldout, split, triplets
 from rag_autotune.tune.gate import Decision, GateInput, decide
+from rag_autotune.tune.latency import interleaved
 from rag_autotune.tune.metrics import Judged, evaluate, hit_at, ndcg_at, precision_at
 from rag_autotune.tune.runs import LOCK_KEY, RunLocked, acquire_lock, list_runs, read_progress, read_run, release_lock
 from rag_autotune.tune.state import CleanupEvent, InvalidRunState, RunStart, RunState, StepError
@@ -283,6 +284,24 @@ class Ticks:
         return self.t
 
 
+class Priced:
+    """The tune world's index, with each query costing `costs[version]` seconds on its own clock, which the smoke
+    step reads as its latency timer: the samples are what the test sets, whatever the machine's speed."""
+
+    def __init__(self, inner: MemoryVectorIndex, costs: dict[str, float]) -> None:
+        self.inner, self.costs, self.t = inner, costs, 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def query(self, version: str, vector: Any, text: str, limit: int, mode: Any) -> Any:
+        self.t += self.costs[version]
+        return self.inner.query(version, vector, text, limit, mode)
+
+    def timer(self) -> float:
+        return self.t
+
+
 class IndifferentEncoder(HashEncoder):
     """A candidate that learnt nothing: every text is the same vector, so it ranks the corpus in index order."""
 
@@ -293,10 +312,11 @@ class IndifferentEncoder(HashEncoder):
 
 
 REJECTIONS = {
-    # case: (settings, the candidate's encoder, latency timer step in s, what the reason says)
-    "no gain": ({"tune_margin": 0.5}, HashEncoder, 0.001, "below the margin"),
-    "worse on golden": ({"tune_margin": -1.0}, IndifferentEncoder, 0.001, "golden ndcg@10 fell"),
-    "too slow": ({"tune_margin": -1.0}, HashEncoder, 0.02, "over the budget"),
+    # case: (settings, the candidate's encoder, seconds per query of live and candidate, what the reason says)
+    "no gain": ({"tune_margin": 0.5}, HashEncoder, (0.001, 0.001), "below the margin"),
+    "worse on golden": ({"tune_margin": -1.0}, IndifferentEncoder, (0.001, 0.001), "golden ndcg@10 fell"),
+    "slower than live": ({"tune_margin": -1.0}, HashEncoder, (0.010, 0.014), "1.40× live's 10.00 ms"),
+    "over the backstop": ({"tune_margin": -1.0}, HashEncoder, (0.060, 0.060), "over the budget 50.00 ms"),
 }
 
 
@@ -307,9 +327,9 @@ def test_a_rejected_run_leaves_live_serving_and_storage_as_they_were(
 ) -> None:
     """Smoke → REJECTED → the state machine's Reject branch (cleanup with the run state, no error): the manifest
     is byte for byte as it was, the candidate's model and index are gone, the lock is free."""
-    changes, candidate_encoder, step, reason = REJECTIONS[case]
+    changes, candidate_encoder, (live_s, cand_s), reason = REJECTIONS[case]
     w = tune_world
-    store, index = w["store"], w["index"]
+    store, index = w["store"], Priced(w["index"], {"v0-c1": live_s, "v1-c1": cand_s})
     settings = Settings(tune_min_feedback=3, tune_heldout_fraction=0.5, **changes)  # type: ignore[arg-type]
     # Golden questions the live model answers first time: the indifferent candidate ranks them lower.
     golden = [{"query": text, "relevant": [doc]} for doc, text in DOCS if doc in ("malloc.3", "signal.7")]
@@ -332,8 +352,8 @@ def test_a_rejected_run_leaves_live_serving_and_storage_as_they_were(
     store.put_bytes("models/v1/meta.json", b"{}")  # what the train step uploads (last)
     state = steps.embed(state, load_encoder=encoders.__getitem__, now=CLOCK, **kw)
     assert "v1-c1" in index.versions() and store.head_etag(LOCK_KEY) is not None
-    state = steps.smoke(state, load_encoder=encoders.__getitem__, settings=settings, now=CLOCK, timer=Ticks(step), **kw)
-    assert state.status == "REJECTED" and len(state.reasons) == 1 and reason in state.reasons[0]
+    state = steps.smoke(state, load_encoder=encoders.__getitem__, settings=settings, now=CLOCK, timer=index.timer, **kw)
+    assert state.status == "REJECTED" and len(state.reasons) == 1 and reason in state.reasons[0], state.reasons
 
     # Route the smoke step's output through the workflow's own Choice, as Step Functions would.
     asl = json.loads(ASL.read_text())["States"]
@@ -447,3 +467,51 @@ def test_a_run_that_died_without_cleanup_is_reaped_by_the_next(tune_world: dict)
     assert read_run(w["store"], "next")["reaped"] == ["v1-c1", "v1"]
     assert read_manifest(w["store"])[0].live == live_before  # type: ignore[index]
     assert state.shadow.model_version == "v2"  # a dead run's number is not reused
+
+
+def _smoke_world(w: dict, live_s: float, cand_s: float) -> tuple[RunState, Priced, dict[str, Any]]:  # type: ignore[type-arg]
+    for i, q in enumerate(["make a pipe", "open a file", "allocate memory", "signals overview", "create file"]):
+        _log_and_vote(w["fb"], q, DOCS[i % 4][0], DOCS[(i + 1) % 4][0], 10.0 + i)
+    index = Priced(w["index"], {"v0-c1": live_s, "v1-c1": cand_s})
+    kw = {"store": w["store"], "index": index}
+    settings = Settings(tune_min_feedback=3, tune_heldout_fraction=0.5, tune_margin=-1.0)
+    state = steps.prepare(RunStart(run_id="r1", trigger="test"), feedback=w["fb"], settings=settings, now=CLOCK, **kw)
+    w["store"].put_bytes("models/v1/meta.json", b"{}")
+    state = steps.embed(state, load_encoder=HashEncoder, now=CLOCK, **kw)
+    return state, index, {**kw, "settings": settings}
+
+
+def test_a_slow_machine_does_not_reject_a_candidate_as_fast_as_live(tune_world: dict) -> None:  # type: ignore[type-arg]
+    """Every query takes 40 ms, live's and the candidate's alike (a loaded machine): past the old absolute budget
+    of 15 ms, yet the ratio is 1 and the backstop generous, so the gate passes."""
+    state, index, kw = _smoke_world(tune_world, 0.040, 0.040)
+    state = steps.smoke(state, load_encoder=HashEncoder, now=CLOCK, timer=index.timer, **kw)
+    assert state.status == "PASSED", state.reasons
+    latency = json.loads(tune_world["store"].get_bytes("runs/r1/report.json"))["latency_ms"]
+    assert latency["candidate_p99"] == pytest.approx(40.0) and latency["live_p99"] == pytest.approx(40.0)
+    assert latency["ratio"] == pytest.approx(1.0) and latency["samples"] >= 300
+
+
+def test_the_gate_rejects_a_candidate_slower_than_live_beyond_the_ratio(tune_world: dict) -> None:  # type: ignore[type-arg]
+    """Both fast in absolute terms (3 ms against 2 ms, far under the backstop), but the candidate is 1.5× live."""
+    state, index, kw = _smoke_world(tune_world, 0.002, 0.003)
+    state = steps.smoke(state, load_encoder=HashEncoder, now=CLOCK, timer=index.timer, **kw)
+    assert state.status == "REJECTED" and len(state.reasons) == 1
+    assert "1.50× live's 2.00 ms" in state.reasons[0] and "limit 1.30×" in state.reasons[0]
+
+
+def test_latency_samples_alternate_sides_and_order() -> None:
+    clock = [0.0]
+    calls: list[str] = []
+
+    def side(name: str, cost: float) -> Any:
+        def run(query: str) -> None:
+            calls.append(f"{name}:{query}")
+            clock[0] += cost
+
+        return run
+
+    got = interleaved(side("c", 0.003), side("l", 0.001), ["a", "b"], n=4, timer=lambda: clock[0])
+    assert calls == ["c:a", "l:a", "l:b", "c:b", "c:a", "l:a", "l:b", "c:b"]
+    assert got.candidate == pytest.approx([3.0] * 4) and got.live == pytest.approx([1.0] * 4)
+    assert got.ratio == pytest.approx(3.0)

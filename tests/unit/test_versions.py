@@ -1,6 +1,6 @@
 import pytest
 
-from rag_autotune.domain import VersionPair
+from rag_autotune.domain import IndexStats, VersionPair
 from rag_autotune.errors import ConflictError, NotReady
 from rag_autotune.versions import (
     index_version,
@@ -50,7 +50,7 @@ def test_rollback_restores_previous_pair_and_its_counts() -> None:
     with pytest.raises(NotReady):
         rollback(store)
     a, b = VersionPair("v0", "v0-c1"), VersionPair("v1", "v1-c1")
-    write_stats(store, "v0-c1", 10, 20)
+    write_stats(store, "v0-c1", IndexStats(10, 20))
     swap(store, a, expected_etag=None, reason="", documents=10, chunks=20)
     with pytest.raises(ConflictError):
         rollback(store)  # nothing to go back to
@@ -71,7 +71,7 @@ class Clock:
 def test_every_move_is_dated_by_the_clock_it_is_given() -> None:
     store, clock = MemoryArtifactStore(), Clock(1_700_000_000.0)
     a, b = VersionPair("v0", "v0-c1"), VersionPair("v1", "v1-c1")
-    write_stats(store, "v0-c1", 1, 1)
+    write_stats(store, "v0-c1", IndexStats(1, 1))
     first = swap(store, a, expected_etag=None, reason="ingest", documents=1, chunks=1, clock=clock)
     assert first.updated_at == "2023-11-14T22:13:20+00:00"
     clock.t += 3600.4  # seconds: the manifest keeps whole ones

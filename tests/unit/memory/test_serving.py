@@ -50,8 +50,15 @@ def test_version_tie_after_swap_no_old_memory_with_the_new_encoder(world: dict[s
     manifest, etag = read_manifest(w["store"])  # type: ignore[misc]
     chunks = list(w["index"].chunks(manifest.live.index_version))
     build_version("v1-c1", chunks, w["encoders"]["v1"], w["index"], w["store"])
-    docs, n = read_stats(w["store"], "v1-c1")
-    swap(w["store"], VersionPair("v1", "v1-c1"), expected_etag=etag, reason="tune", documents=docs, chunks=n)
+    stats = read_stats(w["store"], "v1-c1")
+    swap(
+        w["store"],
+        VersionPair("v1", "v1-c1"),
+        expected_etag=etag,
+        reason="tune",
+        documents=stats.documents,
+        chunks=stats.chunks,
+    )
 
     after = w["live"].current()
     assert after.pair.model_version == "v1"

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from .domain import PUBLIC_TENANT, Answer, Citation, Hit, QueryLog, RerankReport, Timings, VersionPair
+from .domain import PUBLIC_TENANT, Answer, Citation, Hit, QueryLog, RerankReport, RetrievalMode, Timings, VersionPair
 from .generate import Generator, Passage, best_sentence
 from .live import LivePair
 from .memory import pack_vector, rerank
@@ -71,6 +71,7 @@ class Retrieval:
     vector: Vectors  # logged with the query: the feedback memory takes votes on it without re-encoding
     rerank: RerankReport = RerankReport()
     rerank_ms: float = 0.0
+    mode: RetrievalMode = "dense"  # the mode that answered: the pair's, or dense when hybrid fell back
 
 
 def retrieve(
@@ -94,7 +95,8 @@ def retrieve(
     depth = max(top_k * OVERSAMPLE, memory.depth) if memory is not None and boosts else top_k * OVERSAMPLE
     if reranking.active:
         depth = max(depth, reranking.top_n * OVERSAMPLE)  # enough documents for the reranker to choose from
-    hits = live.index.search(live.pair.index_version, vector, depth)
+    found = live.index.query(live.pair.index_version, vector, query, depth, live.mode)
+    hits = found.hits
     searched = time.perf_counter()
     reranked = reranking.apply(query, rerank(hits, boosts))
     citations = citations_from_ranked(query, reranked.ranked, top_k, boosts, reranked.scores)
@@ -112,6 +114,7 @@ def retrieve(
         vector=vector,
         rerank=reranked.report,
         rerank_ms=reranked.ms,
+        mode=found.mode,
     )
 
 
@@ -138,7 +141,7 @@ def ask(
     log_shown(r, store, client_id, tenant, now())
     total = (time.perf_counter() - r.started) * 1000
     timings = Timings(r.encode_ms, r.search_ms, gen_ms, total, r.rerank_ms)
-    return Answer(r.query_id, text, r.pair, r.citations, timings, r.rerank)
+    return Answer(r.query_id, text, r.pair, r.citations, timings, r.rerank, r.mode)
 
 
 def ask_stream(

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 VoteKind = Literal["up", "down"]
+# How an index version is queried: dense vectors only, or dense and BM25 prefetches fused by the engine.
+RetrievalMode = Literal["dense", "hybrid-rrf", "hybrid-dbsf"]
+RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("dense", "hybrid-rrf", "hybrid-dbsf")
 
 
 PUBLIC_TENANT = "public"  # no API key: one shared tenant
@@ -81,6 +84,27 @@ class Chunk:
 class Hit:
     chunk: Chunk
     score: float
+
+
+@dataclass(frozen=True)
+class Found:
+    """One index query's hits, best first, and the mode that answered it: a hybrid query falls back to dense
+    when the version has no BM25 vectors or the query has no BM25 term; `reason` says which."""
+
+    hits: list[Hit]
+    mode: RetrievalMode
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class IndexStats:
+    """corpus/<index version>/stats.json: counts for /health, and how /ask queries the version (the smoke step
+    chooses; a version written before hybrid retrieval existed reads as dense)."""
+
+    documents: int
+    chunks: int
+    mode: RetrievalMode = "dense"
+    mode_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -168,6 +192,7 @@ class Answer:
     citations: tuple[Citation, ...]
     timings: Timings
     rerank: RerankReport = RerankReport()
+    mode: RetrievalMode = "dense"  # the retrieval mode that answered
 
 
 @dataclass

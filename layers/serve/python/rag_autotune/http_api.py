@@ -149,6 +149,7 @@ def _answer_body(a: Answer) -> dict[str, Any]:
         "query_id": a.query_id,
         "answer": a.answer,
         **a.pair.as_dict(),
+        "retrieval_mode": a.mode,
         "citations": [_citation(c) for c in a.citations],
         "rerank": _rerank(a.rerank),
         "timings_ms": {
@@ -176,6 +177,7 @@ def _sse_events(rt: Runtime, req: AskRequest, voter: str, tenant: str) -> Iterat
         {
             "query_id": retrieval.query_id,
             **retrieval.pair.as_dict(),
+            "retrieval_mode": retrieval.mode,
             "citations": [_citation(c) for c in retrieval.citations],
             "rerank": _rerank(retrieval.rerank),
         },

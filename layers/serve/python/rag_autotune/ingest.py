@@ -26,15 +26,18 @@ import numpy as np
 
 from .chunking import chunk_document, embed_hash, embed_text
 from .corpus import load_documents
-from .domain import Chunk, Document, IngestReport, VersionPair
+from .domain import Chunk, Document, IndexStats, IngestReport, RetrievalMode, VersionPair
 from .errors import ConflictError, IngestError, NotReady
+from .observability import logger
 from .ports import ArtifactStore, Encoder, VectorIndex, Vectors
 from .readers import ReadLimits
+from .retrieval import bm25_unusable
 from .versions import (
     index_version,
     model_versions,
     next_generation,
     read_manifest,
+    stored_mode,
     swap,
     write_stats,
 )
@@ -81,13 +84,20 @@ def write_version(
     chunks: Sequence[Chunk],
     index: VectorIndex,
     store: ArtifactStore,
+    mode: RetrievalMode = "dense",
 ) -> int:
-    """Write one index version from (chunks, vectors) batches; on any failure nothing of it remains."""
+    """Write one index version from (chunks, vectors) batches, with BM25 vectors unless BM25 cannot tokenise
+    the corpus (then the version is dense only, and its stats say why); on any failure nothing of it remains.
+    `mode`: how /ask queries it until a tune run's smoke step chooses."""
     if version in index.versions():
         raise ConflictError(f"index version {version} already exists")  # never delete a finished version
+    unusable = bm25_unusable(embed_text(c) for c in chunks) if chunks else ""
+    if unusable:
+        logger.warning("BM25 cannot rank this corpus: the index version is dense only", extra={"reason": unusable})
     try:
-        n = index.build(version, dim, batches)
-        write_stats(store, version, len({c.doc_id for c in chunks}), n)
+        n = index.build(version, dim, batches, sparse=not unusable)
+        stats = IndexStats(len({c.doc_id for c in chunks}), n, "dense" if unusable else mode, unusable)
+        write_stats(store, version, stats)
         return n
     except BaseException:
         discard(version, index, store)
@@ -101,9 +111,10 @@ def build_version(
     index: VectorIndex,
     store: ArtifactStore,
     progress: Progress | None = None,
+    mode: RetrievalMode = "dense",
 ) -> int:
     """Embed every chunk with `encoder` (a new model: nothing to reuse) into one index version."""
-    return write_version(version, encoder.dim, embed_batches(chunks, encoder, progress), chunks, index, store)
+    return write_version(version, encoder.dim, embed_batches(chunks, encoder, progress), chunks, index, store, mode)
 
 
 def merged_chunks(live: Iterable[Chunk], change: Change, chunk_chars: int, chunk_overlap: int) -> list[Chunk]:
@@ -230,7 +241,9 @@ def _attempt(
     vectors.update(new)
 
     version = claim_version(store, index, model, live)
-    n = write_version(version, encoder.dim, vector_batches(chunks, vectors), chunks, index, store)
+    # A new corpus generation keeps the mode the smoke step chose for the live version.
+    mode = stored_mode(store, live)[0] if live else "dense"
+    n = write_version(version, encoder.dim, vector_batches(chunks, vectors), chunks, index, store, mode)
     try:
         swap(
             store,

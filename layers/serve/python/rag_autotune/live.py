@@ -13,12 +13,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .domain import Manifest, VersionPair
+from .domain import Manifest, RetrievalMode, VersionPair
 from .errors import NotReady, RagError
 from .memory import LiveMemory
 from .observability import logger
 from .ports import ArtifactStore, Encoder, VectorIndex
-from .versions import MANIFEST_KEY, read_manifest
+from .versions import MANIFEST_KEY, read_manifest, stored_mode
 
 RETRY_FAILED_S = 60.0  # a manifest whose pair failed to load is retried this often, not on every TTL
 
@@ -31,6 +31,7 @@ class LivePair:
     manifest: Manifest
     etag: str
     memory: LiveMemory | None = None  # the feedback memory of pair.model_version (None: switched off)
+    mode: RetrievalMode = "dense"  # how the index version is queried, as its stats say (the smoke step chose)
 
 
 class LiveState:
@@ -129,7 +130,9 @@ class LiveState:
         else:
             self._index.warm(pair.index_version)  # open the shard now, not on the first user's request
         encoder, memory = loaded
-        return LivePair(pair, encoder, self._index, manifest, etag, memory)
+        mode, why = stored_mode(self._store, pair.index_version)
+        logger.info("live retrieval mode", extra={"index": pair.index_version, "mode": mode, "why": why})
+        return LivePair(pair, encoder, self._index, manifest, etag, memory, mode)
 
     def _current_model(self) -> str | None:
         return self._live.pair.model_version if self._live else None

@@ -56,7 +56,10 @@ _SSE_EVENT: dict[str, Any] = {
     "type": "object",
     "properties": {
         "event": {"type": "string", "enum": ["citations", "delta", "done"]},
-        "data": {"type": "string", "description": "JSON: citations and versions, {text}, or {query_id}"},
+        "data": {
+            "type": "string",
+            "description": "JSON: citations, versions and retrieval_mode, {text}, or {query_id}",
+        },
     },
     "required": ["event", "data"],
 }

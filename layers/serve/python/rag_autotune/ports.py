@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .domain import Chunk, Hit, QueryLog, Vote
+from .domain import Chunk, Found, Hit, QueryLog, RetrievalMode, Vote
 
 Vectors = npt.NDArray[np.float32]
 
@@ -85,13 +85,27 @@ class VectorIndex(Protocol):
     """Qdrant: one collection (server) or one Edge shard (embedded) per index version.
     A version is immutable once built; searches name the version, so a response never mixes versions."""
 
-    def build(self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]]) -> int:
+    def build(
+        self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]], *, sparse: bool = True
+    ) -> int:
         """Creates the version from scratch and makes it durable; returns the number of points.
-        On failure nothing of the version remains."""
+        sparse: each chunk also gets a BM25 sparse vector of `chunking.embed_text(chunk)` (the engine's IDF
+        modifier weighs its terms at query time). On failure nothing of the version remains."""
+        ...
+
+    def has_sparse(self, version: str) -> bool:
+        """Whether the version holds BM25 vectors (versions built before hybrid retrieval do not).
+        Raises ArtifactNotFound for an unknown version."""
         ...
 
     def search(self, version: str, vector: Vectors, limit: int) -> list[Hit]:
         """Nearest chunks by cosine, best first. Raises ArtifactNotFound for an unknown version."""
+        ...
+
+    def query(self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode) -> Found:
+        """`search` when mode is dense; else one engine query: a dense and a BM25 (`text`) prefetch of `limit`
+        each, fused (hybrid-rrf: reciprocal rank, hybrid-dbsf: distribution-based score fusion). Answers dense,
+        saying why (retrieval.dense_fallback), when the version has no BM25 vectors or `text` no BM25 term."""
         ...
 
     def warm(self, version: str) -> None:

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .domain import RetrievalMode
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -69,6 +71,11 @@ class AskResponse(BaseModel):
     answer: str
     model_version: str
     index_version: str
+    retrieval_mode: RetrievalMode = Field(
+        description="How the index answered: dense vectors only, or dense and BM25 fused by reciprocal rank "
+        "(hybrid-rrf) or by distribution-based score fusion (hybrid-dbsf). A hybrid version answers dense when "
+        "the question has no BM25 term (only stop words or punctuation)."
+    )
     citations: list[CitationOut]
     rerank: RerankOut
     timings_ms: TimingsOut

@@ -110,7 +110,12 @@ class Settings(BaseSettings):
     tune_heldout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     tune_margin: float = Field(0.0, description="held-out nDCG@10 must improve by at least this")
     tune_golden_tolerance: float = Field(0.01, ge=0.0)
-    tune_p99_budget_ms: float = Field(15.0, gt=0.0)
+    tune_p99_ratio: float = Field(
+        1.3, ge=1.0, description="the candidate's encode+search p99 over live's, both timed in turns in the smoke step"
+    )
+    tune_p99_budget_ms: float = Field(
+        50.0, gt=0.0, description="absolute backstop for the candidate's p99; generous: the ratio is the real check"
+    )
     tune_retention: int = Field(3, ge=2)
     tune_train_budget_s: float | None = Field(
         None,

@@ -11,8 +11,9 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import get_args
 
-from .domain import Manifest, VersionPair
+from .domain import IndexStats, Manifest, RetrievalMode, VersionPair
 from .errors import ArtifactNotFound, ConflictError, CorruptArtifact, NotReady
 from .ports import ArtifactStore
 
@@ -138,13 +139,30 @@ def stats_key(index_ver: str) -> str:
     return f"corpus/{index_ver}/stats.json"
 
 
-def write_stats(store: ArtifactStore, index_ver: str, documents: int, chunks: int) -> None:
-    store.put_bytes(stats_key(index_ver), json.dumps({"documents": documents, "chunks": chunks}).encode())
+def write_stats(store: ArtifactStore, index_ver: str, stats: IndexStats) -> None:
+    body = {"documents": stats.documents, "chunks": stats.chunks, "mode": stats.mode, "mode_reason": stats.mode_reason}
+    store.put_bytes(stats_key(index_ver), json.dumps(body).encode(), "application/json")
 
 
-def read_stats(store: ArtifactStore, index_ver: str) -> tuple[int, int]:
-    body = json.loads(store.get_bytes(stats_key(index_ver)))
-    return int(body["documents"]), int(body["chunks"])
+def read_stats(store: ArtifactStore, index_ver: str) -> IndexStats:
+    """Raises ArtifactNotFound, or CorruptArtifact. Stats written before hybrid retrieval have no mode: dense."""
+    try:
+        body = json.loads(store.get_bytes(stats_key(index_ver)))
+        mode = body.get("mode", "dense")
+        if mode not in get_args(RetrievalMode):
+            raise ValueError(f"unknown retrieval mode {mode!r}")
+        return IndexStats(int(body["documents"]), int(body["chunks"]), mode, str(body.get("mode_reason", "")))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CorruptArtifact(f"{stats_key(index_ver)}: {exc}") from exc
+
+
+def stored_mode(store: ArtifactStore, index_ver: str) -> tuple[RetrievalMode, str]:
+    """The retrieval mode the version's stats name, and why; dense when they are missing or unreadable."""
+    try:
+        stats = read_stats(store, index_ver)
+    except (ArtifactNotFound, CorruptArtifact) as exc:
+        return "dense", f"no readable stats for {index_ver}: {exc}"
+    return stats.mode, stats.mode_reason
 
 
 def rollback(store: ArtifactStore, keep: int = 3, clock: Callable[[], float] = time.time) -> Manifest:
@@ -154,7 +172,14 @@ def rollback(store: ArtifactStore, keep: int = 3, clock: Callable[[], float] = t
         raise NotReady("nothing is live yet")
     manifest, etag = current
     target = rollback_target(manifest)
-    documents, chunks = read_stats(store, target.index_version)
+    stats = read_stats(store, target.index_version)
     return swap(
-        store, target, expected_etag=etag, reason="rollback", documents=documents, chunks=chunks, keep=keep, clock=clock
+        store,
+        target,
+        expected_etag=etag,
+        reason="rollback",
+        documents=stats.documents,
+        chunks=stats.chunks,
+        keep=keep,
+        clock=clock,
     )

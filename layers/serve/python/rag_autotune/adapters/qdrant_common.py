@@ -1,17 +1,26 @@
-"""What both Qdrant adapters share: version-name rules, batch shape checks and the chunk payload."""
+"""What both Qdrant adapters share: version-name rules, batch shape checks, the chunk payload and the BM25
+embedder. Both adapters take their sparse vectors from Edge's own BM25 (`qdrant_edge.Bm25`, whose config
+mirrors the server's `Bm25Config`) and send them as plain sparse vectors: an Edge shard and a server collection
+built from the same chunks hold the same vectors, and qdrant-client's local mode, which has no server-side
+inference, tests the server adapter's real code path."""
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from qdrant_edge import Bm25, SparseVector
 
-from ..chunking import embed_hash
+from ..chunking import embed_hash, embed_text
 from ..domain import Chunk
 from ..errors import InvalidInput
 from ..ports import Vectors
+
+SPARSE = "bm25"  # the name of the sparse vector in every version that has one
+RRF_K = 60  # reciprocal rank fusion's constant: the usual value, so that one list's top rank does not decide alone
 
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -63,3 +72,19 @@ def plain_vector(vector: Any) -> Vectors:
     if isinstance(vector, dict):
         vector = vector.get("", next(iter(vector.values()), []))
     return np.asarray(vector, dtype=np.float32)
+
+
+@functools.cache
+def _bm25() -> Bm25:
+    """English tokenizer, stop words and stemmer; k, b and the expected length are the engine's defaults."""
+    return Bm25()
+
+
+def document_sparse(c: Chunk) -> SparseVector:
+    """The chunk's BM25 term weights, of the text the dense encoder embeds (title and text)."""
+    return _bm25().embed_document(embed_text(c))
+
+
+def query_sparse(text: str) -> SparseVector:
+    """The query's BM25 terms (weight 1 each); no indices when it has only stop words or punctuation."""
+    return _bm25().embed_query(text)

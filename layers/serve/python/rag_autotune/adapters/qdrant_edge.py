@@ -2,7 +2,7 @@
 
 Layout in the store, for version V under prefix P (default "indexes/"):
   P/V/shard.tar   the shard directory as a plain tar, each file cut after its last non-zero byte (FORMAT)
-  P/V/info.json   {"points", "dim", "format", "hnsw", "build_id", "sizes"}, written LAST: a version exists
+  P/V/info.json   {"points", "dim", "format", "hnsw", "build_id", "sizes", "sparse"}, written LAST: a version exists
                   only once info.json does, so a reader never sees half a version.
 
 Why trimmed and not gzip: a fresh shard preallocates 32 MB pages (payload, vectors) whose tails are zeros.
@@ -37,8 +37,12 @@ from qdrant_edge import (
     Distance,
     EdgeConfig,
     EdgeShard,
+    EdgeSparseVectorParams,
     EdgeVectorParams,
+    Fusion,
+    Modifier,
     Point,
+    Prefetch,
     Query,
     QueryRequest,
     ScrollRequest,
@@ -46,10 +50,22 @@ from qdrant_edge import (
     UpdateOperation,
 )
 
-from ..domain import Chunk, Hit
+from ..domain import Chunk, Found, Hit, RetrievalMode
 from ..errors import ConflictError, CorruptArtifact, InvalidInput, RagError, UpstreamError
 from ..ports import ArtifactStore, Vectors
-from .qdrant_common import EMBED_HASH, batch_rows, check_version, chunk_payload, payload_chunk, plain_vector
+from ..retrieval import dense_fallback
+from .qdrant_common import (
+    EMBED_HASH,
+    RRF_K,
+    SPARSE,
+    batch_rows,
+    check_version,
+    chunk_payload,
+    document_sparse,
+    payload_chunk,
+    plain_vector,
+    query_sparse,
+)
 
 FORMAT = "qdrant-edge-0.9/tar+trimmed"
 SNAPSHOT = "shard.tar"
@@ -61,6 +77,11 @@ _SCROLL_PAGE = 1024
 def _vec(row: np.ndarray) -> Any:
     """Edge takes numpy rows directly (much faster than converting to a list); its stubs only say list[float]."""
     return row
+
+
+def _fusion(mode: RetrievalMode) -> Any:
+    """The stubs type Fusion's variants as nested classes, not as the Fusion that QueryRequest takes."""
+    return Fusion.Rrf(k=RRF_K) if mode == "hybrid-rrf" else Fusion.Dbsf()
 
 
 @contextlib.contextmanager
@@ -79,6 +100,7 @@ class _Open:
     shard: EdgeShard
     dim: int
     points: int
+    sparse: bool = False
     users: int = 0
     evicted: bool = False
 
@@ -115,7 +137,9 @@ class EdgeVectorIndex:
 
     # -- build ---------------------------------------------------------------------------------------------
 
-    def build(self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]]) -> int:
+    def build(
+        self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]], *, sparse: bool = True
+    ) -> int:
         check_version(version)
         if dim <= 0:
             raise InvalidInput(f"dim must be positive, got {dim}")
@@ -130,7 +154,11 @@ class EdgeVectorIndex:
                 shard = EdgeShard.create(
                     str(tmp / "shard"),
                     # No WAL: written once, and flush() makes it durable (saves 64 MB of WAL files).
-                    EdgeConfig(vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine), wal_enabled=False),
+                    EdgeConfig(
+                        vectors=EdgeVectorParams(size=dim, distance=Distance.Cosine),
+                        sparse_vectors={SPARSE: EdgeSparseVectorParams(modifier=Modifier.Idf)} if sparse else None,
+                        wal_enabled=False,
+                    ),
                 )
             n = 0
             for chunks, vectors in batches:
@@ -139,7 +167,13 @@ class EdgeVectorIndex:
                 rows = batch_rows(chunks, vectors, dim)
                 for start in range(0, len(chunks), _UPSERT_BATCH):
                     points = [
-                        Point(n + i, _vec(rows[start + i]), chunk_payload(c))
+                        Point(
+                            n + i,
+                            {"": _vec(rows[start + i]), SPARSE: document_sparse(c)}
+                            if sparse
+                            else _vec(rows[start + i]),
+                            chunk_payload(c),
+                        )
                         for i, c in enumerate(chunks[start : start + _UPSERT_BATCH])
                     ]
                     with _edge(f"upsert into {version}"):
@@ -163,6 +197,7 @@ class EdgeVectorIndex:
                 "hnsw": hnsw,
                 "build_id": uuid.uuid4().hex,
                 "sizes": sizes,
+                "sparse": sparse,
             }
             self._store.put_bytes(self._key(version, INFO), json.dumps(info).encode(), "application/json")
             return n
@@ -190,6 +225,40 @@ class EdgeVectorIndex:
                     QueryRequest(limit=limit, query=Query.Nearest(_vec(query)), with_payload=True, params=self._params)
                 )
         return [Hit(payload_chunk(p.payload), float(p.score)) for p in found]
+
+    def has_sparse(self, version: str) -> bool:
+        with self._use(version) as entry:
+            return entry.sparse
+
+    def query(self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode) -> Found:
+        if mode == "dense":
+            return Found(self.search(version, vector, limit), "dense")
+        dense = np.asarray(vector, dtype=np.float32).reshape(-1)
+        terms = query_sparse(text)
+        with self._use(version) as entry:
+            if dense.shape[0] != entry.dim:
+                raise InvalidInput(f"query has dim {dense.shape[0]}, index {version} has {entry.dim}")
+            reason = dense_fallback(mode, entry.sparse, len(terms.indices))
+            if limit <= 0 or entry.points == 0:
+                return Found([], "dense" if reason else mode, reason)
+            if reason:
+                request = QueryRequest(
+                    limit=limit, query=Query.Nearest(_vec(dense)), with_payload=True, params=self._params
+                )
+            else:
+                request = QueryRequest(
+                    limit=limit,
+                    query=_fusion(mode),
+                    prefetches=[
+                        Prefetch(limit=limit, query=Query.Nearest(_vec(dense)), params=self._params),
+                        Prefetch(limit=limit, query=Query.Nearest(terms, using=SPARSE)),
+                    ],
+                    with_payload=True,
+                )
+            with _edge(f"query {version}"):
+                found = entry.shard.query(request)
+        hits = [Hit(payload_chunk(p.payload), float(p.score)) for p in found]
+        return Found(hits, "dense" if reason else mode, reason)
 
     def warm(self, version: str) -> None:
         with self._use(version):
@@ -306,7 +375,7 @@ class EdgeVectorIndex:
                 raise
             with self._lock:
                 self._loading.pop(version, None)
-                entry = _Open(shard, int(info["dim"]), int(info["points"]), users=1)
+                entry = _Open(shard, int(info["dim"]), int(info["points"]), bool(info.get("sparse")), users=1)
                 self._open[version] = entry
                 while len(self._open) > self._max_open:
                     old_version, old = self._open.popitem(last=False)

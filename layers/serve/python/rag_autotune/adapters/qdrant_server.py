@@ -20,10 +20,11 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
-from ..domain import Chunk, Hit
+from ..domain import Chunk, Found, Hit, RetrievalMode
 from ..errors import ArtifactNotFound, ConflictError, InvalidInput, RagError, UpstreamError
 from ..ports import Vectors
-from .qdrant_common import EMBED_HASH, plain_vector
+from ..retrieval import dense_fallback
+from .qdrant_common import EMBED_HASH, RRF_K, SPARSE, document_sparse, plain_vector, query_sparse
 from .qdrant_common import batch_rows as _rows
 from .qdrant_common import check_version as _check_version
 from .qdrant_common import chunk_payload as _payload
@@ -70,7 +71,7 @@ class ServerVectorIndex:
         self._alias = alias
         self._prefix = collection_prefix
         self._batch = batch_size
-        self._dims: dict[str, int] = {}  # ready versions seen by this process: version → dim
+        self._dims: dict[str, tuple[int, bool]] = {}  # ready versions seen by this process: version → dim, sparse
         self._lock = threading.Lock()
 
     @classmethod
@@ -92,20 +93,26 @@ class ServerVectorIndex:
         return state if isinstance(state, dict) else {"state": "unknown"}
 
     def _dim(self, version: str) -> int:
+        return self._shape(version)[0]
+
+    def _shape(self, version: str) -> tuple[int, bool]:
+        """The ready version's dim, and whether it has BM25 vectors (collections made before hybrid do not)."""
         with self._lock:
-            dim = self._dims.get(version)
-        if dim is None:
+            shape = self._dims.get(version)
+        if shape is None:
             state = self._state(self._name(version))
             if state is None or state.get("state") != "ready":
                 raise ArtifactNotFound(f"index version {version}")
-            dim = int(state["dim"])
+            shape = (int(state["dim"]), bool(state.get("sparse")))
             with self._lock:
-                self._dims[version] = dim
-        return dim
+                self._dims[version] = shape
+        return shape
 
     # -- build ---------------------------------------------------------------------------------------------
 
-    def build(self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]]) -> int:
+    def build(
+        self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]], *, sparse: bool = True
+    ) -> int:
         name = self._name(version)
         if dim <= 0:
             raise InvalidInput(f"dim must be positive, got {dim}")
@@ -119,7 +126,10 @@ class ServerVectorIndex:
             self._client.create_collection(
                 name,
                 vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
-                metadata={_STATE: {"state": "building", "dim": dim}},
+                sparse_vectors_config=(
+                    {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)} if sparse else None
+                ),
+                metadata={_STATE: {"state": "building", "dim": dim, "sparse": sparse}},
             )
         try:
             with _sdk(f"index {EMBED_HASH} of {name}"):  # vectors() filters on it
@@ -131,16 +141,24 @@ class ServerVectorIndex:
                 rows = _rows(chunks, vectors, dim)
                 for start in range(0, len(chunks), self._batch):
                     part = chunks[start : start + self._batch]
+                    dense = rows[start : start + len(part)].tolist()
+                    point_vectors: Any = dense
+                    if sparse:
+                        terms = [document_sparse(c) for c in part]
+                        point_vectors = {
+                            "": dense,
+                            SPARSE: [models.SparseVector(indices=t.indices, values=t.values) for t in terms],
+                        }
                     batch = models.Batch(
-                        ids=list(range(n, n + len(part))),
-                        vectors=rows[start : start + len(part)].tolist(),
-                        payloads=[_payload(c) for c in part],
+                        ids=list(range(n, n + len(part))), vectors=point_vectors, payloads=[_payload(c) for c in part]
                     )
                     with _sdk(f"upsert {name}"):
                         self._client.upsert(name, points=batch, wait=True)
                     n += len(part)
             with _sdk(f"seal {name}"):
-                self._client.update_collection(name, metadata={_STATE: {"state": "ready", "dim": dim, "points": n}})
+                self._client.update_collection(
+                    name, metadata={_STATE: {"state": "ready", "dim": dim, "points": n, "sparse": sparse}}
+                )
             return n
         except BaseException:
             with contextlib.suppress(Exception):
@@ -160,6 +178,43 @@ class ServerVectorIndex:
         with _sdk(f"query {name}"):
             found = self._client.query_points(name, query=query.tolist(), limit=limit, with_payload=True)
         return [Hit(_chunk(p.payload), float(p.score)) for p in found.points]
+
+    def has_sparse(self, version: str) -> bool:
+        return self._shape(version)[1]
+
+    def query(self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode) -> Found:
+        if mode == "dense":
+            return Found(self.search(version, vector, limit), "dense")
+        dense = np.asarray(vector, dtype=np.float32).reshape(-1)
+        dim, sparse = self._shape(version)
+        if dense.shape[0] != dim:
+            raise InvalidInput(f"query has dim {dense.shape[0]}, index {version} has {dim}")
+        terms = query_sparse(text)
+        reason = dense_fallback(mode, sparse, len(terms.indices))
+        if reason:
+            return Found(self.search(version, dense, limit), "dense", reason)
+        if limit <= 0:
+            return Found([], mode)
+        name = self._name(version)
+        fusion: models.RrfQuery | models.FusionQuery = (
+            models.RrfQuery(rrf=models.Rrf(k=RRF_K))
+            if mode == "hybrid-rrf"
+            else models.FusionQuery(fusion=models.Fusion.DBSF)
+        )
+        with _sdk(f"query {name}"):
+            found = self._client.query_points(
+                name,
+                prefetch=[
+                    models.Prefetch(query=dense.tolist(), limit=limit),
+                    models.Prefetch(
+                        query=models.SparseVector(indices=terms.indices, values=terms.values), using=SPARSE, limit=limit
+                    ),
+                ],
+                query=fusion,
+                limit=limit,
+                with_payload=True,
+            )
+        return Found([Hit(_chunk(p.payload), float(p.score)) for p in found.points], mode)
 
     def warm(self, version: str) -> None:
         self._dim(version)  # the server holds the collection; only its readiness is checked

@@ -1,10 +1,15 @@
 """The smoke gate: a candidate goes live only if it is measurably better on held-out feedback, no worse on the
-golden set (within a tolerance), and fast enough."""
+golden set (within a tolerance), and not slower than live beyond a ratio (both timed in turns in the same step,
+tune/latency.py), with an absolute p99 budget as a backstop."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..domain import RETRIEVAL_MODES, RetrievalMode
+from .latency import p99_ratio
 
 METRIC = "ndcg@10"
 
@@ -15,7 +20,9 @@ class GateInput:
     p99_ms: float
     margin: float
     golden_tolerance: float
-    p99_budget_ms: float
+    p99_budget_ms: float  # the backstop: generous, the machine's speed must not decide
+    live_p99_ms: float = 0.0  # live's p99, sampled alongside the candidate's
+    p99_max_ratio: float = float("inf")  # candidate p99 / live p99
 
 
 @dataclass(frozen=True)
@@ -41,9 +48,46 @@ def decide(g: GateInput) -> Decision:
         drop = golden["before"][METRIC] - golden["after"][METRIC]
         if drop > g.golden_tolerance:
             reasons.append(f"golden {METRIC} fell by {drop:.4f} (tolerance {g.golden_tolerance:.4f})")
+    ratio = p99_ratio(g.p99_ms, g.live_p99_ms)
+    if ratio > g.p99_max_ratio:
+        reasons.append(
+            f"encode+search p99 {g.p99_ms:.2f} ms is {ratio:.2f}× live's {g.live_p99_ms:.2f} ms measured alongside "
+            f"(limit {g.p99_max_ratio:.2f}×)"
+        )
     if g.p99_ms > g.p99_budget_ms:
         reasons.append(f"encode+search p99 {g.p99_ms:.2f} ms is over the budget {g.p99_budget_ms:.2f} ms")
     return Decision(not reasons, reasons)
+
+
+# ---- the retrieval mode: chosen on the train split, checked on held-out ----
+
+
+@dataclass(frozen=True)
+class ModeChoice:
+    mode: RetrievalMode
+    reason: str
+
+
+def choose_mode(train: Mapping[str, dict[str, Any]], heldout: Mapping[str, dict[str, Any]]) -> ModeChoice:
+    """The mode with the best METRIC on the train split (ties go to dense: one query instead of two); a hybrid
+    mode ships only if it does not lower held-out METRIC below dense's. `train`/`heldout`: mode → evaluate()."""
+    if "dense" not in train or not train["dense"].get("n"):
+        return ModeChoice("dense", "no train queries with a 👍 to choose the retrieval mode on")
+    modes = [m for m in RETRIEVAL_MODES if m in train]
+    best = max(modes, key=lambda m: (round(train[m][METRIC], 6), m == "dense"))
+    said = ", ".join(f"{m} {train[m][METRIC]:.4f}" for m in modes)
+    if best == "dense":
+        return ModeChoice("dense", f"train {METRIC}: {said}")
+    held_best, held_dense = heldout.get(best), heldout.get("dense")
+    if held_best and held_dense and held_dense.get("n"):
+        if held_best[METRIC] < held_dense[METRIC] - 1e-9:
+            return ModeChoice(
+                "dense",
+                f"train {METRIC}: {said}; but {best} lowers held-out {METRIC} "
+                f"{held_dense[METRIC]:.4f} → {held_best[METRIC]:.4f}: dense",
+            )
+        said += f"; held-out {METRIC} dense {held_dense[METRIC]:.4f}, {best} {held_best[METRIC]:.4f}"
+    return ModeChoice(best, f"train {METRIC}: {said}")
 
 
 # ---- the feedback memory: its threshold and weight are chosen on the train split, then checked on held-out ----

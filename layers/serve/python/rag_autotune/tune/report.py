@@ -139,9 +139,14 @@ def _gate(report: Mapping[str, Any]) -> str:
         [
             [f"held-out {th.get('metric', 'ndcg@10')} gain ≥", th.get("margin", "")],
             [f"golden {th.get('metric', 'ndcg@10')} drop ≤", th.get("golden_tolerance", "")],
-            ["candidate encode+search p99 (ms) ≤", th.get("p99_budget_ms", "")],
+            ["candidate / live encode+search p99, timed in turns ≤", th.get("p99_ratio", "")],
+            ["candidate encode+search p99 (ms) ≤ (backstop)", th.get("p99_budget_ms", "")],
         ],
     )
+    retrieval = report.get("retrieval") or {}
+    if retrieval:
+        mode, why = esc(retrieval.get("mode", "")), esc(retrieval.get("reason", ""))
+        rules += f"<p>Retrieval mode: <b>{mode}</b> ({why})</p>"
     return f'<h2 class="{"ok" if d["passed"] else "no"}">Gate: {verdict}</h2><ul>{reasons}</ul>{rules}'
 
 

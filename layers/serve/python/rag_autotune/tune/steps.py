@@ -10,16 +10,18 @@ import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
-import numpy as np
-
-from ..domain import VersionPair
+from ..ask import OVERSAMPLE
+from ..domain import RETRIEVAL_MODES, RetrievalMode, VersionPair
 from ..errors import ArtifactNotFound, ConflictError, NotReady, RagError
 from ..golden import GOLDEN_KEY
 from ..ingest import build_version
 from ..memory import MemoryParams, memory_key, oldest_vote
-from ..ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
+from ..ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex, Vectors
+from ..retrieval import NO_SPARSE
+from ..schemas import AskRequest
 from ..settings import Settings
 from ..versions import (
     corpus_generation,
@@ -29,11 +31,14 @@ from ..versions import (
     next_model_version,
     read_manifest,
     read_stats,
+    stored_mode,
     swap,
+    write_stats,
 )
 from . import report as report_mod
 from .dataset import group_votes, judged, split, triplets
-from .gate import METRIC, GateInput, decide
+from .gate import METRIC, GateInput, ModeChoice, choose_mode, decide
+from .latency import interleaved
 from .memory_eval import evaluate_memory
 from .metrics import Judged, evaluate, movers
 from .runs import (
@@ -260,12 +265,28 @@ def embed(
 
 
 RANK_DEPTH = 40
+LATENCY_DEPTH = AskRequest.model_fields["top_k"].default * OVERSAMPLE  # what /ask fetches for its default top_k
 
 
-def ranker(encoder: Encoder, index: VectorIndex, version: str, depth: int = RANK_DEPTH) -> Callable[[str], list[str]]:
+def cached_encoder(encoder: Encoder) -> Callable[[str], Vectors]:
+    """One encoding per query, however many modes and metrics rank it."""
+    return functools.lru_cache(maxsize=4096)(lambda query: encoder.encode([query])[0])
+
+
+def ranker(
+    encoder: Encoder,
+    index: VectorIndex,
+    version: str,
+    depth: int = RANK_DEPTH,
+    mode: RetrievalMode = "dense",
+    vector_of: Callable[[str], Vectors] | None = None,
+) -> Callable[[str], list[str]]:
+    """Doc ids best first for a query, as the version answers in `mode`. vector_of: a shared encoding cache."""
+    vector_of = vector_of or cached_encoder(encoder)
+
     @functools.lru_cache(maxsize=4096)  # the metrics and the movers table rank the same queries
     def rank(query: str) -> list[str]:
-        hits = index.search(version, encoder.encode([query])[0], depth)
+        hits = index.query(version, vector_of(query), query, depth, mode).hits
         seen: dict[str, None] = {}
         for h in hits:
             seen.setdefault(h.chunk.doc_id, None)
@@ -274,22 +295,30 @@ def ranker(encoder: Encoder, index: VectorIndex, version: str, depth: int = RANK
     return rank
 
 
-def latency_p99(
-    encoder: Encoder,
-    index: VectorIndex,
-    version: str,
-    queries: Sequence[str],
-    n: int = 300,
-    timer: Callable[[], float] = time.perf_counter,
-) -> tuple[float, list[float]]:
-    """Encode+search wall time per query (ms), over n queries cycling through `queries`."""
-    samples: list[float] = []
-    pool = list(queries) or ["warm-up query"]
-    for i in range(n):
-        t = timer()
-        index.search(version, encoder.encode([pool[i % len(pool)]])[0], 5)
-        samples.append((timer() - t) * 1000)
-    return float(np.percentile(samples, 99)), samples
+def searcher(encoder: Encoder, index: VectorIndex, version: str, mode: RetrievalMode) -> Callable[[str], object]:
+    """What /ask does for one question, for timing: encode, then one index query in the version's mode."""
+    return lambda query: index.query(version, encoder.encode([query])[0], query, LATENCY_DEPTH, mode)
+
+
+def choose_retrieval(
+    encoder: Encoder, index: VectorIndex, version: str, sets: dict[str, list[Judged]], store: ArtifactStore
+) -> tuple[ModeChoice, dict[str, dict[str, dict[str, Any]]]]:
+    """The candidate's retrieval mode: each mode scored on the train split (the repeated set) and held-out;
+    dense when the version has no BM25 vectors (its stats say why, e.g. a CJK corpus)."""
+    if not index.has_sparse(version):
+        why = stored_mode(store, version)[1] or NO_SPARSE
+        return ModeChoice("dense", why), {}
+    vector_of = cached_encoder(encoder)
+    scores: dict[str, dict[str, dict[str, Any]]] = {
+        name: {
+            mode: evaluate(ranker(encoder, index, version, mode=mode, vector_of=vector_of), sets[name])
+            for mode in RETRIEVAL_MODES
+        }
+        for name in ("repeated", "heldout")
+        if sets.get(name)
+    }
+    train, heldout = scores.get("repeated", {}), scores.get("heldout", {})
+    return choose_mode(train, heldout), scores
 
 
 def _training_record(store: ArtifactStore, model_version: str) -> dict[str, Any]:
@@ -331,21 +360,27 @@ def smoke(
     step_started(store, run_id, "smoke", started)
     live, candidate = state.live, state.shadow
     live_enc, cand_enc = load_encoder(live.model_version), load_encoder(candidate.model_version)
-    live_rank = ranker(live_enc, index, live.index_version)
-    cand_rank = ranker(cand_enc, index, candidate.index_version)
-
     sets = {
         "heldout": _judged(read_jsonl(store, prefix + "heldout.jsonl")),
         "repeated": _judged(read_jsonl(store, prefix + "repeated.jsonl")),
         "golden": golden_set(store),
     }
+    live_mode = stored_mode(store, live.index_version)[0]
+    choice, mode_scores = choose_retrieval(cand_enc, index, candidate.index_version, sets, store)
+    live_rank = ranker(live_enc, index, live.index_version, mode=live_mode)
+    cand_rank = ranker(cand_enc, index, candidate.index_version, mode=choice.mode)
     metrics = {
         name: {"before": evaluate(live_rank, qs), "after": evaluate(cand_rank, qs)} for name, qs in sets.items() if qs
     }
     up, down = movers(live_rank, cand_rank, [q for qs in sets.values() for q in qs], RANK_DEPTH)
     queries = [q.query for qs in sets.values() for q in qs]
-    p99, samples = latency_p99(cand_enc, index, candidate.index_version, queries, timer=timer)
-    live_p99, live_samples = latency_p99(live_enc, index, live.index_version, queries, timer=timer)
+    latency = interleaved(
+        searcher(cand_enc, index, candidate.index_version, choice.mode),
+        searcher(live_enc, index, live.index_version, live_mode),
+        queries,
+        timer=timer,
+    )
+    p99, samples, live_samples = latency.candidate_p99, latency.candidate, latency.live
     memory = _smoke_memory(feedback, sets, live_enc, cand_enc, live, candidate, index, store, settings, now())
     decision = decide(
         GateInput(
@@ -354,20 +389,32 @@ def smoke(
             margin=settings.tune_margin,
             golden_tolerance=settings.tune_golden_tolerance,
             p99_budget_ms=settings.tune_p99_budget_ms,
+            live_p99_ms=latency.live_p99,
+            p99_max_ratio=settings.tune_p99_ratio,
         )
     )
+    stats = read_stats(store, candidate.index_version)
+    write_stats(store, candidate.index_version, replace(stats, mode=choice.mode, mode_reason=choice.reason))
     report = {
         "run_id": run_id,
         "live": live.as_dict(),
         "candidate": candidate.as_dict(),
         "metrics": metrics,
-        "latency_ms": {"candidate_p99": round(p99, 3), "live_p99": round(live_p99, 3), "samples": len(samples)},
+        "latency_ms": {
+            "candidate_p99": round(p99, 3),
+            "live_p99": round(latency.live_p99, 3),
+            "ratio": round(latency.ratio, 3),
+            "samples": len(samples),
+            "interleaved": True,
+        },
+        "retrieval": {"mode": choice.mode, "reason": choice.reason, "live_mode": live_mode, "scores": mode_scores},
         "decision": {"passed": decision.passed, "reasons": decision.reasons},
         "thresholds": {
             "metric": METRIC,
             "margin": settings.tune_margin,
             "golden_tolerance": settings.tune_golden_tolerance,
             "p99_budget_ms": settings.tune_p99_budget_ms,
+            "p99_ratio": settings.tune_p99_ratio,
         },
         "counts": state.counts.to_event(),
         "training": _training_record(store, candidate.model_version),
@@ -437,15 +484,15 @@ def swap_step(
     run_id = state.run_id
     step_started(store, run_id, "swap", started)
     candidate = state.shadow
-    documents, chunks = read_stats(store, candidate.index_version)
+    stats = read_stats(store, candidate.index_version)
     try:
         swap(
             store,
             candidate,
             expected_etag=state.live_etag,
             reason=f"tune {run_id}",
-            documents=documents,
-            chunks=chunks,
+            documents=stats.documents,
+            chunks=stats.chunks,
             keep=settings.tune_retention,
             clock=now,
         )
