@@ -16,23 +16,44 @@ an index's matches by its keys) compared DynamoType objects, which re-parse thei
 `_fast_sort_key` gives moto's order for the key types DynamoDB allows (S, N, B) from plain Python values, so
 the lock is held for a fraction of the time. (Running Query outside the lock was tried: with moto and the API
 in one process, as in `make run`, the threads then share the GIL for longer and /ask's p99 got worse. The
-README's Reliability section has the figures.)"""
+README's Reliability section has the figures.)
+
+Queries also skip the walk: `_narrow_query` hands moto's Query only the items its key condition can match (the
+hash key's own items for the table, the index's hash key and range condition for an index), so moto's sort,
+per-item size and copy touch the answer, not the table: a refresh reading the votes of the last seconds no
+longer pays for every query logged. Scans, the state save's included, reuse one sorted snapshot of the table
+until the next write (`tables_version()` counts them, which also lets the save skip an unchanged table)."""
 
 from __future__ import annotations
 
 import copy
 import decimal
+import inspect
 import threading
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 _applied = False
 _DYNAMO_OPS = ("transact_write_items", "put_item", "update_item", "delete_item", "get_item", "query")
+_DYNAMO_WRITES = frozenset({"transact_write_items", "put_item", "update_item", "delete_item"})
+_writes = 0  # DynamoDB writes so far (under the lock), in this process
+_process = uuid.uuid4().hex  # a count is only comparable within one process
+_narrowed = threading.local()  # .items: the candidates of the Query running on this thread, with its table
 
 
-def _locked(orig: Callable[..., Any], lock: Any) -> Callable[..., Any]:
+def tables_version() -> str | None:
+    """Changes with every DynamoDB write moto takes in this process (None until `apply`): the same version
+    means the same tables."""
+    return f"{_process}:{_writes}" if _applied else None
+
+
+def _locked(orig: Callable[..., Any], lock: Any, counts: bool = False) -> Callable[..., Any]:
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        global _writes
         with lock:
+            if counts:
+                _writes += 1  # before the write: a reader seeing the old count re-reads at worst
             return orig(self, *args, **kwargs)
 
     call.__wrapped__ = orig  # type: ignore[attr-defined]
@@ -50,8 +71,9 @@ def apply() -> None:
     dynamo_lock = threading.RLock()  # transact_write_items calls put_item on the same thread
     DynamoDBBackend.transact_write_items = _cheap_transactions(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
     for name in _DYNAMO_OPS:
-        setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name), dynamo_lock))
+        setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name), dynamo_lock, name in _DYNAMO_WRITES))
     Table.all_items = _snapshot_items(dynamo_lock)  # type: ignore[method-assign]  # scan walks a snapshot too
+    Table.query = _narrow_query(Table.query)  # type: ignore[method-assign]
     Table.sorted_items = _sorted_items  # type: ignore[method-assign]
     S3Response.put_object = _locked(S3Response.put_object, threading.Lock())  # type: ignore[method-assign]
     _applied = True
@@ -73,14 +95,81 @@ def _item_sort_key(item: Any) -> Any:
 
 def _snapshot_items(lock: Any) -> Callable[..., Any]:
     def all_items(self: Any) -> list[Any]:
+        narrowed = getattr(_narrowed, "items", None)
+        if narrowed is not None and narrowed[0] is self:
+            return list(narrowed[1])
         with lock:
+            cached = self.__dict__.get("_sorted_snapshot")
+            if cached is not None and cached[0] == _writes:
+                return list(cached[1])  # a copy: callers may sort or filter what they get
+            seen = _writes
             if self.range_key_attr:
                 items = [item for hash_set in self.items.values() for item in hash_set.values()]
             else:
                 items = list(self.items.values())
-        return sorted(items, key=_item_sort_key)
+        items.sort(key=_item_sort_key)
+        self._sorted_snapshot = (seen, items)
+        return list(items)
 
     return all_items
+
+
+def _narrow_query(orig: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(orig)
+
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        candidates = _query_candidates(self, signature.bind(self, *args, **kwargs).arguments)
+        if candidates is None:
+            return orig(self, *args, **kwargs)
+        _narrowed.items = (self, candidates)
+        try:
+            return orig(self, *args, **kwargs)
+        finally:
+            _narrowed.items = None
+
+    query.__wrapped__ = orig  # type: ignore[attr-defined]
+    return query
+
+
+def _query_candidates(table: Any, a: dict[str, Any]) -> list[Any] | None:
+    """The items a Query's key condition can match (a superset of its answer: moto still applies every
+    condition), or None to let moto walk the table (legacy QueryFilter, composite index keys)."""
+    if a.get("filter_kwargs") or len(a.get("range_key_conditions") or []) > 1:
+        return None
+    hash_key, comparison, range_objs = a.get("hash_key"), a.get("range_comparison"), a.get("range_objs") or []
+    index_name = a.get("index_name")
+    if not index_name:
+        if hash_key is None:
+            return None
+        found = table.items.get(hash_key)
+        if found is None:
+            return []
+        return list(found.values()) if table.range_key_attr else [found]
+    index = next((i for i in table.all_indexes() if i.name == index_name), None)
+    if index is None:
+        return None  # moto raises its own validation error
+    hash_attrs = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+    range_attrs = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"]
+    conditions = a.get("hash_key_conditions") or ([(hash_attrs[0], hash_key)] if hash_key is not None else [])
+    if len(hash_attrs) != 1 or len(range_attrs) > 1 or len(conditions) != 1 or conditions[0][0] != hash_attrs[0]:
+        return None
+    (hash_attr, wanted), range_attr = conditions[0], (range_attrs[0] if range_attrs else None)
+    if comparison and range_attr is None:
+        return None
+    out = []
+    key = _fast_sort_key(wanted)
+    # Query runs under the DynamoDB lock (apply): the table does not change while this walks it.
+    items = table.items.values()
+    for item in (i for hash_set in items for i in hash_set.values()) if table.range_key_attr else items:
+        value = item.attrs.get(hash_attr)
+        if value is None or value.type != wanted.type or _fast_sort_key(value) != key:
+            continue
+        if range_attr is not None:
+            ranged = item.attrs.get(range_attr)
+            if ranged is None or (comparison and not ranged.compare(comparison, range_objs)):
+                continue
+        out.append(item)
+    return out
 
 
 def _sorted_items(self: Any, hash_key_attrs: list[str], range_key_attrs: list[str | None], items: list[Any]) -> Any:
