@@ -22,10 +22,11 @@ Queries also skip the walk: `_narrow_query` hands moto's Query only the items it
 hash key's own items for the table, the index's hash key and range condition for an index), so moto's sort,
 per-item size and copy touch the answer, not the table: a refresh reading the votes of the last seconds no
 longer pays for every query logged. Scans, the state save's included, reuse one sorted snapshot of the table
-until the next write (`tables_version()` counts them, which also lets the save skip an unchanged table)."""
+until the next write, start each page by bisection and skip moto's deep copy of every item (`_cheap_scan`) (`tables_version()` counts them, which also lets the save skip an unchanged table)."""
 
 from __future__ import annotations
 
+import bisect
 import copy
 import decimal
 import inspect
@@ -65,6 +66,7 @@ def apply() -> None:
     if _applied:
         return
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import Item
     from moto.dynamodb.models.table import Table
     from moto.s3.responses import S3Response
 
@@ -74,6 +76,8 @@ def apply() -> None:
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name), dynamo_lock, name in _DYNAMO_WRITES))
     Table.all_items = _snapshot_items(dynamo_lock)  # type: ignore[method-assign]  # scan walks a snapshot too
     Table.query = _narrow_query(Table.query)  # type: ignore[method-assign]
+    Table.scan = _cheap_scan(Table.scan, dynamo_lock)  # type: ignore[method-assign]
+    Item.__deepcopy__ = _shallow_copy(Item.__deepcopy__)  # type: ignore[method-assign]
     Table.sorted_items = _sorted_items  # type: ignore[method-assign]
     S3Response.put_object = _locked(S3Response.put_object, threading.Lock())  # type: ignore[method-assign]
     _applied = True
@@ -98,20 +102,64 @@ def _snapshot_items(lock: Any) -> Callable[..., Any]:
         narrowed = getattr(_narrowed, "items", None)
         if narrowed is not None and narrowed[0] is self:
             return list(narrowed[1])
-        with lock:
-            cached = self.__dict__.get("_sorted_snapshot")
-            if cached is not None and cached[0] == _writes:
-                return list(cached[1])  # a copy: callers may sort or filter what they get
-            seen = _writes
-            if self.range_key_attr:
-                items = [item for hash_set in self.items.values() for item in hash_set.values()]
-            else:
-                items = list(self.items.values())
-        items.sort(key=_item_sort_key)
-        self._sorted_snapshot = (seen, items)
-        return list(items)
+        return list(_sorted_snapshot(self, lock)[0])  # a copy: callers may sort or filter what they get
 
     return all_items
+
+
+def _sorted_snapshot(table: Any, lock: Any) -> tuple[list[Any], list[Any]]:
+    """The table's items in moto's order and their sort keys, sorted once per write."""
+    with lock:
+        cached = table.__dict__.get("_sorted_snapshot")
+        if cached is not None and cached[0] == _writes:
+            return cached[1], cached[2]  # type: ignore[no-any-return]
+        seen = _writes
+        if table.range_key_attr:
+            items = [item for hash_set in table.items.values() for item in hash_set.values()]
+        else:
+            items = list(table.items.values())
+    items.sort(key=_item_sort_key)
+    keys = [_item_sort_key(item) for item in items]
+    table._sorted_snapshot = (seen, items, keys)
+    return items, keys
+
+
+def _cheap_scan(orig: Callable[..., Any], lock: Any) -> Callable[..., Any]:
+    """A Scan of the table (not an index) starts at its ExclusiveStartKey by bisection, where moto would walk
+    and compare every item before it (a paginated scan, the state save's, was quadratic), and hands back the
+    stored items instead of deep copies of them: the response only reads them (a projection makes new ones)."""
+    signature = inspect.signature(orig)
+
+    def scan(self: Any, *args: Any, **kwargs: Any) -> Any:
+        a = signature.bind(self, *args, **kwargs).arguments
+        if a.get("index_name"):
+            return orig(self, *args, **kwargs)
+        items, keys = _sorted_snapshot(self, lock)
+        start = a.get("exclusive_start_key")
+        if start:
+            try:
+                from moto.dynamodb.models.dynamo_type import DynamoType
+
+                attrs = [self.hash_key_attr] + ([self.range_key_attr] if self.range_key_attr else [])
+                values = [_fast_sort_key(DynamoType(start[attr])) for attr in attrs]
+            except (KeyError, TypeError, ValueError, decimal.InvalidOperation):
+                return orig(self, *args, **kwargs)  # moto reports a malformed start key its own way
+            items = items[bisect.bisect_right(keys, tuple(values) if self.range_key_attr else values[0]) :]
+        _narrowed.items, _narrowed.shallow = (self, items), True
+        try:
+            return orig(self, *args, **kwargs)
+        finally:
+            _narrowed.items, _narrowed.shallow = None, False
+
+    scan.__wrapped__ = orig  # type: ignore[attr-defined]
+    return scan
+
+
+def _shallow_copy(orig: Callable[..., Any]) -> Callable[..., Any]:
+    def deepcopy(self: Any, memo: dict[int, Any]) -> Any:
+        return self if getattr(_narrowed, "shallow", False) else orig(self, memo)
+
+    return deepcopy
 
 
 def _narrow_query(orig: Callable[..., Any]) -> Callable[..., Any]:

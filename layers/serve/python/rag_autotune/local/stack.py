@@ -62,8 +62,9 @@ _TABLE_VERSION = "table.version"  # moto_fixes.tables_version() when table.jsonl
 
 
 def _clients(settings: Settings) -> tuple[Any, Any]:
-    session = aws.session(settings.region)  # fresh clients: a restart's moto listens on another port
-    return session.client("s3"), session.client("dynamodb")
+    # The shared clients (aws.use_endpoint drops them when a restart's moto listens on another port): a fresh
+    # session per save re-read botocore's endpoint data each minute, holding moto's GIL.
+    return aws.make_client("s3", settings.region), aws.make_client("dynamodb", settings.region)
 
 
 def save(settings: Settings, folder: Path) -> tuple[int, int]:
