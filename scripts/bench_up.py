@@ -141,7 +141,7 @@ def _post(conn: http.client.HTTPConnection, path: str, body: dict[str, object]) 
     conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
     resp = conn.getresponse()
     data = resp.read()
-    if resp.status != 200:
+    if resp.status not in (200, 201):
         raise RuntimeError(f"{path} answered {resp.status}: {data[:300]!r}")
     return json.loads(data)  # type: ignore[no-any-return]
 

@@ -22,7 +22,8 @@ Queries also skip the walk: `_narrow_query` hands moto's Query only the items it
 hash key's own items for the table, the index's hash key and range condition for an index), so moto's sort,
 per-item size and copy touch the answer, not the table: a refresh reading the votes of the last seconds no
 longer pays for every query logged. Scans, the state save's included, reuse one sorted snapshot of the table
-until the next write, start each page by bisection and skip moto's deep copy of every item (`_cheap_scan`) (`tables_version()` counts them, which also lets the save skip an unchanged table)."""
+until the next write (`tables_version()` counts the writes, which also lets the save skip an unchanged table),
+start each page by bisection and skip moto's deep copy of every item (`_cheap_scan`)."""
 
 from __future__ import annotations
 
