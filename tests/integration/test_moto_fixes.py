@@ -181,9 +181,7 @@ def test_queries_see_only_their_keys_items_and_page_like_moto(indexed: str) -> N
         ExpressionAttributeValues={":p": {"S": "VOTE"}, ":since": {"N": "1050"}},
         Limit=7,
     )
-    expected = sorted(
-        (1000 + (i * 7) % 120, f"V#{i:03d}") for i in range(120) if i % 5 and 1000 + (i * 7) % 120 > 1050
-    )
+    expected = sorted((1000 + (i * 7) % 120, f"V#{i:03d}") for i in range(120) if i % 5 and 1000 + (i * 7) % 120 > 1050)
     assert [(int(v["gsi1sk"]["N"]), v["sk"]["S"]) for v in votes] == expected
     backwards = _pages(
         ddb.query,
@@ -194,9 +192,12 @@ def test_queries_see_only_their_keys_items_and_page_like_moto(indexed: str) -> N
         Limit=9,
     )
     assert [v["sk"]["S"] for v in backwards] == sorted((f"V#{i:03d}" for i in range(1, 120, 2)), reverse=True)
-    assert ddb.query(
-        TableName=indexed, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "Q#none"}}
-    )["Items"] == []
+    assert (
+        ddb.query(
+            TableName=indexed, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "Q#none"}}
+        )["Items"]
+        == []
+    )
 
 
 def test_a_paginated_scan_returns_every_item_once_in_order_and_unshared(indexed: str) -> None:
