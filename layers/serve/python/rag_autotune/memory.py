@@ -486,16 +486,22 @@ class LiveMemory:
 
     def _read_new_votes(self) -> int:
         """The votes since the last refresh (minus the overlap), oldest first, READ_BATCH at a time, each batch
-        applied before the next is read; at most max_votes in all."""
-        since, read, applied = self._as_of - self.OVERLAP_S, 0, 0
+        applied before the next is read; at most max_votes new ones (the overlap's re-reads do not count, or a
+        burst larger than max_votes within the overlap would stop every later refresh short of its end)."""
+        last = self._as_of
+        since, read, applied = last - self.OVERLAP_S, 0, 0
+        batch_size = self.READ_BATCH
         while read < self._max_votes:
-            want = min(self.READ_BATCH, self._max_votes - read)
+            want = min(batch_size, self._max_votes - read)
             batch = self._feedback.votes(since=since, limit=want)
             applied += self.apply(batch)
-            read += len(batch)
-            next_since = batch[-1].created_at - self._TIE_S if batch else since
-            if len(batch) < want or next_since <= since:
+            read += sum(1 for v in batch if v.created_at > last)
+            if len(batch) < want:
                 break
+            next_since = batch[-1].created_at - self._TIE_S
+            if next_since <= since:  # a whole batch of one instant: read from it again, all that is left at once
+                batch_size = self._max_votes
+                continue
             since = next_since
         return applied
 

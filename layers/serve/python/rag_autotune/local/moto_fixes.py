@@ -33,7 +33,7 @@ import decimal
 import inspect
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _applied = False
@@ -41,7 +41,33 @@ _DYNAMO_OPS = ("transact_write_items", "put_item", "update_item", "delete_item",
 _DYNAMO_WRITES = frozenset({"transact_write_items", "put_item", "update_item", "delete_item"})
 _writes = 0  # DynamoDB writes so far (under the lock), in this process
 _process = uuid.uuid4().hex  # a count is only comparable within one process
+_dynamo_lock: Any = None  # the lock `apply` puts around moto's DynamoDB calls
 _narrowed = threading.local()  # .items: the candidates of the Query running on this thread, with its table
+
+
+def stored_items(table_name: str, region: str) -> Iterator[dict[str, Any]] | None:
+    """The items of a table of this process's moto, as boto3's client returns them (N as text, B as bytes), read
+    from moto's backend; None when this process runs no moto holding that table. A Scan would serialise every
+    item through moto's generic response serializer, a second or more per hundred query-log items (their
+    citations are lists of maps): the state save of `up` took minutes, holding moto's GIL."""
+    if _dynamo_lock is None:
+        return None
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.utilities import dynamo_to_dict
+
+    table = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables.get(table_name)
+    if table is None:
+        return None
+    lock = _dynamo_lock
+    items, _ = _sorted_snapshot(table, lock)
+
+    def read() -> Iterator[dict[str, Any]]:
+        for item in items:
+            with lock:  # update_item changes an item in place
+                yield dynamo_to_dict(item.attrs)
+
+    return read()
 
 
 def tables_version() -> str | None:
@@ -71,7 +97,8 @@ def apply() -> None:
     from moto.dynamodb.models.table import Table
     from moto.s3.responses import S3Response
 
-    dynamo_lock = threading.RLock()  # transact_write_items calls put_item on the same thread
+    global _dynamo_lock
+    dynamo_lock = _dynamo_lock = threading.RLock()  # transact_write_items calls put_item on the same thread
     DynamoDBBackend.transact_write_items = _cheap_transactions(DynamoDBBackend.transact_write_items)  # type: ignore[method-assign]
     for name in _DYNAMO_OPS:
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name), dynamo_lock, name in _DYNAMO_WRITES))
