@@ -198,11 +198,19 @@ def _step_now(up: Up, arn: str) -> tuple[str, str]:
     return status, entered[0] if entered else "-"
 
 
+class Rows(list[Row]):
+    """The rows so far; each is also printed as soon as it is measured (a long run shows its progress)."""
+
+    def append(self, row: Row) -> None:
+        print(row.cells(), flush=True)
+        super().append(row)
+
+
 def run_rows(work: Path, requests: int, votes: int) -> list[Row]:
     work.mkdir(parents=True, exist_ok=True)
     up = start_up(work)
     queries = golden_queries()
-    rows: list[Row] = []
+    rows = Rows()
     try:
         rows.append(Row("quiet", ask_times(up.api_port, queries, requests), os.getloadavg()))
 
