@@ -15,7 +15,7 @@ while a feedback-memory refresh queries the vote index. Both of moto's sorts (th
 an index's matches by its keys) compared DynamoType objects, which re-parse their value on every comparison;
 `_fast_sort_key` gives moto's order for the key types DynamoDB allows (S, N, B) from plain Python values, so
 the lock is held for a fraction of the time. (Running Query outside the lock was tried: with moto and the API
-in one process, as in `make run`, the threads then share the GIL for longer and /ask's p99 got worse. The
+in one process, as `make run` had them then, the threads then share the GIL for longer and /ask's p99 got worse. The
 README's Reliability section has the figures.)
 
 Queries also skip the walk: `_narrow_query` hands moto's Query only the items its key condition can match (the
