@@ -49,8 +49,8 @@ check: lint test ## what CI runs (.ci/run): ruff, mypy, then the whole test suit
 
 bench: bench-query bench-loop bench-load bench-ingest ## all benchmarks that print figures
 
-bench-query: $(STAMP) $(SAM_STAMP) ## /ask latency over HTTP on a 20k-chunk corpus, cold start, serving deps size
-	$(PY) scripts/bench_query.py
+bench-query: $(STAMP) $(SAM_STAMP) ## /ask latency on a 20k-chunk corpus, cold start, deps size; `up` quiet/votes/tune (ARGS=--only-up)
+	$(PY) scripts/bench_query.py $(ARGS)
 
 bench-ingest: $(STAMP) ## pages/s and text quality of each reader and its alternatives on tests/data/ingest_bench
 	$(PIP) install -q $$($(PY) scripts/bench_ingest.py --requirements)

@@ -11,7 +11,9 @@
   and, as the control for that, the same writers with the memory off: locally the writes land in the same
   moto process and on the same 2 cores as the measured API, which AWS's DynamoDB would not;
 - cold start: a fresh process importing the API module (loading the live encoder and shard) and answering;
-- the installed size of what the ask Lambda's layer carries.
+- the installed size of what the ask Lambda's layer carries;
+- the embedded default as `make run` starts it (scripts/bench_up.py): /ask quiet, during a burst of votes,
+  right after it, and during a tune run (`--only-up` runs only these rows).
 
 The 20k-chunk corpus is the demo corpus (real man-page chunks, really embedded) grown to 20k points with
 synthetic neighbours (each a real chunk's vector plus noise, re-normalised, with that chunk's text): search
@@ -40,6 +42,7 @@ sys.path[:0] = [str(REPO / "layers" / "serve" / "python"), str(REPO), str(REPO /
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import bench_stack  # noqa: E402
+import bench_up  # noqa: E402
 
 from rag_autotune.chunking import chunk_document, embed_text  # noqa: E402
 from rag_autotune.corpus import load_documents  # noqa: E402
@@ -237,9 +240,14 @@ def main() -> int:
     ap.add_argument("--trickle-every", type=float, default=0.2, help="seconds between new votes in the memory row")
     ap.add_argument("--trickle", type=float, help=argparse.SUPPRESS)  # the vote writer's own process
     ap.add_argument("--modes-only", action="store_true", help="only the dense vs hybrid /ask rows")
+    ap.add_argument("--only-up", action="store_true", help="only the rows of the embedded default (bench_up.py)")
+    ap.add_argument("--votes", type=int, default=3000, help="votes in the burst of the embedded default's rows")
     args = ap.parse_args()
     if args.trickle is not None:
         trickle_votes(args.trickle)  # until SIGTERM
+    if args.only_up:
+        bench_up.print_rows(bench_up.run_rows(Path(f"/tmp/rag-bench-up-{os.getpid()}"), args.requests, args.votes))
+        return 0
 
     suffix = uuid.uuid4().hex[:6]
     bench = bench_stack.start("bench", Path(f"/tmp/rag-bench-{suffix}"), POWERTOOLS_METRICS_DISABLED="false")
@@ -346,6 +354,7 @@ def main() -> int:
         print(f"  {'total':<28} {sum(built.values()) / 1e6:7.1f} MB")
     else:
         print(f"\n(no sam build sizes: {why_not})")
+    bench_up.print_rows(bench_up.run_rows(Path(f"/tmp/rag-bench-up-{suffix}"), args.requests, args.votes))
     return 0
 
 

@@ -124,6 +124,8 @@ def local_up(stack: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -
     try:
         yield up
     finally:
+        api_children = _children_serving(proc.pid)
+        stopping = time.time()
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=120)
@@ -133,6 +135,29 @@ def local_up(stack: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -
         log.close()
     assert proc.returncode == 0, (tmp / "up.stderr").read_text()
     assert not running.exists()  # a stopped stack is no longer announced
+    # The API ran in a child process of `up` (its own GIL); SIGTERM on `up` ended it, and the state was saved.
+    assert len(api_children) == 1, api_children
+    assert not Path(f"/proc/{api_children[0]}").exists() or _zombie(api_children[0])
+    # (s3-etags.json is written by every save; unchanged objects and tables are hard links that keep old times)
+    assert (tmp / "state" / "s3-etags.json").stat().st_mtime >= stopping - 1
+
+
+def _children_serving(pid: int) -> list[int]:
+    """The child processes of pid running `rag_autotune.cli serve` (the API that `up` starts)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if b"serve" in cmdline and b"rag_autotune.cli" in cmdline:
+                found.append(int(child))
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
 
 
 def test_up_prints_one_export_line_to_paste(local_up: SimpleNamespace) -> None:

@@ -4,6 +4,7 @@ restored into a fresh moto server on start."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from rag_autotune.adapters.aws import clear_clients
@@ -37,17 +38,24 @@ def test_state_survives_a_restart(tmp_path: Path, monkeypatch) -> None:  # type:
         rt.store.put_bytes("models/v0/model.onnx", b"\x00" * 2048)
         rt.feedback.log_query(log)
         assert stack.save(settings, folder) == (2, 1)
+        # The minute-by-minute saves of `up`: what did not change is linked from the last save, not read again.
+        assert stack.save(settings, folder) == (0, 0)
+        rt.store.put_bytes("runs/r1.json", b"{}")
+        assert stack.save(settings, folder) == (1, 0)
+        rt.feedback.log_query(replace(log, query_id="q2"))
+        assert stack.save(settings, folder) == (0, 2)
     finally:
         first.stop()
 
     second = stack.MotoStack().start()
     try:
         clear_clients()
-        assert stack.restore(settings, folder) == (2, 1)
+        assert stack.restore(settings, folder) == (3, 2)
         rt = Runtime(settings)
         assert rt.store.get_bytes("manifest.json") == b'{"live": 1}'
         assert rt.store.get_bytes("models/v0/model.onnx") == b"\x00" * 2048
         assert rt.feedback.get_query("q1") == log
+        assert rt.store.get_bytes("runs/r1.json") == b"{}" and rt.feedback.get_query("q2") is not None
     finally:
         second.stop()
         clear_clients()

@@ -154,3 +154,97 @@ def test_s3_events_reach_a_pattern_rule_behind_a_schedule_rule_and_deletes_notif
         ("Object Created", "docs/a.md"),
         ("Object Deleted", "docs/a.md"),
     ]
+
+
+@pytest.fixture
+def indexed(moto_url: str) -> str:
+    """The FeedbackTable's shape: pk/sk, and gsi1 (gsi1pk S, gsi1sk N) over the votes only."""
+    name = f"fixes-gsi-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": n, "AttributeType": t}
+            for n, t in (("pk", "S"), ("sk", "S"), ("gsi1pk", "S"), ("gsi1sk", "N"))
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "gsi1",
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+def _pages(call, **kwargs) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+    items: list[dict] = []  # type: ignore[type-arg]
+    while True:
+        resp = call(**kwargs)
+        items += resp["Items"]
+        if "LastEvaluatedKey" not in resp:
+            return items
+        kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+
+def test_queries_see_only_their_keys_items_and_page_like_moto(indexed: str) -> None:
+    """Query is handed only the items its key condition can match (local/moto_fixes._query_candidates): the
+    answers, their order and their pages must be those of the whole table's walk."""
+    ddb = boto3.client("dynamodb")
+    for i in range(120):  # votes under two query ids, query-log items, a vote index bucket of another name
+        ddb.put_item(
+            TableName=indexed,
+            Item={
+                "pk": {"S": f"Q#{i % 2}"},
+                "sk": {"S": f"V#{i:03d}"},
+                "gsi1pk": {"S": "VOTE" if i % 5 else "OTHER"},
+                "gsi1sk": {"N": str(1000 + (i * 7) % 120)},  # not in insertion order
+            },
+        )
+        ddb.put_item(TableName=indexed, Item={"pk": {"S": f"Q#log{i}"}, "sk": {"S": "Q"}})
+    votes = _pages(
+        ddb.query,
+        TableName=indexed,
+        IndexName="gsi1",
+        KeyConditionExpression="gsi1pk = :p AND gsi1sk > :since",
+        ExpressionAttributeValues={":p": {"S": "VOTE"}, ":since": {"N": "1050"}},
+        Limit=7,
+    )
+    expected = sorted((1000 + (i * 7) % 120, f"V#{i:03d}") for i in range(120) if i % 5 and 1000 + (i * 7) % 120 > 1050)
+    assert [(int(v["gsi1sk"]["N"]), v["sk"]["S"]) for v in votes] == expected
+    backwards = _pages(
+        ddb.query,
+        TableName=indexed,
+        KeyConditionExpression="pk = :p AND begins_with(sk, :v)",
+        ExpressionAttributeValues={":p": {"S": "Q#1"}, ":v": {"S": "V#"}},
+        ScanIndexForward=False,
+        Limit=9,
+    )
+    assert [v["sk"]["S"] for v in backwards] == sorted((f"V#{i:03d}" for i in range(1, 120, 2)), reverse=True)
+    assert (
+        ddb.query(
+            TableName=indexed, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "Q#none"}}
+        )["Items"]
+        == []
+    )
+
+
+def test_a_paginated_scan_returns_every_item_once_in_order_and_unshared(indexed: str) -> None:
+    """Scan pages start at their ExclusiveStartKey by bisection and skip moto's deep copies: every item once,
+    in key order, also when writes land between pages; projections still leave the stored items whole."""
+    ddb = boto3.client("dynamodb")
+    for i in range(150):
+        ddb.put_item(TableName=indexed, Item={"pk": {"S": f"p{i % 13}"}, "sk": {"S": f"{i:04d}"}, "v": {"S": "x"}})
+    first = ddb.scan(TableName=indexed, Limit=40)
+    ddb.put_item(TableName=indexed, Item={"pk": {"S": "zz-late"}, "sk": {"S": "0"}, "v": {"S": "x"}})
+    rest = _pages(ddb.scan, TableName=indexed, Limit=40, ExclusiveStartKey=first["LastEvaluatedKey"])
+    keys = [(it["pk"]["S"], it["sk"]["S"]) for it in first["Items"] + rest]
+    assert len(keys) == len(set(keys)) == 151 and keys == sorted(keys)
+    projected = ddb.scan(TableName=indexed, ProjectionExpression="pk, sk")["Items"]
+    assert all("v" not in it for it in projected)
+    assert all(it["v"]["S"] == "x" for it in _pages(ddb.scan, TableName=indexed))

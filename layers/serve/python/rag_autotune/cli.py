@@ -309,9 +309,11 @@ def cmd_golden(rt: Runtime, args: argparse.Namespace) -> int:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Only the API, against whatever AWS endpoint is configured (AWS, LocalStack, a running `up`)."""
+    from .local import gc_tuning
     from .local.server import ApiServer, load_api_module
 
     api = ApiServer(load_api_module().app, host=args.host, port=args.port).start()
+    gc_tuning.settle()  # the app and the live pair are loaded
     print(f"serving {api.url} (Ctrl-C stops)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -331,9 +333,9 @@ def _scheduled_start(rt: Runtime) -> None:
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The whole system on this machine: moto as AWS, the API over HTTP, state kept across restarts."""
-    from .local import cfn, discovery, queue_source, sfn, stack
+    from .local import cfn, discovery, gc_tuning, queue_source, sfn, stack
+    from .local.api_process import ApiProcess
     from .local.scheduler import Scheduler
-    from .local.server import ApiServer, load_api_module
     from .versions import read_manifest
 
     state = Path(args.state) if args.state else _state_dir(settings)
@@ -354,6 +356,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     if objects or items:
         print(f"restored {objects} objects and {items} items from {state}")
     rt = Runtime(settings)
+    api: ApiProcess | None = None
     try:
         from .training.bootstrap import bootstrap
 
@@ -362,13 +365,17 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
             print(f"ingesting the demo corpus {args.corpus}")
             cmd_ingest(rt, argparse.Namespace(path=args.corpus, replace=False, strict=True, max_pages=None))
         stack.save(settings, state)
-        api = ApiServer(load_api_module().app, port=args.port).start()
+        # Its own process: /ask no longer shares a GIL with moto, the local Step Functions and the saves.
+        api = ApiProcess("127.0.0.1", args.port or stack.free_port()).start()
         cron = sfn.schedule() or "cron(0 3 * * ? *)"
         nightly = Scheduler(cron, lambda: _scheduled_start(rt)).start()
         pollers = queue_source.start_pollers(deployed.queue_sources, settings.region)
     except BaseException:
+        if api is not None:
+            api.stop()
         moto.stop()
         raise
+    gc_tuning.settle()  # moto's process, now loaded
     discovery.announce(state, moto.url, api.url)
     me = _command_name()
     try:
@@ -387,8 +394,13 @@ Ctrl-C stops it; state is saved to {state}.""",
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        code = 0
         try:
             while not stop.wait(60):
+                if not api.alive():
+                    print(f"the API process exited ({api.stop()}): stopping", file=sys.stderr, flush=True)
+                    code = 1
+                    break
                 stack.save(settings, state)  # also periodically, so a kill -9 loses at most a minute
         except KeyboardInterrupt:
             pass
@@ -401,8 +413,9 @@ Ctrl-C stops it; state is saved to {state}.""",
         stack.save(settings, state)
     finally:
         discovery.withdraw(state)
+        api.stop()
         moto.stop()
-    return 0
+    return code
 
 
 def _state_dir(settings: Settings) -> Path:

@@ -85,7 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--function-arn", default="arn:aws:lambda:us-east-1:123456789012:function:local")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--memory", type=int, default=1024)
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much")
     args = parser.parse_args(argv)
+    if args.nice > 0:
+        os.nice(args.nice)
 
     # The result channel is the original stdout; the handler's own stdout goes to stderr.
     result_fd = os.dup(1)

@@ -40,6 +40,9 @@ _TRUST = {
     "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
 }
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # layers/serve/python: where rag_autotune imports from
+# On AWS a function has cores of its own; here the tune's steps (the train step's torch on every core) share the
+# laptop with the API, so they run at a lower priority and /ask keeps its latency while a run goes on.
+NICE = 10
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,8 @@ def run_local(fn: LocalFunction, event: bytes | str, function_arn: str = "") -> 
         str(fn.timeout_s),
         "--memory",
         str(fn.memory_mb),
+        "--nice",
+        str(NICE),
     ]
     if function_arn:
         cmd += ["--function-arn", function_arn]

@@ -37,6 +37,12 @@ class LiveMemory:
     which tests and a refresh_s of 0 want."""
 
     OVERLAP_S = 5.0  # GSI propagation is typically sub-second; re-reading more is wasted work at high vote rates
+    # After a burst of votes a refresh has thousands to read: it reads them in batches and applies each batch
+    # in chunks, so that neither one response to parse nor one hold of the memory's lock (which /ask's boosts
+    # wait for) grows with the burst.
+    READ_BATCH = 500
+    APPLY_CHUNK = 100
+    _TIE_S = 1e-6  # the next batch starts this much before the last vote read: votes of the same instant are kept
 
     def __init__(
         self,
@@ -107,8 +113,7 @@ class LiveMemory:
         try:
             started = self._clock()
             try:
-                votes = self._feedback.votes(since=self._as_of - self.OVERLAP_S, limit=self._max_votes)
-                applied = self.apply(votes)
+                applied = self._read_new_votes()
             except RagError as exc:
                 logger.warning("feedback memory refresh failed; retrying later", extra={"error": str(exc)})
                 return 0
@@ -119,6 +124,27 @@ class LiveMemory:
             return applied
         finally:
             self._refreshing.release()
+
+    def _read_new_votes(self) -> int:
+        """The votes since the last refresh (minus the overlap), oldest first, READ_BATCH at a time, each batch
+        applied before the next is read; at most max_votes new ones (the overlap's re-reads do not count, or a
+        burst larger than max_votes within the overlap would stop every later refresh short of its end)."""
+        last = self._as_of
+        since, read, applied = last - self.OVERLAP_S, 0, 0
+        batch_size = self.READ_BATCH
+        while read < self._max_votes:
+            want = min(batch_size, self._max_votes - read)
+            batch = self._feedback.votes(since=since, limit=want)
+            applied += self.apply(batch)
+            read += sum(1 for v in batch if v.created_at > last)
+            if len(batch) < want:
+                break
+            next_since = batch[-1].created_at - self._TIE_S
+            if next_since <= since:  # a whole batch of one instant: read from it again, all that is left at once
+                batch_size = self._max_votes
+                continue
+            since = next_since
+        return applied
 
     def apply(self, votes: Iterable[Vote]) -> int:
         """Add votes (oldest first). A query the memory does not know takes its logged embedding when that was
@@ -139,12 +165,13 @@ class LiveMemory:
             fresh.update(zip(to_encode, self._encoder.encode(to_encode), strict=True))
             self.encoded += len(to_encode)
         applied = 0
-        with self._lock:
-            for v in votes:
-                try:
-                    applied += self.memory.add(MemoryVote.of(v), fresh.get(v.query))
-                except ValueError as exc:  # a logged vector of another dimension: re-encode next time
-                    logger.warning("feedback memory skipped a vote", extra={"error": str(exc)})
+        for start in range(0, len(votes), self.APPLY_CHUNK):
+            with self._lock:  # per chunk: a request's boosts wait for one chunk, never for the whole refresh
+                for v in votes[start : start + self.APPLY_CHUNK]:
+                    try:
+                        applied += self.memory.add(MemoryVote.of(v), fresh.get(v.query))
+                    except ValueError as exc:  # a logged vector of another dimension: re-encode next time
+                        logger.warning("feedback memory skipped a vote", extra={"error": str(exc)})
         self._as_of = max(self._as_of, votes[-1].created_at)
         return applied
 
