@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop bench-load layer openapi clean \
+.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-encoder layer openapi clean \
         template localstack-build localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
@@ -47,13 +47,16 @@ lint: $(STAMP) ## ruff and mypy
 
 check: lint test ## what CI runs (.ci/run): ruff, mypy, then the whole test suite in random order
 
-bench: bench-query bench-loop bench-load ## all benchmarks that print figures
+bench: bench-query bench-loop bench-load bench-encoder ## all benchmarks that print figures
 
 bench-query: $(STAMP) $(SAM_STAMP) ## /ask latency over HTTP on a 20k-chunk corpus, cold start, serving deps size
 	$(PY) scripts/bench_query.py
 
 bench-load: $(STAMP) ## 50 clients mix /ask and /feedback for 60 s while a tune run swaps the live pair
 	$(PY) scripts/bench_load.py
+
+bench-encoder: $(STAMP) ## chunks/s of torch fp32, the previous and the current int8 graph on ~400 man-page chunks; query p50/p99; parity
+	$(PY) scripts/bench_encoder.py $(ARGS)
 
 bench-loop: $(STAMP) ## one measured tune run on ~1.9k man pages and 500 simulated votes (~8 min; ARGS=--force-swap)
 	$(PY) scripts/bench_loop.py $(ARGS)
