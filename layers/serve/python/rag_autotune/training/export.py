@@ -124,7 +124,10 @@ def quantise(fp32_model: Path, out_dir: Path) -> Path:
         reduce_range=True,
         nodes_to_exclude=_activation_matmuls(fp32_model),
     )
-    quantizer = ORTQuantizer(fp32_model)  # no config.json beside the graph, and none needed
+    from transformers import AutoConfig
+
+    # the model's config.json sits one level up, in the sentence-transformers folder the graph came from
+    quantizer = ORTQuantizer(fp32_model, config=AutoConfig.from_pretrained(fp32_model.parent.parent))
     quantizer.quantize(config, save_dir=str(out_dir), file_suffix="quantized")
     written = out_dir / f"{fp32_model.stem}_quantized.onnx"
     if not written.is_file():
