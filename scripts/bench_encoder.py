@@ -139,6 +139,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         tokenizer = WordPiece.from_file(new_dir / "tokenizer.json", 256)
         tokens = [len(tokenizer.encode(c)) for c in chunks[:50]]
         print(f"tokens per chunk (first 50): mean {statistics.mean(tokens):.0f}, max {max(tokens)}")
+        cpu = time.process_time()
+        fresh = WordPiece.from_file(new_dir / "tokenizer.json", 256)
+        for c in chunks:
+            fresh.encode(c)
+        fast = time.process_time() - cpu
+        cpu = time.process_time()
+        fresh = WordPiece.from_file(new_dir / "tokenizer.json", 256)
+        for c in chunks:  # the general (Unicode) path, which every text took before the ASCII fast path
+            for word in fresh._words(fresh._normalise(c)):
+                fresh._pieces(word)
+        general = time.process_time() - cpu
+        print(f"tokenise {len(chunks)} chunks: {fast:.2f} CPU-s (ASCII path), {general:.2f} CPU-s (general path)")
 
         def st_encode(texts: list[str]) -> object:
             return model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
