@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-hybrid bench-ingest bench-train-budget layer openapi clean \
+.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-hybrid bench-ingest bench-train-budget bench-encoder layer openapi clean \
         template localstack-build localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
@@ -47,7 +47,7 @@ lint: $(STAMP) ## ruff and mypy
 
 check: lint test ## what CI runs (.ci/run): ruff, mypy, then the whole test suite in random order
 
-bench: bench-query bench-loop bench-load bench-ingest ## all benchmarks that print figures
+bench: bench-query bench-loop bench-load bench-ingest bench-encoder ## all benchmarks that print figures
 
 bench-query: $(STAMP) $(SAM_STAMP) ## /ask latency on a 20k-chunk corpus, cold start, deps size; `up` quiet/votes/tune (ARGS=--only-up)
 	$(PY) scripts/bench_query.py $(ARGS)
@@ -64,6 +64,9 @@ bench-load: $(STAMP) ## 50 clients mix /ask and /feedback for 60 s while a tune 
 
 bench-train-budget: $(STAMP) ## the train step within its time budget at 1k and 3k simulated votes (ARGS=--budget-s 150)
 	$(PY) scripts/bench_train_budget.py $(ARGS)
+
+bench-encoder: $(STAMP) ## chunks/s of torch fp32, the previous and the current int8 graph on ~400 man-page chunks; query p50/p99; parity
+	$(PY) scripts/bench_encoder.py $(ARGS)
 
 bench-loop: $(STAMP) ## one measured tune run on ~1.9k man pages and 500 simulated votes (~8 min; ARGS=--force-swap)
 	$(PY) scripts/bench_loop.py $(ARGS)

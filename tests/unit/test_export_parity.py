@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag_autotune.training.export import (
     PROBE_CORPUS,
     PROBE_SENTENCES,
+    QUANTIZATION,
     SERVING_FILES,
     base_model_path,
     export_int8,
@@ -43,7 +45,7 @@ def test_serving_folder_layout() -> None:
     assert meta["dim"] == 384
     assert meta["max_seq_len"] == 256
     assert meta["pooling"] == "mean" and meta["normalize"] is True
-    assert meta["quantization"] == "dynamic-int8-avx2"
+    assert meta["quantization"] == QUANTIZATION == "dynamic-u8s8-per-channel-7bit"
     tokenizer = json.loads((folder / "tokenizer.json").read_text())
     assert tokenizer["padding"] is None  # upstream pads every input to 128
     assert tokenizer["truncation"]["max_length"] == 256
@@ -60,6 +62,36 @@ def test_int8_parity_with_torch() -> None:
     assert report.mean_cosine >= 0.98
     assert report.min_cosine >= 0.95
     assert report.top5_overlap >= 0.6
+
+
+def test_graph_has_signed_per_channel_weights_and_fp32_attention() -> None:
+    """What makes the graph fast on AVX2: every weight product is MatMulInteger with an int8 (signed) weight
+    and one scale per output column; attention's activation × activation products stay fp32 MatMul."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(exported_base_int8() / "model.onnx")).graph
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    integer = [n for n in graph.node if n.op_type == "MatMulInteger"]
+    assert len(integer) == 36  # 6 layers x (q, k, v, attention out, intermediate, output)
+    for node in integer:
+        w = weights[node.input[1]]
+        assert w.dtype == np.int8, node.name
+        assert np.abs(w).max() <= 64, node.name  # 7-bit range: AVX2's 16-bit pair sums cannot saturate
+        assert weights[node.input[3]].shape == (w.shape[1],), node.name  # a zero point per output column
+    fp32 = [n for n in graph.node if n.op_type == "MatMul"]
+    assert len(fp32) == 12 and all("attention" in n.name for n in fp32)  # QK^T and AV in each of 6 layers
+
+
+def test_bulk_and_query_encoders_give_the_same_vectors() -> None:
+    """Index vectors (2 workers, each tokenising its own text) equal query vectors (one text per call)."""
+    from rag_autotune.adapters.onnx_encoder import OnnxEncoder
+
+    texts = list(PROBE_SENTENCES[:6]) + list(PROBE_CORPUS[:6])
+    bulk = OnnxEncoder(exported_base_int8(), "v0", threads=1, workers=2).encode(texts)
+    query = OnnxEncoder(exported_base_int8(), "v0", threads=1)
+    single = np.concatenate([query.encode([t]) for t in texts])
+    np.testing.assert_array_equal(bulk, single)
 
 
 def test_parity_of_an_encoder_with_itself_is_perfect() -> None:

@@ -4,6 +4,7 @@ into the chunks that are really embedded, and on the inputs where BERT normalisa
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,17 @@ def test_demo_corpus_chunks_match_the_wheel() -> None:
         texts += [embed_text(c) for c in chunk_document(Document(doc["id"], doc["title"], doc["text"]))]
     assert len(texts) > 1000
     mismatched = [t[:80] for t in texts if ours.encode(t) != theirs.encode(t).ids]
+    assert mismatched == []
+
+
+def test_every_ascii_character_matches_the_wheel() -> None:
+    """ASCII text takes a fast path: each of the 128 characters, alone and between words, and seeded random
+    mixes of them (controls, DEL, punctuation runs, mixed case) must still give the wheel's ids."""
+    ours, theirs = WordPiece.from_file(TOKENIZER, 512), wheel(512)
+    rng = random.Random(13)
+    texts = [chr(c) for c in range(128)] + [f"Ab{chr(c)}cD 9{chr(c)}" for c in range(128)]
+    texts += ["".join(chr(rng.randrange(128)) for _ in range(rng.randrange(1, 200))) for _ in range(300)]
+    mismatched = [repr(t[:40]) for t in texts if ours.encode(t) != theirs.encode(t).ids]
     assert mismatched == []
 
 

@@ -87,19 +87,17 @@ class OnnxEncoder:
         n = len(texts)
         if n == 0:
             return np.zeros((0, self._dim), dtype=np.float32)
-        if n == 1:  # the query hot path: no padding, no sorting
-            ids = np.asarray(self._tokenizer.encode(texts[0]), dtype=np.int64)[None, :]
-            return self._run(ids, np.ones_like(ids))
+        if n == 1:  # the query hot path: no padding, no sorting, no pool
+            return self._one(texts[0])[None, :]
 
-        encodings = [self._tokenizer.encode(t) for t in texts]
         out = np.empty((n, self._dim), dtype=np.float32)
         if self._batch_size == 1:
-            arrays = [np.asarray(enc, dtype=np.int64)[None, :] for enc in encodings]
-            one = lambda ids: self._run(ids, np.ones_like(ids))[0]  # noqa: E731
-            vectors = self._pool.map(one, arrays) if self._pool else map(one, arrays)
+            # Each worker tokenises its own text: tokenising overlaps inference instead of preceding it.
+            vectors = self._pool.map(self._one, texts) if self._pool else map(self._one, texts)
             for i, vector in enumerate(vectors):
                 out[i] = vector
             return out
+        encodings = [self._tokenizer.encode(t) for t in texts]
         order = sorted(range(n), key=lambda i: len(encodings[i]), reverse=True)
         for start in range(0, n, self._batch_size):
             rows = order[start : start + self._batch_size]
@@ -116,6 +114,10 @@ class OnnxEncoder:
     @property
     def batch_size(self) -> int:
         return self._batch_size
+
+    def _one(self, text: str) -> npt.NDArray[np.float32]:
+        ids = np.asarray(self._tokenizer.encode(text), dtype=np.int64)[None, :]
+        return self._run(ids, np.ones_like(ids))[0]
 
     def _run(self, ids: npt.NDArray[np.int64], mask: npt.NDArray[np.int64]) -> Vectors:
         feed: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}

@@ -39,6 +39,17 @@ class UnsupportedTokenizer(ValueError):
     """tokenizer.json describes something other than a BERT WordPiece tokenizer."""
 
 
+# ASCII text (most of any English corpus) takes a fast path with the same result: clean_text drops the C0
+# controls and DEL but turns \t \n \r into spaces, NFD and lowercasing are str.lower(), no CJK, and a word
+# is a run of letters and digits or one punctuation character (every printable non-alphanumeric is one).
+_ASCII_CLEAN = {c: None for c in (*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F)} | {
+    ord("\t"): " ",
+    ord("\n"): " ",
+    ord("\r"): " ",
+}
+_ASCII_WORD = re.compile(r"[0-9A-Za-z]+|[!-/:-@\[-`{-~]")
+
+
 def _is_cjk(cp: int) -> bool:
     return any(lo <= cp <= hi for lo, hi in _CJK)
 
@@ -94,7 +105,12 @@ class WordPiece:
 
     def _segment(self, text: str) -> list[int]:
         ids: list[int] = []
-        for word in self._words(self._normalise(text)):
+        if text.isascii() and self._clean:
+            text = text.translate(_ASCII_CLEAN)
+            words = _ASCII_WORD.findall(text.lower() if self._lower else text)
+        else:
+            words = self._words(self._normalise(text))
+        for word in words:
             ids += self._pieces(word)
         return ids
 
