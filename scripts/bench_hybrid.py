@@ -25,7 +25,6 @@ import bench_stack  # noqa: E402
 import man_corpus  # noqa: E402
 
 from rag_autotune.domain import RETRIEVAL_MODES  # noqa: E402
-from rag_autotune.ingest import ingest  # noqa: E402
 from rag_autotune.tune.gate import choose_mode  # noqa: E402
 from rag_autotune.tune.metrics import Judged, evaluate  # noqa: E402
 from rag_autotune.tune.steps import cached_encoder, ranker  # noqa: E402
@@ -49,20 +48,8 @@ def main() -> int:
 
     bench = bench_stack.start("hybrid", work / "cache")
     try:
-        settings, rt = bench.settings, bench.rt
-        from rag_autotune.training.bootstrap import bootstrap
-
-        bootstrap(rt.store, settings.cache_dir)
-        t = time.perf_counter()
-        report = ingest(
-            corpus,
-            store=rt.store,
-            index=rt.index,
-            load_encoder=rt.load_bulk_encoder,
-            chunk_chars=settings.chunk_chars,
-            chunk_overlap=settings.chunk_overlap,
-        )
-        print(f"ingest: {report.chunks} chunks in {time.perf_counter() - t:.0f} s", flush=True)
+        rt = bench.rt
+        bench_stack.bootstrap_and_ingest(bench, corpus)
         pair = read_manifest(rt.store)[0].live  # type: ignore[index]
         print(f"BM25 vectors in {pair.index_version}: {rt.index.has_sparse(pair.index_version)}")
 

@@ -41,7 +41,6 @@ import man_corpus  # noqa: E402
 
 from rag_autotune import cli  # noqa: E402
 from rag_autotune.ask import retrieve  # noqa: E402
-from rag_autotune.ingest import ingest  # noqa: E402
 from rag_autotune.local import sfn  # noqa: E402
 from rag_autotune.local.server import ApiServer, load_api_module  # noqa: E402
 from rag_autotune.memory import MemoryVote  # noqa: E402
@@ -161,19 +160,7 @@ def main() -> int:
         RAG_MEMORY_ENABLED="false" if args.no_memory else "true",
     )
     settings, rt = bench.settings, bench.rt
-    from rag_autotune.training.bootstrap import bootstrap
-
-    bootstrap(rt.store, settings.cache_dir)
-    t = time.perf_counter()
-    report = ingest(
-        corpus,
-        store=rt.store,
-        index=rt.index,
-        load_encoder=rt.load_bulk_encoder,
-        chunk_chars=settings.chunk_chars,
-        chunk_overlap=settings.chunk_overlap,
-    )
-    print(f"ingest: {report.chunks} chunks in {time.perf_counter() - t:.0f} s", flush=True)
+    report = bench_stack.bootstrap_and_ingest(bench, corpus)
     api_module = load_api_module()
     api = ApiServer(api_module.app, port=0).start()
     client = Client(api.port)

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag_autotune.domain import IngestReport
 from rag_autotune.local import cfn, stack
 from rag_autotune.local.resources import ensure_resources
 from rag_autotune.runtime import Runtime
@@ -47,6 +48,26 @@ def start(prefix: str, cache_dir: Path, *, deploy_template: bool = False, **env:
     else:
         ensure_resources(settings)
     return BenchStack(moto, settings, Runtime(settings), suffix)
+
+
+def bootstrap_and_ingest(bench: BenchStack, corpus: Path) -> IngestReport:
+    """The base encoder uploaded, then `corpus` ingested as the first live version, with its time printed."""
+    from rag_autotune.ingest import ingest
+    from rag_autotune.training.bootstrap import bootstrap
+
+    settings, rt = bench.settings, bench.rt
+    bootstrap(rt.store, settings.cache_dir)
+    t = time.perf_counter()
+    report = ingest(
+        corpus,
+        store=rt.store,
+        index=rt.index,
+        load_encoder=rt.load_bulk_encoder,
+        chunk_chars=settings.chunk_chars,
+        chunk_overlap=settings.chunk_overlap,
+    )
+    print(f"ingest: {report.chunks} chunks in {time.perf_counter() - t:.0f} s", flush=True)
+    return report
 
 
 def serve(port: int, cache_dir: Path, log: Path, **env: str) -> subprocess.Popen[bytes]:

@@ -17,6 +17,7 @@ import numpy as np
 from rag_autotune.chunking import embed_hash, embed_text
 from rag_autotune.domain import Chunk, Found, Hit, QueryLog, RetrievalMode, Vote
 from rag_autotune.errors import ArtifactNotFound, ConflictError
+from rag_autotune.generate import STOP_WORDS
 from rag_autotune.ports import Vectors
 from rag_autotune.retrieval import dense_fallback
 
@@ -120,50 +121,8 @@ class MemoryFeedbackStore:
         return sorted(picked, key=lambda v: v.created_at)[:limit]
 
 
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "me",
-        "my",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "this",
-        "to",
-        "was",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-    ]
-)
-
-
 def _terms(text: str) -> list[str]:
-    return [w for w in re.findall(r"\w+", text.lower()) if w not in _STOP]
+    return [w for w in re.findall(r"\w+", text.lower()) if w not in STOP_WORDS]
 
 
 def _rrf(rankings: list[list[int]], k: int = 60) -> dict[int, float]:

@@ -11,7 +11,7 @@ from typing import Protocol
 from .prose import Sentence, prose_sentences
 
 _WORD = re.compile(r"[a-z0-9_]+")
-_STOP = frozenset(
+STOP_WORDS = frozenset(  # also the test fakes' BM25 stop list
     [
         "a",
         "an",
@@ -67,7 +67,7 @@ class Generator(Protocol):
 def terms(text: str) -> set[str]:
     """The words of text that carry meaning, with a plural or third-person "s" taken off ("pipes" and
     "creates" match "pipe" and "create")."""
-    words = {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
+    words = {w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS and len(w) > 1}
     return {w[:-1] if len(w) > 3 and w[-1] == "s" and w[-2] != "s" else w for w in words}
 
 

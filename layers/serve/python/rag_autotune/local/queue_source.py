@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from botocore.config import Config
 
 from ..adapters import aws
+from .background import BackgroundLoop
 from .cfn import QueueSource
 
 LOG = logging.getLogger(__name__)
@@ -42,7 +42,9 @@ def lambda_deliver(lam: Any, function_name: str) -> Deliver:
     return deliver
 
 
-class QueuePoller:
+class QueuePoller(BackgroundLoop):
+    THREAD_NAME = "rag-autotune-queue-source"
+
     def __init__(
         self,
         sqs: Any,
@@ -66,8 +68,7 @@ class QueuePoller:
         self._window_s = source.window_s if window_s is None else window_s
         self._clock = clock
         self._idle_wait_s = idle_wait_s  # long poll while the queue is empty
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.batches = 0
 
     def _receive(self, most: int, wait_s: int) -> list[dict[str, Any]]:
@@ -135,18 +136,6 @@ class QueuePoller:
             "eventSourceARN": self._arn,
             "awsRegion": self._arn.split(":")[3] if self._arn.count(":") >= 3 else "",
         }
-
-    def start(self) -> QueuePoller:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="rag-autotune-queue-source", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from .background import BackgroundLoop
 
 LOG = logging.getLogger(__name__)
 
@@ -126,9 +127,11 @@ def next_fire(expr: str, after: datetime) -> datetime:
     raise ValueError(f"{expr!r} does not fire within {_SEARCH_YEARS} years after {after.isoformat()}")
 
 
-class Scheduler:
+class Scheduler(BackgroundLoop):
     """Calls `fire()` at every fire time of `expr` on a daemon thread. An exception in `fire` is logged and
     the schedule goes on."""
+
+    THREAD_NAME = "rag-autotune-scheduler"
 
     def __init__(
         self,
@@ -143,21 +146,8 @@ class Scheduler:
         self._fire = fire
         self._clock = clock
         self._tick_s = tick_s  # the longest sleep before re-reading the clock (suspend, clock changes)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.next_at: datetime | None = None
-
-    def start(self) -> Scheduler:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="rag-autotune-scheduler", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         self.next_at = next_fire(self.expr, self._clock())
