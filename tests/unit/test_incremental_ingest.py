@@ -76,6 +76,15 @@ def test_unchanged_corpus_embeds_nothing_and_builds_nothing(world: dict) -> None
     assert world["index"].versions() == [first.index_version]  # type: ignore[attr-defined]
 
 
+def test_re_merging_documents_already_live_builds_nothing(world: dict) -> None:  # type: ignore[type-arg]
+    """Merged again after other documents came in, a corpus's chunks would come last: still no change."""
+    docs = [doc(i) for i in range(10)]
+    run(world, Change(docs))
+    second = run(world, Change([doc(i) for i in range(10, 13)]))
+    again = run(world, Change(docs))
+    assert (again.embedded, again.changed, again.index_version) == (0, False, second.index_version)  # type: ignore[attr-defined]
+
+
 def test_editing_one_percent_of_documents_re_embeds_their_chunks_only(world: dict) -> None:  # type: ignore[type-arg]
     docs = [doc(i) for i in range(200)]
     first = run(world, Change(docs, replace=True))

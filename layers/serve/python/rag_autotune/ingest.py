@@ -200,6 +200,10 @@ def apply_change(
     raise AssertionError("unreachable")
 
 
+def _chunk_key(c: Chunk) -> str:
+    return c.chunk_id
+
+
 def _attempt(
     change: Change,
     store: ArtifactStore,
@@ -225,7 +229,8 @@ def _attempt(
 
     chunks = merged_chunks(live_chunks, change, chunk_chars, chunk_overlap)
     documents = len({c.doc_id for c in chunks})
-    if live is not None and chunks == live_chunks:
+    # The same chunks in another order are the same corpus (a merge puts the documents given last).
+    if live is not None and sorted(chunks, key=_chunk_key) == sorted(live_chunks, key=_chunk_key):
         return IngestReport(
             live, model, documents, len(chunks), list(change.errors), embedded=0, reused=len(chunks), changed=False
         )
