@@ -57,8 +57,17 @@ def test_variant_vendors_the_layer_into_each_function_and_zips_the_train_step(
     # sam's default python builder drops *.so from source: every vendored folder builds with its Makefile
     assert all(f["Metadata"] == {"BuildMethod": "makefile"} for f in functions.values())
     assert sorted(p.targets["code/tune"]) == sorted(n for n in functions if n.startswith("Tune") and "Train" not in n)
-    assert {f["Properties"]["CodeUri"] for f in functions.values()} == {"code/api/", "code/tune/", "code/train/"}
-    assert p.layers == {"code/api": ["ServeLayer"], "code/tune": ["ServeLayer", "TuneLayer"]}
+    assert {f["Properties"]["CodeUri"] for f in functions.values()} == {
+        "code/api/",
+        "code/tune/",
+        "code/train/",
+        "code/ingest/",
+    }
+    assert p.layers == {
+        "code/api": ["ServeLayer"],
+        "code/tune": ["ServeLayer", "TuneLayer"],
+        "code/ingest": ["ServeLayer"],
+    }
     assert p.folders["code/api"] == [REPO / "functions" / "api"]
     asl = t["Resources"]["TuneStateMachine"]["Properties"]["DefinitionUri"]
     assert (out / asl).resolve() == ASL.resolve()
@@ -82,10 +91,10 @@ def test_variant_transforms_and_passes_cfn_lint(doc: dict[str, Any], tmp_path: P
     localstack_build.materialise(p, out, only=set())  # the template and empty code folders
     packaged, _ = cfn.package(json.loads((out / "template.json").read_text()), out)
     uris = [f["Properties"]["CodeUri"] for f in _functions(packaged).values()]
-    assert len(uris) == 7 and all(u.startswith("s3://") for u in uris)  # every function is a zip, none an image
+    assert len(uris) == 8 and all(u.startswith("s3://") for u in uris)  # every function is a zip, none an image
     transformed = cfn.transform(packaged)
     lambdas = [r for r in transformed["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
-    assert len(lambdas) == 7 and all("Layers" not in r["Properties"] for r in lambdas)
+    assert len(lambdas) == 8 and all("Layers" not in r["Properties"] for r in lambdas)
     found = lint(json.dumps(transformed), config=ManualArgs(regions=["us-east-1"], ignore_checks=["W3005", "W1020"]))
     assert [f"{m.rule.id} {m.message}" for m in found] == []
 
