@@ -139,17 +139,13 @@ def embed_new(
         h = embed_hash(c)
         if h not in known and h not in todo:
             todo[h] = c
-    items = list(todo.items())
+    hashes = list(todo)
     out: dict[str, Vectors] = {}
     if progress:
-        progress(0, len(items))
-    for start in range(0, len(items), batch):
-        part = items[start : start + batch]
-        rows = np.asarray(encoder.encode([embed_text(c) for _, c in part]), dtype=np.float32)
-        for (h, _), row in zip(part, rows, strict=True):
-            out[h] = row
-        if progress:
-            progress(start + len(part), len(items))
+        progress(0, len(hashes))
+    for part, rows in embed_batches(list(todo.values()), encoder, progress, batch):
+        done = len(out)
+        out.update(zip(hashes[done : done + len(part)], np.asarray(rows, dtype=np.float32), strict=True))
     return out
 
 
