@@ -309,11 +309,11 @@ def cmd_golden(rt: Runtime, args: argparse.Namespace) -> int:
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     """Only the API, against whatever AWS endpoint is configured (AWS, LocalStack, a running `up`)."""
-    from .local import gc_tuning
+    from .local import process_tuning
     from .local.server import ApiServer, load_api_module
 
     api = ApiServer(load_api_module().app, host=args.host, port=args.port).start()
-    gc_tuning.settle()  # the app and the live pair are loaded
+    process_tuning.settle()  # the app and the live pair are loaded
     print(f"serving {api.url} (Ctrl-C stops)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -333,7 +333,7 @@ def _scheduled_start(rt: Runtime) -> None:
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     """The whole system on this machine: moto as AWS, the API over HTTP, state kept across restarts."""
-    from .local import cfn, discovery, gc_tuning, queue_source, sfn, stack
+    from .local import cfn, discovery, process_tuning, queue_source, sfn, stack
     from .local.api_process import ApiProcess
     from .local.scheduler import Scheduler
     from .versions import read_manifest
@@ -375,7 +375,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
             api.stop()
         moto.stop()
         raise
-    gc_tuning.settle()  # moto's process, now loaded
+    process_tuning.settle()  # moto's process, now loaded
     discovery.announce(state, moto.url, api.url)
     me = _command_name()
     try:

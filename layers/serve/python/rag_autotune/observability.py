@@ -67,9 +67,10 @@ def step_handler(
 
 def api_request_started(request_id: str | None) -> None:
     """Per API request (the Chalice app is the handler, so Powertools' decorators can't wrap it): the API
-    Gateway request id becomes the logs' correlation id, and the first request of a process counts a cold start."""
+    Gateway request id becomes the logs' correlation id, and the first request of a process counts a cold start.
+    The id is kept per thread: the local API server runs concurrent requests on threads of one process."""
     global _cold
-    logger.set_correlation_id(request_id)
+    logger.thread_safe_append_keys(correlation_id=request_id)
     if _cold:
         _cold = False
         metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)

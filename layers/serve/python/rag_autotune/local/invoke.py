@@ -77,6 +77,20 @@ def run(path: Path, func: str, event: Any, context: LocalContext) -> tuple[Any, 
         return error_payload(exc, skip=1), True
 
 
+def yield_cpu() -> None:
+    """Lowest CPU priority for this process and the threads it starts: SCHED_IDLE where the OS has it (it runs
+    only when no normal thread wants the core, so /ask's threads preempt it at once), else nice 19. A nice
+    value alone still takes a share of each core: the train step's torch threads then delay a request by
+    whole scheduler slices."""
+    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except OSError:
+            pass
+    os.nice(19)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rag_autotune.local.invoke")
     parser.add_argument("file", type=Path)
@@ -85,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--function-arn", default="arn:aws:lambda:us-east-1:123456789012:function:local")
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--memory", type=int, default=1024)
-    parser.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much")
+    parser.add_argument("--yield-cpu", action="store_true", help="run only on CPU time others leave idle")
     args = parser.parse_args(argv)
-    if args.nice > 0:
-        os.nice(args.nice)
+    if args.yield_cpu:
+        yield_cpu()
 
     # The result channel is the original stdout; the handler's own stdout goes to stderr.
     result_fd = os.dup(1)

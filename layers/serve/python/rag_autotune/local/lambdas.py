@@ -41,8 +41,7 @@ _TRUST = {
 }
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # layers/serve/python: where rag_autotune imports from
 # On AWS a function has cores of its own; here the tune's steps (the train step's torch on every core) share the
-# laptop with the API, so they run at a lower priority and /ask keeps its latency while a run goes on.
-NICE = 10
+# laptop with the API, so they run only on CPU time the API and moto leave idle (see invoke.yield_cpu).
 
 
 @dataclass(frozen=True)
@@ -153,8 +152,7 @@ def run_local(fn: LocalFunction, event: bytes | str, function_arn: str = "") -> 
         str(fn.timeout_s),
         "--memory",
         str(fn.memory_mb),
-        "--nice",
-        str(NICE),
+        "--yield-cpu",
     ]
     if function_arn:
         cmd += ["--function-arn", function_arn]
