@@ -121,3 +121,30 @@ def _ends(pid: int, within_s: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_local_lambda_ends_when_up_dies_without_stopping_it(tmp_path: Path) -> None:
+    """A local invocation (a train step, say) started from a thread of `up`, as the Step Functions runner starts
+    it: killing `up` ends it too, instead of leaving it running for the rest of its timeout."""
+    handler = tmp_path / "handler.py"
+    handler.write_text(
+        "import os, time\ndef main(event, context):\n    print(os.getpid(), flush=True)\n"
+        "    while True:\n        time.sleep(1)\n"
+    )
+    parent = f"""
+import sys, threading
+from pathlib import Path
+from rag_autotune.local.lambdas import LocalFunction, run_local
+fn = LocalFunction(logical_id="Step", path=Path({str(handler)!r}), func="main", env={{}}, timeout_s=600)
+threading.Thread(target=run_local, args=(fn, "{{}}"), daemon=True).start()
+sys.stdin.read()  # until the test kills this process
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", parent], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ
+    )
+    assert proc.stderr is not None
+    child = int(proc.stderr.readline())  # the handler's print goes to stderr (stdout is the result channel)
+    proc.kill()  # as kill -9 on `up`
+    proc.wait(30)
+    assert _ends(child, within_s=120)

@@ -9,9 +9,7 @@ Linux the kernel sends it SIGTERM should `up` die without stopping it (PR_SET_PD
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,9 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import discovery
+from .child import die_with_parent
 
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # layers/serve/python: where rag_autotune imports from
-_PR_SET_PDEATHSIG = 1
 
 
 class ApiProcessError(RuntimeError):
@@ -30,12 +28,6 @@ class ApiProcessError(RuntimeError):
 
 def serve_command(host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "rag_autotune.cli", "serve", "--host", host, "--port", str(port)]
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child, between fork and exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ApiProcess:
@@ -64,7 +56,7 @@ class ApiProcess:
 
     def start(self, timeout_s: float = 600.0) -> ApiProcess:
         """Start the child and return once it accepts connections (it binds after loading the app)."""
-        self.proc = subprocess.Popen(self._command, env=self._env, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        self.proc = subprocess.Popen(self._command, env=self._env, preexec_fn=die_with_parent)  # noqa: PLW1509
         deadline = self._clock() + timeout_s
         while not self._answers(self.url):
             code = self.proc.poll()

@@ -28,6 +28,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from .child import die_with_parent
 from .resources import load_template
 
 LOG = logging.getLogger(__name__)
@@ -159,7 +160,15 @@ def run_local(fn: LocalFunction, event: bytes | str, function_arn: str = "") -> 
     data = event.encode("utf-8") if isinstance(event, str) else (event or b"{}")
     try:
         # stderr is not captured: the handler's logs pass straight through to this process's stderr.
-        proc = subprocess.run(cmd, input=data, stdout=subprocess.PIPE, env=env, timeout=fn.timeout_s, check=False)
+        proc = subprocess.run(
+            cmd,
+            input=data,
+            stdout=subprocess.PIPE,
+            env=env,
+            timeout=fn.timeout_s,
+            check=False,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - a prctl call, no Python state
+        )
     except subprocess.TimeoutExpired:
         return _error("Sandbox.Timedout", f"Task timed out after {fn.timeout_s:.2f} seconds"), True
     out = proc.stdout.strip()
