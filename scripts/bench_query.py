@@ -49,7 +49,7 @@ from rag_autotune.corpus import load_documents  # noqa: E402
 from rag_autotune.domain import RETRIEVAL_MODES, Chunk, Citation, IndexStats, QueryLog, VersionPair  # noqa: E402
 from rag_autotune.feedback import record_feedback  # noqa: E402
 from rag_autotune.local import stack  # noqa: E402
-from rag_autotune.memory import MemoryParams, MemoryVote, VoteMemory, dump_snapshot, memory_key, pack_vector  # noqa: E402
+from rag_autotune.memory import MemoryParams, MemoryVote, VoteMemory, dump_snapshot, memory_key  # noqa: E402
 from rag_autotune.runtime import Runtime  # noqa: E402
 from rag_autotune.settings import get_settings  # noqa: E402
 from rag_autotune.versions import read_stats, swap, write_stats  # noqa: E402
@@ -112,12 +112,12 @@ def remember(rt: Runtime, queries: list[str], n: int, seed: int = 1) -> None:
 
 
 def trickle_votes(every_s: float) -> None:
-    """`--trickle`: new votes until killed, written as other API instances would (query log, then the vote).
+    """`--trickle`: new votes until killed, written as other API instances would (/ask's signed query id, then
+    the vote).
     Its own process, so that the writing does not compete with moto's server (in the bench process) for the
     GIL; prints how many it recorded when stopped."""
     rt = Runtime(get_settings())
     queries = golden_queries()
-    vectors = rt.load_encoder("v0").encode(queries)
     pair = VersionPair("v0", "v0-c1")
     recorded = 0
     signal.signal(signal.SIGTERM, lambda *_: (print(recorded, flush=True), sys.exit(0)))
@@ -125,10 +125,11 @@ def trickle_votes(every_s: float) -> None:
         time.sleep(every_s)
         qid, j = uuid.uuid4().hex, i % len(queries)
         cited = (Citation(f"doc-{i % 97}", f"doc-{i % 97}#0", "t", "", 0.5, 1),)
-        rt.feedback.log_query(QueryLog(qid, queries[j], pair, cited, time.time(), "bench", pack_vector(vectors[j])))
+        shown = rt.query_tokens.issue(QueryLog(qid, queries[j], pair, cited, time.time(), "bench"))
         recorded += record_feedback(
             rt.feedback,
-            query_id=qid,
+            rt.query_tokens,
+            query_id=shown,
             doc_id=cited[0].doc_id,
             vote="up",
             user_id=f"trickle-{i}",

@@ -15,14 +15,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag_autotune.chunking import embed_hash, embed_text
-from rag_autotune.domain import Chunk, Found, Hit, QueryLog, RetrievalMode, Vote
+from rag_autotune.domain import Chunk, Found, Hit, RetrievalMode, Vote
 from rag_autotune.errors import ArtifactNotFound, ConflictError
 from rag_autotune.generate import STOP_WORDS
 from rag_autotune.ports import Vectors
+from rag_autotune.query_token import QueryTokens
 from rag_autotune.retrieval import dense_fallback
 
 if TYPE_CHECKING:
     from rag_autotune.runtime import Runtime
+
+
+# Signs and reads query ids as the API does; no expiry, so fixed test times never age out.
+TOKENS = QueryTokens(b"query-token-key-of-the-unit-tests", max_age_s=math.inf)
 
 
 def _etag(data: bytes) -> str:
@@ -96,16 +101,9 @@ class GatedStore(MemoryArtifactStore):
 
 class MemoryFeedbackStore:
     def __init__(self) -> None:
-        self.queries: dict[str, QueryLog] = {}
         self.vote_log: list[Vote] = []
         self.dedupe: dict[str, float] = {}
         self._lock = threading.Lock()
-
-    def log_query(self, entry: QueryLog) -> None:
-        self.queries[entry.query_id] = entry
-
-    def get_query(self, query_id: str) -> QueryLog | None:
-        return self.queries.get(query_id)
 
     def record_vote(self, vote: Vote, dedupe_key: str, window_s: int) -> bool:
         with self._lock:

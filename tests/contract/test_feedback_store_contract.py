@@ -13,7 +13,7 @@ import pytest
 
 from rag_autotune.adapters.aws import CLIENT_CONFIG
 from rag_autotune.adapters.dynamodb import DynamoFeedbackStore
-from rag_autotune.domain import Citation, QueryLog, VersionPair, Vote
+from rag_autotune.domain import VersionPair, Vote
 from rag_autotune.errors import UpstreamError
 from rag_autotune.local.resources import ensure_table, load_template, table_spec
 from rag_autotune.memory import pack_vector, unpack_vector
@@ -41,7 +41,7 @@ def store(request: pytest.FixtureRequest) -> FeedbackStore:
     client = request.getfixturevalue("dynamodb_client")
     table = f"rag-contract-{unique}"
     ensure_table(client, table, table_spec(load_template()))
-    return DynamoFeedbackStore(client, table, query_ttl_s=180 * 86400)
+    return DynamoFeedbackStore(client, table)
 
 
 def _vote(created_at: float = T0, **kw: Any) -> Vote:
@@ -58,46 +58,16 @@ def _vote(created_at: float = T0, **kw: Any) -> Vote:
     return replace(base, **kw)
 
 
-def test_query_log_round_trip(store: FeedbackStore) -> None:
-    entry = QueryLog(
-        query_id="3f2a9c",
-        query="wie öffne ich eine Datei? ✓",
-        pair=PAIR,
-        citations=(
-            Citation("open.2", "open.2#0", "open(2)", "open and possibly create a file", 0.1 + 0.2, 1),
-            Citation("fopen.3", "fopen.3#4", "fopen(3)", "", 1 / 3, 2, rerank_score=0.0),  # a reranker's 0 is kept
-            Citation("creat.2", "creat.2#1", "creat", "x" * 500, -0.0123456789012345, 3, rerank_score=2 / 3),
-        ),
-        created_at=1_700_000_123.456789,
-        client_id="cli-42",
-        tenant="apikey-k7",  # only this API key may vote on it
-    )
-    store.log_query(entry)
-    assert store.get_query("3f2a9c") == entry
-    empty = QueryLog("q-empty", "nothing found", PAIR, (), T0)
-    store.log_query(empty)
-    assert store.get_query("q-empty") == empty
-
-
-def test_query_vector_travels_with_the_query_and_its_votes(store: FeedbackStore) -> None:
-    """The feedback memory reads votes with the vector logged at /ask, the same bytes from every store."""
+def test_a_votes_query_vector_round_trips(store: FeedbackStore) -> None:
+    """Votes stored with their query's vector (before query ids were signed) reach the memory byte for byte."""
     emb = pack_vector(np.linspace(-1.0, 1.0, 384, dtype=np.float32))
-    cited = (Citation("open.2", "open.2#0", "open(2)", "opens a file", 0.9, 1, boosted=True),)
-    entry = QueryLog("q-emb", "open a file", PAIR, cited, T0, "c1", emb)
-    store.log_query(entry)
-    got = store.get_query("q-emb")
-    assert got == entry and isinstance(got.embedding, bytes) and got.citations[0].boosted is True
-    vote = _vote(T0, query_id="q-emb", embedding=got.embedding)
+    vote = _vote(T0, query_id="q-emb", embedding=emb)
     plain = _vote(T0 + 1, query_id="q-plain")
     assert store.record_vote(vote, "q-emb|open.2|up", W) and store.record_vote(plain, "q-plain|open.2|up", W)
     votes = store.votes()
     assert votes == [vote, plain] and votes[0].embedding == emb and votes[1].embedding == b""
     assert np.allclose(unpack_vector(votes[0].embedding), np.linspace(-1.0, 1.0, 384), atol=1e-3)
     assert store.votes(since=T0) == [plain]
-
-
-def test_get_unknown_query_is_none(store: FeedbackStore) -> None:
-    assert store.get_query("never-logged") is None
 
 
 def test_duplicate_within_window(store: FeedbackStore) -> None:
@@ -183,28 +153,24 @@ def test_concurrent_votes_same_key_exactly_one(store: FeedbackStore) -> None:
 def test_dynamodb_item_layout(dynamodb_client: Any, unique: str) -> None:
     table = f"rag-layout-{unique}"
     ensure_table(dynamodb_client, table, table_spec(load_template()))
-    store = DynamoFeedbackStore(dynamodb_client, table, query_ttl_s=86400)
-    store.log_query(QueryLog("q1", "q", PAIR, (Citation("d", "d#0", "t", "s", 0.5, 1),), T0))
+    store = DynamoFeedbackStore(dynamodb_client, table)
     assert store.record_vote(_vote(T0), "q1|d|up", W)
 
     items = dynamodb_client.scan(TableName=table)["Items"]
     by_sk = {i["sk"]["S"].split("#")[0]: i for i in items}
-    assert set(by_sk) == {"Q", "V", "D"}
-    query, vote, marker = by_sk["Q"], by_sk["V"], by_sk["D"]
-    assert query["pk"] == {"S": "Q#q1"} and int(query["expires_at"]["N"]) >= T0 + 86400
+    assert set(by_sk) == {"V", "D"}  # /ask writes nothing: what it showed is in the signed query id
+    vote, marker = by_sk["V"], by_sk["D"]
     assert vote["pk"] == {"S": "Q#q1"} and vote["sk"]["S"].startswith("V#1700000000.500000#")
     assert vote["gsi1pk"] == {"S": "VOTE"} and float(vote["gsi1sk"]["N"]) == T0
     assert "expires_at" not in vote and "user_id" not in vote  # None is omitted, votes are kept
-    assert "embedding" not in vote and "embedding" not in query  # logged only when there is one
+    assert "embedding" not in vote  # stored only when there is one
     assert marker["pk"] == {"S": "D#q1|d|up"} and float(marker["last_at"]["N"]) == T0
     assert int(marker["expires_at"]["N"]) >= T0 + W
 
 
 def test_dynamodb_other_errors_are_upstream(dynamodb_client: Any, unique: str) -> None:
-    gone = DynamoFeedbackStore(dynamodb_client, f"rag-missing-{unique}", query_ttl_s=60)
+    gone = DynamoFeedbackStore(dynamodb_client, f"rag-missing-{unique}")
     for call in (
-        lambda: gone.get_query("q"),
-        lambda: gone.log_query(QueryLog("q", "q", PAIR, (), T0)),
         lambda: gone.record_vote(_vote(), "k", W),
         lambda: gone.votes(),
     ):

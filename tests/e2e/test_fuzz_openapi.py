@@ -36,7 +36,7 @@ def served_schema(stack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> An
     served = stack.app.runtime.feedback
     table = f"e2e-fuzz-{uuid.uuid4().hex[:8]}"
     ensure_table(served._ddb, table, table_spec(load_template()))
-    monkeypatch.setattr(stack.app.runtime, "feedback", DynamoFeedbackStore(served._ddb, table, served.query_ttl_s))
+    monkeypatch.setattr(stack.app.runtime, "feedback", DynamoFeedbackStore(served._ddb, table))
     return schemathesis.openapi.from_url(stack.url + "/openapi.json")
 
 

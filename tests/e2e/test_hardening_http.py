@@ -33,7 +33,7 @@ def own_table(stack: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> str:
     served = stack.app.runtime.feedback
     table = f"e2e-hardening-{uuid.uuid4().hex[:8]}"
     ensure_table(served._ddb, table, table_spec(load_template()))
-    monkeypatch.setattr(stack.app.runtime, "feedback", DynamoFeedbackStore(served._ddb, table, served.query_ttl_s))
+    monkeypatch.setattr(stack.app.runtime, "feedback", DynamoFeedbackStore(served._ddb, table))
     return table
 
 
@@ -134,13 +134,14 @@ def test_dynamodb_throttling_on_feedback_is_503_never_a_silent_drop(stack: Simpl
     json_error(r, 503, "throttled")
     assert int(r.headers["retry-after"]) >= 1 and inj.calls == 3  # botocore tried three times first
     ddb = boto3.client("dynamodb", region_name=stack.settings.region)
+    inner_id = stack.app.runtime.query_tokens.read(body["query_id"]).query_id  # votes name the query by it
 
     def votes_stored() -> int:
         return len(
             ddb.query(
                 TableName=own_table,
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
-                ExpressionAttributeValues={":pk": {"S": f"Q#{body['query_id']}"}, ":v": {"S": "V#"}},
+                ExpressionAttributeValues={":pk": {"S": f"Q#{inner_id}"}, ":v": {"S": "V#"}},
             )["Items"]
         )
 

@@ -68,11 +68,12 @@ def test_ask_vote_dynamodb_item_and_dedupe(stack: SimpleNamespace) -> None:
     other_user = call(stack.url + "/feedback", "POST", {**vote, "user_id": "alice"})
     assert other_user.status == 201
 
+    inner_id = stack.app.runtime.query_tokens.read(body["query_id"]).query_id  # votes name the query by it
     ddb = boto3.client("dynamodb", region_name=stack.settings.region)
     items = ddb.query(
         TableName=stack.settings.table,
         KeyConditionExpression="pk = :pk AND begins_with(sk, :v)",
-        ExpressionAttributeValues={":pk": {"S": f"Q#{body['query_id']}"}, ":v": {"S": "V#"}},
+        ExpressionAttributeValues={":pk": {"S": f"Q#{inner_id}"}, ":v": {"S": "V#"}},
     )["Items"]
     assert len(items) == 2
     item = items[0]

@@ -21,6 +21,7 @@ from rag_autotune.local.resources import ensure_table, load_template, table_spec
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import Settings
 from tests.botocore_faults import Inject
+from tests.fakes import TOKENS
 
 PAIR = VersionPair("v0", "v0-c1")
 CITED = Citation("pipe.2", "pipe.2#0", "pipe(2)", "pipe creates a pipe", 0.9, 1)
@@ -38,9 +39,7 @@ def client(moto_url: str) -> Any:
 def store(client: Any, unique: str) -> DynamoFeedbackStore:
     table = f"rag-throttle-{unique}"
     ensure_table(client, table, table_spec(load_template()))
-    s = DynamoFeedbackStore(client, table, query_ttl_s=3600)
-    s.log_query(QueryLog("q1", "how do I create a pipe", PAIR, (CITED,), time.time(), "anonymous"))
-    return s
+    return DynamoFeedbackStore(client, table)
 
 
 def vote(at: float | None = None) -> Vote:
@@ -81,19 +80,13 @@ def test_throttling_inside_the_transaction_is_retried_by_us(store: DynamoFeedbac
     assert len(store.votes()) == 1
 
 
-def test_throttled_lookup_of_the_query_is_throttled(store: DynamoFeedbackStore, client: Any) -> None:
-    with Inject(client, "GetItem", "ThrottlingException", times=100), pytest.raises(Throttled):
-        store.get_query("q1")
-    with Inject(client, "GetItem", "ValidationException", times=1), pytest.raises(UpstreamError) as info:
-        store.get_query("q1")
-    assert not isinstance(info.value, Throttled)  # only throttling asks the client to retry
-
-
 def test_feedback_answers_503_with_retry_after(store: DynamoFeedbackStore, client: Any, tmp_path: Any) -> None:
     rt = Runtime(Settings(cache_dir=tmp_path))
     rt.feedback = store  # type: ignore[misc]
+    rt.query_tokens = TOKENS  # type: ignore[misc]
     guard = http_api.Guard.from_settings(rt.settings)
-    body = json.dumps({"query_id": "q1", "doc_id": "pipe.2", "vote": "down"}).encode()
+    shown = TOKENS.issue(QueryLog("q1", "how do I create a pipe", PAIR, (CITED,), time.time(), "anonymous"))
+    body = json.dumps({"query_id": shown, "doc_id": "pipe.2", "vote": "down"}).encode()
     request = http_api.HttpRequest(body, {}, "203.0.113.5")
     with Inject(client, "TransactWriteItems", "ProvisionedThroughputExceededException", times=100):
         r = http_api.feedback(rt, request, guard)

@@ -11,7 +11,7 @@ from rag_autotune.generate import ExtractiveGenerator, Passage, best_sentence
 from rag_autotune.ingest import ingest
 from rag_autotune.live import LiveState
 from rag_autotune.versions import read_manifest
-from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
+from tests.fakes import TOKENS, HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
 
 DOCS = [
     {
@@ -84,21 +84,24 @@ def test_ask_cites_one_chunk_per_document_in_rank_order_and_logs_it(world: dict)
         "how do I create a pipe with two file descriptors",
         2,
         world["live"].current(),
-        world["fb"],
+        TOKENS,
         ExtractiveGenerator(),
     )
     assert answer.pair == VersionPair("v0", "v0-c1")
     assert [c.rank for c in answer.citations] == [1, 2]
     assert answer.citations[0].doc_id == "pipe.2"
     assert "[1]" in answer.answer
-    logged = world["fb"].get_query(answer.query_id)
-    assert logged.query.startswith("how do I create") and logged.citations == answer.citations
+    shown = TOKENS.read(answer.query_id)  # the id is the signed record of what was shown
+    assert shown.query.startswith("how do I create") and shown.query_id == answer.log_id
+    assert [(c.doc_id, c.chunk_id, c.rank) for c in shown.citations] == [
+        (c.doc_id, c.chunk_id, c.rank) for c in answer.citations
+    ]
     assert answer.timings.total_ms >= answer.timings.encode_ms
 
 
-def test_stream_logs_before_deltas(world: dict) -> None:  # type: ignore[type-arg]
-    retrieval, deltas = ask_stream("allocate memory", 3, world["live"].current(), world["fb"], ExtractiveGenerator())
-    assert world["fb"].get_query(retrieval.query_id) is not None
+def test_stream_carries_a_signed_query_id(world: dict) -> None:  # type: ignore[type-arg]
+    retrieval, deltas = ask_stream("allocate memory", 3, world["live"].current(), TOKENS, ExtractiveGenerator())
+    assert TOKENS.read(retrieval.query_id).query == "allocate memory"
     assert "malloc" in "".join(deltas)
 
 
@@ -111,21 +114,21 @@ def test_citations_dedupe_documents() -> None:
 
 def test_feedback_rules(world: dict) -> None:  # type: ignore[type-arg]
     fb, clock = world["fb"], world["clock"]
-    answer = ask("open a file", 2, world["live"].current(), fb, ExtractiveGenerator())
+    answer = ask("open a file", 2, world["live"].current(), TOKENS, ExtractiveGenerator())
     cited = answer.citations[0].doc_id
     kw = dict(user_id=None, client_id="ip-1", comment=None, window_s=3600, now=clock)
     with pytest.raises(UnknownQuery):
-        record_feedback(fb, query_id="nope", doc_id=cited, vote="up", **kw)
+        record_feedback(fb, TOKENS, query_id="nope", doc_id=cited, vote="up", **kw)
     with pytest.raises(DocNotCited):
-        record_feedback(fb, query_id=answer.query_id, doc_id="not-shown", vote="up", **kw)
-    assert record_feedback(fb, query_id=answer.query_id, doc_id=cited, vote="up", **kw) is True
+        record_feedback(fb, TOKENS, query_id=answer.query_id, doc_id="not-shown", vote="up", **kw)
+    assert record_feedback(fb, TOKENS, query_id=answer.query_id, doc_id=cited, vote="up", **kw) is True
     clock.t += 60
-    assert record_feedback(fb, query_id=answer.query_id, doc_id=cited, vote="up", **kw) is False
-    assert record_feedback(fb, query_id=answer.query_id, doc_id=cited, vote="down", **kw) is True
+    assert record_feedback(fb, TOKENS, query_id=answer.query_id, doc_id=cited, vote="up", **kw) is False
+    assert record_feedback(fb, TOKENS, query_id=answer.query_id, doc_id=cited, vote="down", **kw) is True
     kw_user = {**kw, "user_id": "alice"}
-    assert record_feedback(fb, query_id=answer.query_id, doc_id=cited, vote="up", **kw_user) is True
+    assert record_feedback(fb, TOKENS, query_id=answer.query_id, doc_id=cited, vote="up", **kw_user) is True
     clock.t += 3601
-    assert record_feedback(fb, query_id=answer.query_id, doc_id=cited, vote="up", **kw) is True
+    assert record_feedback(fb, TOKENS, query_id=answer.query_id, doc_id=cited, vote="up", **kw) is True
     vote = fb.votes()[0]
     assert (vote.query, vote.rank, vote.pair.model_version, vote.chunk_id) == (
         "open a file",

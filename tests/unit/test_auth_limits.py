@@ -144,7 +144,7 @@ def test_body_larger_than_the_limit_is_413(tmp_path: Path) -> None:
         {"query": "ok", "top_k": 21},
         {"query": "ok", "top_k": 0},
         {"query_id": "q", "doc_id": "d", "vote": "up", "comment": "c" * 1001},
-        {"query_id": "q" * 65, "doc_id": "d", "vote": "up"},
+        {"query_id": "q" * 8193, "doc_id": "d", "vote": "up"},
     ],
 )
 def test_lengths_and_top_k_are_bounded(rt: Runtime, payload: dict) -> None:  # type: ignore[type-arg]
@@ -285,12 +285,13 @@ def test_logs_hold_no_api_key_and_query_text_only_at_debug(tmp_path: Path, log_l
     assert any(level == logging.DEBUG and query in line for level, line in log_lines)
 
 
-def test_query_ids_are_random_uuid4(rt: Runtime) -> None:
+def test_query_ids_are_signed_and_name_a_random_uuid4(rt: Runtime) -> None:
     guard = http_api.Guard.from_settings(rt.settings)
     ids = [asked(rt, guard)["query_id"] for _ in range(50)]
     assert len(set(ids)) == 50
     for qid in ids:
-        assert len(qid) == 32 and uuid.UUID(hex=qid).version == 4  # 122 random bits from os.urandom
+        inner = rt.query_tokens.read(qid).query_id  # what votes and logs name the query by
+        assert len(inner) == 32 and uuid.UUID(hex=inner).version == 4  # 122 random bits from os.urandom
 
 
 # ---- ingested text is data -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from rag_autotune.tune import steps
 from rag_autotune.tune.gate import choose_mode
 from rag_autotune.tune.state import RunStart
 from rag_autotune.versions import read_stats, write_stats
-from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex, fake_runtime
+from tests.fakes import TOKENS, HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex, fake_runtime
 from tests.unit.test_observability import log_lines  # noqa: F401 (the fixture)
 from tests.unit.test_tune_logic import CLOCK, DOCS, Ticks, _log_and_vote
 
@@ -112,10 +112,10 @@ def test_smoke_picks_hybrid_for_a_candidate_dense_cannot_rank_and_ask_answers_wi
 
     live = LiveState(store, index, encoders.__getitem__, ttl_s=0).current()
     assert live.mode == report["mode"]
-    answer = ask("how do I allocate dynamic memory", 2, live, fb, ExtractiveGenerator())
+    answer = ask("how do I allocate dynamic memory", 2, live, TOKENS, ExtractiveGenerator())
     assert answer.mode == report["mode"] and answer.citations[0].doc_id == "malloc.3"
     for text in ("what is the", "?!…", "the of and"):
-        plain = ask(text, 2, live, fb, ExtractiveGenerator())
+        plain = ask(text, 2, live, TOKENS, ExtractiveGenerator())
         assert plain.mode == "dense" and len(plain.citations) == 2
 
 

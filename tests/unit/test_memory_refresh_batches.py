@@ -12,8 +12,8 @@ import pytest
 
 from rag_autotune.domain import Citation, QueryLog, VersionPair, Vote
 from rag_autotune.feedback import record_feedback
-from rag_autotune.memory import LiveMemory, MemoryParams, open_live_memory, pack_vector
-from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore
+from rag_autotune.memory import LiveMemory, MemoryParams, open_live_memory
+from tests.fakes import TOKENS, HashEncoder, MemoryArtifactStore, MemoryFeedbackStore
 
 T0 = float(int(time.time()) - 3600)
 P = MemoryParams(threshold=0.9, weight=0.3, half_life_days=7.0, client_daily_cap=3, max_penalty=0.25)
@@ -62,16 +62,17 @@ def log_votes(fb: MemoryFeedbackStore, n: int, start: float) -> None:
     """n votes from distinct voters on the citations of a few logged queries, 1 ms apart."""
     for i in range(n):
         q = QUERIES[i % len(QUERIES)]
-        qid, doc = f"q{len(fb.queries)}", f"doc{i % 7}"
-        vector = pack_vector(HashEncoder("v0", 64).encode([q])[0])
+        doc = f"doc{i % 7}"
         cited = (Citation(doc, f"{doc}#0", doc, "", 0.5, 1),)
-        fb.log_query(QueryLog(qid, q, VersionPair("v0", "v0-c1"), cited, start, "c", vector))
+        n = len(fb.vote_log)  # distinct queries and voters across calls
+        shown = TOKENS.issue(QueryLog(f"q{n}", q, VersionPair("v0", "v0-c1"), cited, start, "c"))
         record_feedback(
             fb,
-            query_id=qid,
+            TOKENS,
+            query_id=shown,
             doc_id=doc,
             vote="up",
-            user_id=f"u{len(fb.queries)}",
+            user_id=f"u{n}",
             client_id="c",
             comment=None,
             window_s=3600,
@@ -135,16 +136,12 @@ def test_votes_of_one_instant_across_a_batch_boundary_are_all_applied() -> None:
     for i in range(LiveMemory.READ_BATCH + 20):  # all at the same instant
         log_votes_at = T0 + 1
         q = QUERIES[i % len(QUERIES)]
-        qid = f"q{i}"
         cited = (Citation("doc", "doc#0", "doc", "", 0.5, 1),)
-        fb.log_query(
-            QueryLog(
-                qid, q, VersionPair("v0", "v0-c1"), cited, T0, "c", pack_vector(HashEncoder("v0", 64).encode([q])[0])
-            )
-        )
+        shown = TOKENS.issue(QueryLog(f"q{i}", q, VersionPair("v0", "v0-c1"), cited, T0, "c"))
         record_feedback(
             fb,
-            query_id=qid,
+            TOKENS,
+            query_id=shown,
             doc_id="doc",
             vote="up",
             user_id=f"u{i}",

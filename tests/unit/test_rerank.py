@@ -270,7 +270,7 @@ def test_ask_with_a_timeout_answers_too(rt: Runtime) -> None:
     client = rerank_client(rerank_config(0.5))
     reranking = RerankStep(BedrockReranker(client, MODEL_ARN), top_n=3)
     with Timeout(client, ReadTimeoutError):
-        answer = ask("create a file", 3, rt.live.current(), rt.feedback, ExtractiveGenerator(), reranking=reranking)
+        answer = ask("create a file", 3, rt.live.current(), rt.query_tokens, ExtractiveGenerator(), reranking=reranking)
     assert answer.rerank == RerankReport("skipped", MODEL_ARN, "timeout")
     assert len(answer.citations) == 3 and answer.answer
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag_autotune.domain import Citation, QueryLog, VersionPair, Vote
+from rag_autotune.domain import VersionPair, Vote
 from rag_autotune.golden import GOLDEN_KEY
 from rag_autotune.ingest import ingest
 from rag_autotune.paths import ASL, REPO
@@ -208,8 +208,6 @@ def tune_world(tmp_path: Path) -> dict:  # type: ignore[type-arg]
 
 
 def _log_and_vote(fb: MemoryFeedbackStore, q: str, up: str, down: str, t: float) -> None:
-    cites = tuple(Citation(d, f"{d}#0", d, "", 0.5, r) for r, d in enumerate((up, down), 1))
-    fb.log_query(QueryLog(f"q{t}", q, VersionPair("v0", "v0-c1"), cites, t))
     fb.record_vote(Vote(f"q{t}", up, f"{up}#0", "up", 1, q, VersionPair("v0", "v0-c1"), t), f"u{t}", 3600)
     fb.record_vote(Vote(f"q{t}", down, f"{down}#0", "down", 2, q, VersionPair("v0", "v0-c1"), t + 0.1), f"d{t}", 3600)
 

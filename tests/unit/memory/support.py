@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from rag_autotune.generate import ExtractiveGenerator
 from rag_autotune.ingest import ingest
 from rag_autotune.live import LiveState
 from rag_autotune.memory import MemoryParams, MemoryVote, open_live_memory, pack_vector
-from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
+from tests.fakes import TOKENS, HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
 
 T0 = float(int(time.time()) - 3600)  # recent: the smoke step reads the votes of the last 90 days
 P = MemoryParams(threshold=0.9, weight=0.3, half_life_days=7.0, client_daily_cap=3, max_penalty=0.25)
@@ -64,11 +65,22 @@ def mv(query: str, doc: str, voter: str = "a", up: bool = True, t: float = T0) -
 
 
 def log_vote(fb: MemoryFeedbackStore, q: str, doc: str, kind: str, t: float, *, model: str = "v0", **kw: Any) -> None:
-    qid = f"q-{len(fb.queries)}"
-    embedding = pack_vector(vec(q, model)) if model else b""
+    """A vote on `doc` for a query `q` that showed it, as /feedback records it (no query vector)."""
+    model = model or "v0"
+    client = kw.get("client_id", "c1")
     cited = (Citation(doc, f"{doc}#0", doc, "", 0.5, 1),)
-    fb.log_query(QueryLog(qid, q, VersionPair(model, f"{model}-c1"), cited, t, kw.get("client_id", "c1"), embedding))
-    vote_on(fb, qid, doc, kind, user_id=kw.get("user_id"), client_id=kw.get("client_id", "c1"), at=t)
+    shown = TOKENS.issue(QueryLog(uuid.uuid4().hex, q, VersionPair(model, f"{model}-c1"), cited, t, client))
+    vote_on(fb, shown, doc, kind, user_id=kw.get("user_id"), client_id=client, at=t)
+
+
+def stored_vote(
+    fb: MemoryFeedbackStore, q: str, doc: str, kind: str, t: float, *, model: str, voter: str, dim: int = 64
+) -> None:
+    """A vote as stored before query ids were signed: it carries its query's vector from `model`."""
+    pair = VersionPair(model, f"{model}-c1")
+    embedding = pack_vector(vec(q, model, dim))
+    vote = Vote(uuid.uuid4().hex, doc, f"{doc}#0", kind, 1, q, pair, t, client_id=voter, embedding=embedding)  # type: ignore[arg-type]
+    fb.record_vote(vote, f"{voter}|{vote.query_id}|{doc}|{kind}", 3600)
 
 
 def vote_on(
@@ -84,6 +96,7 @@ def vote_on(
     """A vote through /feedback's logic, as a user would cast it."""
     record_feedback(
         fb,
+        TOKENS,
         query_id=query_id,
         doc_id=doc,
         vote=kind,  # type: ignore[arg-type]
@@ -114,4 +127,4 @@ def make_world(tmp_path: Path) -> dict[str, Any]:
 
 
 def ask_as(w: dict[str, Any], query: str, client: str = "c1", top_k: int = 3) -> Any:
-    return ask(query, top_k, w["live"].current(), w["fb"], ExtractiveGenerator(), client_id=client, now=w["wall"])
+    return ask(query, top_k, w["live"].current(), TOKENS, ExtractiveGenerator(), client_id=client, now=w["wall"])

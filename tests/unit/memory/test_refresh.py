@@ -13,10 +13,10 @@ from rag_autotune.memory import DAY_S, LiveMemory, VoteMemory, dump_snapshot, me
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import Settings
 from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore
-from tests.unit.memory.support import T0, Clock, CountingEncoder, P, SpyFeedback, log_vote, mv, vec
+from tests.unit.memory.support import T0, Clock, CountingEncoder, P, SpyFeedback, log_vote, mv, stored_vote, vec
 
 
-def test_refresh_is_incremental_at_most_every_n_seconds_and_uses_logged_vectors() -> None:
+def test_refresh_is_incremental_at_most_every_n_seconds_and_encodes_a_query_once() -> None:
     fb, clock, enc = SpyFeedback(), Clock(), CountingEncoder("v0")
     live = open_live_memory(MemoryArtifactStore(), fb, enc, P, refresh_s=10, background=False, clock=clock)
     # No snapshot: every vote of the last 90 days.
@@ -27,10 +27,12 @@ def test_refresh_is_incremental_at_most_every_n_seconds_and_uses_logged_vectors(
     clock.t = T0 + 11
     assert live.maybe_refresh() == 1
     assert live.boosts(vec("create a pipe"))["pipe.2"] > 0.29
-    assert enc.texts == [] and live.encoded == 0  # the vector logged at /ask, not re-encoded
+    assert enc.texts == ["create a pipe"] and live.encoded == 1
+    log_vote(fb, "create a pipe", "fifo.7", "up", T0 + 11.5, client_id="c2")  # the same query again
     log_vote(fb, "open a file", "open.2", "down", T0 + 12)
     clock.t = T0 + 22
-    assert live.maybe_refresh() == 1  # only the new vote applies (the overlap re-reads, idempotently)
+    assert live.maybe_refresh() == 2  # only the new votes apply (the overlap re-reads, idempotently)
+    assert enc.texts == ["create a pipe", "open a file"]  # a query already in the memory is not encoded again
     assert fb.since[-1] == pytest.approx(T0 + 1 - LiveMemory.OVERLAP_S)
 
 
@@ -80,13 +82,15 @@ def test_background_refresh_answers_from_the_current_memory_and_applies_the_vote
     assert live.boosts(vec("open a file"))["open.2"] > 0.29
 
 
-def test_vote_logged_under_another_encoder_is_re_encoded_once() -> None:
+def test_a_voted_query_is_encoded_once_unless_its_vote_carries_this_encoders_vector() -> None:
     fb, enc = MemoryFeedbackStore(), CountingEncoder("v1", dim=32)
     for voter in ("a", "b", "c"):
         log_vote(fb, "create a pipe", "pipe.2", "up", T0, model="v0", client_id=voter)
-    log_vote(fb, "open a file", "open.2", "up", T0 + 1, model="", client_id="a")  # no logged vector at all
+    log_vote(fb, "open a file", "open.2", "up", T0 + 1, model="v1", client_id="a")  # /feedback stores no vector
+    stored_vote(fb, "close a file", "open.2", "up", T0 + 1, model="v1", voter="b", dim=32)  # an older vote's own
+    stored_vote(fb, "read a file", "open.2", "up", T0 + 1, model="v0", voter="c")  # another encoder's: re-encoded
     live = open_live_memory(MemoryArtifactStore(), fb, enc, P, clock=Clock(T0 + 2))
-    assert sorted(enc.texts) == ["create a pipe", "open a file"] and live.encoded == 2
+    assert sorted(enc.texts) == ["create a pipe", "open a file", "read a file"] and live.encoded == 3
     assert live.boosts(vec("create a pipe", "v1", 32))["pipe.2"] == pytest.approx(0.9, rel=1e-3)  # 3 voters
 
 

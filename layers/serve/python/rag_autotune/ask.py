@@ -1,10 +1,11 @@
 """/ask: encode with the live encoder, search the same pair's index, let the pair's feedback memory re-rank
 (votes on near-identical queries, memory/), keep the best chunk per document, optionally rerank the first ones
-with a relevance model (reranking.py), generate, and log what was shown with the query's vector (the raw
-material of tomorrow's training data and of the memory)."""
+with a relevance model (reranking.py), generate, and sign what was shown into the query id (query_token.py):
+a vote on it is checked against that record and becomes tomorrow's training data and the memory's input."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 from .domain import PUBLIC_TENANT, Answer, Citation, Hit, QueryLog, RerankReport, RetrievalMode, Timings, VersionPair
 from .generate import Generator, Passage, best_sentence
 from .live import LivePair
-from .memory import pack_vector, rerank
-from .ports import FeedbackStore, Vectors
+from .memory import rerank
+from .query_token import QueryTokens
 from .reranking import NO_RERANK, Ranked, RerankStep
 
 # Chunks fetched per cited document: several chunks of one document must not crowd out the others.
@@ -68,7 +69,6 @@ class Retrieval:
     encode_ms: float
     search_ms: float
     started: float
-    vector: Vectors  # logged with the query: the feedback memory takes votes on it without re-encoding
     rerank: RerankReport = RerankReport()
     rerank_ms: float = 0.0
     mode: RetrievalMode = "dense"  # the mode that answered: the pair's, or dense when hybrid fell back
@@ -111,22 +111,22 @@ def retrieve(
         encode_ms=(encoded - before_encode) * 1000,
         search_ms=(searched - encoded) * 1000,
         started=started,
-        vector=vector,
         rerank=reranked.report,
         rerank_ms=reranked.ms,
         mode=found.mode,
     )
 
 
-def log_shown(r: Retrieval, store: FeedbackStore, client_id: str, tenant: str, now: float) -> None:
-    store.log_query(QueryLog(r.query_id, r.query, r.pair, r.citations, now, client_id, pack_vector(r.vector), tenant))
+def shown_id(r: Retrieval, tokens: QueryTokens, client_id: str, tenant: str, now: float) -> str:
+    """The query id the answer carries: the signed record of what it showed (see query_token)."""
+    return tokens.issue(QueryLog(r.query_id, r.query, r.pair, r.citations, now, client_id, tenant=tenant))
 
 
 def ask(
     query: str,
     top_k: int,
     live: LivePair,
-    store: FeedbackStore,
+    tokens: QueryTokens,
     generator: Generator,
     *,
     client_id: str = "anonymous",
@@ -138,17 +138,17 @@ def ask(
     gen_start = time.perf_counter()
     text = generator.answer(query, r.passages)
     gen_ms = (time.perf_counter() - gen_start) * 1000
-    log_shown(r, store, client_id, tenant, now())
+    query_id = shown_id(r, tokens, client_id, tenant, now())
     total = (time.perf_counter() - r.started) * 1000
     timings = Timings(r.encode_ms, r.search_ms, gen_ms, total, r.rerank_ms)
-    return Answer(r.query_id, text, r.pair, r.citations, timings, r.rerank, r.mode)
+    return Answer(query_id, text, r.pair, r.citations, timings, r.rerank, r.mode, log_id=r.query_id)
 
 
 def ask_stream(
     query: str,
     top_k: int,
     live: LivePair,
-    store: FeedbackStore,
+    tokens: QueryTokens,
     generator: Generator,
     *,
     client_id: str = "anonymous",
@@ -156,8 +156,7 @@ def ask_stream(
     now: Callable[[], float] = time.time,
     reranking: RerankStep = NO_RERANK,
 ) -> tuple[Retrieval, Iterator[str]]:
-    """The retrieval (for the citations event) and the answer deltas. The query is logged before the
-    first delta, so a `done` event's query_id can always be voted on."""
+    """The retrieval (for the citations event; its query_id is the signed one) and the answer deltas."""
     r = retrieve(query, top_k, live, reranking=reranking)
-    log_shown(r, store, client_id, tenant, now())
+    r = dataclasses.replace(r, query_id=shown_id(r, tokens, client_id, tenant, now()))
     return r, generator.stream(query, r.passages)

@@ -186,13 +186,14 @@ class Timings:
 
 @dataclass(frozen=True)
 class Answer:
-    query_id: str
+    query_id: str  # signed, and it holds the question (query_token.py): logs carry log_id instead
     answer: str
     pair: VersionPair
     citations: tuple[Citation, ...]
     timings: Timings
     rerank: RerankReport = RerankReport()
     mode: RetrievalMode = "dense"  # the retrieval mode that answered
+    log_id: str = ""  # the query's short id, inside query_id: what votes and logs name it by
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""/feedback: a vote is accepted only on a document that the named query actually showed, and counted once
-per (voter, query, document, vote) per dedupe window."""
+"""/feedback: a vote is accepted only on a document that the named query actually showed (the query id is
+the signed record of what it showed, query_token.py), and counted once per (voter, query, document, vote) per
+dedupe window."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from .domain import PUBLIC_TENANT, Vote, VoteKind, voter_id
 from .errors import DocNotCited, UnknownQuery
 from .ports import FeedbackStore
+from .query_token import QueryTokens
 
 
 def dedupe_key(voter: str, query_id: str, doc_id: str, vote: VoteKind) -> str:
@@ -17,6 +19,7 @@ def dedupe_key(voter: str, query_id: str, doc_id: str, vote: VoteKind) -> str:
 
 def record_feedback(
     store: FeedbackStore,
+    tokens: QueryTokens,
     *,
     query_id: str,
     doc_id: str,
@@ -30,15 +33,15 @@ def record_feedback(
 ) -> bool:
     """True when recorded, False when a duplicate within the window. A query asked under another tenant (API
     key) is answered exactly as an unknown one: a vote can't be attached to it, nor its existence learned."""
-    shown = store.get_query(query_id)
-    if shown is None or shown.tenant != tenant:
-        raise UnknownQuery(f"no query with id {query_id!r}")
+    shown = tokens.read(query_id)
+    if shown.tenant != tenant:
+        raise UnknownQuery(f"no query with id {shown.query_id!r}")
     cited = next((c for c in shown.citations if c.doc_id == doc_id), None)
     if cited is None:
-        raise DocNotCited(f"document {doc_id!r} was not among the citations of query {query_id!r}")
+        raise DocNotCited(f"document {doc_id!r} was not among the citations of query {shown.query_id!r}")
     voter = voter_id(user_id, client_id)
     entry = Vote(
-        query_id=query_id,
+        query_id=shown.query_id,
         doc_id=doc_id,
         chunk_id=cited.chunk_id,
         vote=vote,
@@ -49,6 +52,5 @@ def record_feedback(
         user_id=user_id,
         client_id=client_id,
         comment=comment,
-        embedding=shown.embedding,  # the memory needs no re-encoding for a vote on this query
-    )
-    return store.record_vote(entry, dedupe_key(voter, query_id, doc_id, vote), window_s)
+    )  # no embedding: the memory encodes a voted query's text once, with its own encoder
+    return store.record_vote(entry, dedupe_key(voter, shown.query_id, doc_id, vote), window_s)

@@ -169,7 +169,14 @@ def _sse(event: str, data: Any) -> str:
 def _sse_events(rt: Runtime, req: AskRequest, voter: str, tenant: str) -> Iterator[str]:
     live = rt.live.current()
     retrieval, deltas = ask_logic.ask_stream(
-        req.query, req.top_k, live, rt.feedback, rt.generator, client_id=voter, tenant=tenant, reranking=rt.reranking
+        req.query,
+        req.top_k,
+        live,
+        rt.query_tokens,
+        rt.generator,
+        client_id=voter,
+        tenant=tenant,
+        reranking=rt.reranking,
     )
     rerank_metrics(retrieval.rerank, retrieval.rerank_ms)
     yield _sse(
@@ -208,7 +215,7 @@ def ask(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
             req.query,
             req.top_k,
             rt.live.current(),
-            rt.feedback,
+            rt.query_tokens,
             rt.generator,
             client_id=voter,
             tenant=tenant,
@@ -221,9 +228,9 @@ def ask(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
     # Query text is user data: INFO logs carry the id only, the full text only at DEBUG.
     logger.info(
         "ask",
-        extra={"query_id": answer.query_id, **answer.pair.as_dict(), "timings_ms": round(answer.timings.total_ms, 3)},
+        extra={"query_id": answer.log_id, **answer.pair.as_dict(), "timings_ms": round(answer.timings.total_ms, 3)},
     )
-    logger.debug("ask query text", extra={"query_id": answer.query_id, "query": req.query})
+    logger.debug("ask query text", extra={"query_id": answer.log_id, "query": req.query})
     return json_response(200, _answer_body(answer))
 
 
@@ -233,6 +240,7 @@ def feedback(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
         req = parse(FeedbackRequest, request.body)
         recorded = record_feedback(
             rt.feedback,
+            rt.query_tokens,
             query_id=req.query_id,
             doc_id=req.doc_id,
             vote=req.vote,

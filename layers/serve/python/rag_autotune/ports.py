@@ -10,7 +10,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from .domain import Chunk, Found, Hit, QueryLog, RetrievalMode, Vote
+from .domain import Chunk, Found, Hit, RetrievalMode, Vote
 
 Vectors = npt.NDArray[np.float32]
 
@@ -65,11 +65,7 @@ class ArtifactStore(Protocol):
 
 
 class FeedbackStore(Protocol):
-    """DynamoDB: the query log (what was shown) and votes on it."""
-
-    def log_query(self, entry: QueryLog) -> None: ...
-
-    def get_query(self, query_id: str) -> QueryLog | None: ...
+    """DynamoDB: the votes (what /ask showed travels in its signed query id, query_token.py)."""
 
     def record_vote(self, vote: Vote, dedupe_key: str, window_s: int) -> bool:
         """Stores the vote unless the same dedupe_key was recorded less than window_s ago.

@@ -18,6 +18,7 @@ from .generate import ExtractiveGenerator, Generator
 from .live import LiveState
 from .memory import LiveMemory, MemoryParams, MemorySnapshot, open_live_memory, read_snapshot
 from .ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
+from .query_token import QueryTokens, load_key
 from .reranking import IdentityReranker, RerankStep
 from .settings import Settings
 from .versions import model_prefix
@@ -83,11 +84,12 @@ class Runtime:
         from .adapters.aws import make_client
         from .adapters.dynamodb import DynamoFeedbackStore
 
-        return DynamoFeedbackStore(
-            make_client("dynamodb", self.settings.region),
-            self.settings.table,
-            query_ttl_s=self.settings.query_log_ttl_days * 86400,
-        )
+        return DynamoFeedbackStore(make_client("dynamodb", self.settings.region), self.settings.table)
+
+    @cached_property
+    def query_tokens(self) -> QueryTokens:
+        """Signs /ask's query ids and checks /feedback's; the key is read (or created) once per process."""
+        return QueryTokens(load_key(self.store), max_age_s=self.settings.vote_window_days * 86400)
 
     @cached_property
     def index(self) -> VectorIndex:

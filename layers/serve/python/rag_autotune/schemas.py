@@ -21,7 +21,7 @@ class AskRequest(_Strict):
 
 
 class FeedbackRequest(_Strict):
-    query_id: str = Field(min_length=1, max_length=64)
+    query_id: str = Field(min_length=1, max_length=8192)  # the signed record /ask returned (query_token.py)
     doc_id: str = Field(min_length=1, max_length=512)
     vote: Literal["up", "down"]
     user_id: str | None = Field(None, min_length=1, max_length=128)

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     onnx_threads: int = Field(1, ge=1, le=16, description="per query: one Lambda vCPU")
     embed_threads: int = Field(0, ge=0, le=64, description="bulk embedding (ingest, tune); 0 = all cores")
     max_seq_len: int = Field(256, ge=16, le=512)
-    query_log_ttl_days: int = Field(180, ge=1)
+    vote_window_days: int = Field(180, ge=1, description="how long after /ask its answer can be voted on")
     dedupe_window_s: int = Field(3600, ge=1)
 
     # Feedback memory (memory/): votes re-rank near-identical queries at once, before any tuning.

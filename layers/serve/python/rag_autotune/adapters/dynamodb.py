@@ -1,9 +1,8 @@
 """FeedbackStore on one DynamoDB table (the FeedbackTable in template.yaml).
 
 Items (pk, sk are strings):
-  query log      pk=Q#<query_id>  sk=Q                               expires_at = created_at + query_ttl_s
   vote           pk=Q#<query_id>  sk=V#<created_at:017.6f>#<rand8>   gsi1pk=VOTE, gsi1sk=created_at (N)
-Both carry `embedding` (B): the query vector, float16, from the model_version the item names.
+A vote may carry `embedding` (B): the query vector, float16, from the model_version the item names.
   dedupe marker  pk=D#<dedupe_key> sk=D  last_at (N)                 expires_at = last_at + window_s
 
 TTL only collects garbage: it is lazy (days on AWS, never on moto), so the dedupe window is enforced by the
@@ -27,7 +26,7 @@ from typing import Any, cast
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..domain import PUBLIC_TENANT, Citation, QueryLog, VersionPair, Vote, VoteKind
+from ..domain import VersionPair, Vote, VoteKind
 from ..errors import Throttled, UpstreamError
 
 _SER = TypeSerializer()
@@ -84,84 +83,9 @@ def _failed(op: str, exc: ClientError | BotoCoreError, cancel_codes: list[str] |
 
 
 class DynamoFeedbackStore:
-    def __init__(self, client: Any, table: str, query_ttl_s: int) -> None:
+    def __init__(self, client: Any, table: str) -> None:
         self._ddb = client
         self.table = table
-        self.query_ttl_s = query_ttl_s
-
-    # ---- query log -------------------------------------------------------------------------------------
-
-    def log_query(self, entry: QueryLog) -> None:
-        item = {
-            "pk": f"Q#{entry.query_id}",
-            "sk": "Q",
-            "type": "query",
-            "query_id": entry.query_id,
-            "query": entry.query,
-            "model_version": entry.pair.model_version,
-            "index_version": entry.pair.index_version,
-            "client_id": entry.client_id,
-            "tenant": entry.tenant,
-            "created_at": entry.created_at,
-            "citations": [
-                {
-                    "doc_id": c.doc_id,
-                    "chunk_id": c.chunk_id,
-                    "title": c.title,
-                    "snippet": c.snippet,
-                    "score": float(c.score),
-                    "rank": int(c.rank),
-                    "boosted": True if c.boosted else None,  # omitted when False
-                    "url": c.url or None,
-                    "page": c.page or None,
-                    "rerank_score": c.rerank_score,  # omitted when reranking did not order the answer
-                }
-                for c in entry.citations
-            ],
-            "embedding": entry.embedding or None,  # Binary (B): the packed query vector; omitted when empty
-            "expires_at": math.ceil(entry.created_at) + self.query_ttl_s,
-        }
-        try:
-            self._ddb.put_item(TableName=self.table, Item=_marshal(item))
-        except (ClientError, BotoCoreError) as exc:
-            raise _failed(f"log_query {entry.query_id}", exc) from exc
-
-    def get_query(self, query_id: str) -> QueryLog | None:
-        try:
-            resp = self._ddb.get_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"Q#{query_id}"}, "sk": {"S": "Q"}},
-                ConsistentRead=True,  # a vote can follow its /ask within milliseconds
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise _failed(f"get_query {query_id}", exc) from exc
-        if "Item" not in resp:
-            return None
-        it = _unmarshal(resp["Item"])
-        return QueryLog(
-            query_id=str(it["query_id"]),
-            query=str(it["query"]),
-            pair=VersionPair(str(it["model_version"]), str(it["index_version"])),
-            citations=tuple(
-                Citation(
-                    doc_id=str(c["doc_id"]),
-                    chunk_id=str(c["chunk_id"]),
-                    title=str(c["title"]),
-                    snippet=str(c["snippet"]),
-                    score=float(c["score"]),
-                    rank=int(c["rank"]),
-                    boosted=bool(c.get("boosted", False)),
-                    url=str(c.get("url", "")),
-                    page=int(c.get("page", 0)),
-                    rerank_score=None if c.get("rerank_score") is None else float(c["rerank_score"]),
-                )
-                for c in it.get("citations", [])
-            ),
-            created_at=float(it["created_at"]),
-            client_id=str(it.get("client_id", "anonymous")),
-            tenant=str(it.get("tenant", PUBLIC_TENANT)),
-            embedding=_bytes(it.get("embedding")),
-        )
 
     # ---- votes -----------------------------------------------------------------------------------------
 
