@@ -78,17 +78,10 @@ def run(path: Path, func: str, event: Any, context: LocalContext) -> tuple[Any, 
 
 
 def yield_cpu() -> None:
-    """Lowest CPU priority for this process and the threads it starts: SCHED_IDLE where the OS has it (it runs
-    only when no normal thread wants the core, so /ask's threads preempt it at once), else nice 19. A nice
-    value alone still takes a share of each core: the train step's torch threads then delay a request by
-    whole scheduler slices."""
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            return
-        except OSError:
-            pass
-    os.nice(19)
+    """The lowest CPU priority for this process and the threads it starts (nice 19): a request thread of the
+    API or moto that wakes up takes the core from it at once, yet it still runs on a busy machine. (SCHED_IDLE
+    would starve it there: a step would outlive its timeout behind any other busy process.)"""
+    os.nice(19 - os.nice(0))
 
 
 def main(argv: list[str] | None = None) -> int:
