@@ -155,7 +155,7 @@ class Vote:
     user_id: str | None = None
     client_id: str = "anonymous"
     comment: str | None = None
-    embedding: bytes = b""  # copied from the query log at record time; made by pair.model_version
+    embedding: bytes = b""  # the query's vector from pair.model_version: only votes stored before query ids were signed
 
     @property
     def voter(self) -> str:

@@ -6,7 +6,7 @@ embedded default the slowest part of /ask. Instead the record travels with the a
 record (the question, the versions that answered, the cited documents, when and for whom), signed with a key
 only the API holds. /ask writes nothing; /feedback reads nothing before it writes the vote, which carries
 what training and the memory need. A changed or forged id fails its signature and is answered as an unknown
-query, as is one older than the query-log retention.
+query, as is one older than the vote window (`vote_window_days`).
 
 Format: `q1.<payload>.<signature>`, the payload zlib-compressed JSON, both base64url without padding. The
 key is 32 random bytes kept in the artifact bucket (`KEY_KEY`), created by the first process that needs it."""
@@ -96,7 +96,7 @@ class QueryTokens:
         except (ValueError, zlib.error, ValidationError) as exc:  # signed by us, so only a bug gets here
             raise unknown from exc
         if self._clock() - shown.t > self._max_age_s:
-            raise UnknownQuery(f"query {shown.id!r} is older than the query-log retention; ask again")
+            raise UnknownQuery(f"query {shown.id!r} is older than the vote window; ask again")
         return QueryLog(
             query_id=shown.id,  # votes and their dedupe keys carry the short id, not the whole token
             query=shown.q,

@@ -162,7 +162,7 @@ class DynamoFeedbackStore:
             "user_id": vote.user_id,
             "client_id": vote.client_id,
             "comment": vote.comment,
-            # Copied from the query log, so the serving memory reads votes with their vectors in one query.
+            # Omitted when empty (votes from /feedback): kept for votes that carry their query's vector.
             "embedding": vote.embedding or None,
         }
 

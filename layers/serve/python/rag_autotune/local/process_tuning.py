@@ -3,9 +3,9 @@ tuned for request latency.
 
 A full collection walks every tracked object and holds the GIL meanwhile. In moto's process that is botocore's
 service models, moto's backends and every stored item, and the pause stalls each request moto serves, the
-query-log write of /ask and the votes of /feedback included. What is alive once a process is loaded lives as
-long as the process: frozen (`gc.freeze`), the collector no longer walks it. Young collections then run less
-often, so that a burst of writes, which allocates fast, triggers fewer of them.
+votes of /feedback included. What is alive once a process is loaded lives as long as the process: frozen
+(`gc.freeze`), the collector no longer walks it. Young collections then run less often, so that a burst of
+writes, which allocates fast, triggers fewer of them.
 
 Both processes serve concurrent requests on threads of one interpreter. A thread that waits for the GIL gets it
 only when the holder blocks or the switch interval ends; with CPython's default interval a short request queued

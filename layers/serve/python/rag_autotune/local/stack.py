@@ -2,14 +2,14 @@
 code that runs on AWS. Only the endpoint differs (AWS_ENDPOINT_URL).
 
 moto keeps state in memory, so `save`/`restore` snapshot the bucket and the table to a folder on stop and
-bring them back on the next start: models, index snapshots, the manifest, the query log and votes survive a
+bring them back on the next start: models, index snapshots, the manifest and the votes survive a
 restart of `make run`. (Step Functions executions and the EventBridge rule are recreated, not restored.)
 
 `up` saves every minute too, so the save must cost little when little changed: an object whose ETag is the one
 saved last time is hard-linked from the last save rather than downloaded again, a table moto has not written
 since (moto_fixes.tables_version) is linked rather than read, and one it has is read from moto's backend in
 this process (moto_fixes.stored_items) rather than scanned through its slow response serializer. The save runs
-in moto's process, where a long one holds the GIL that the API's query-log and vote writes wait for."""
+in moto's process, where a long one holds the GIL that the API's vote writes wait for."""
 
 from __future__ import annotations
 
@@ -165,7 +165,7 @@ def _read_json(path: Path) -> dict[str, str]:
 
 
 def _encode_binary(value: object) -> dict[str, str]:
-    """DynamoDB Binary values (the query log's vectors) in JSON: {"B": {"base64": ...}}."""
+    """DynamoDB Binary values (older votes' query vectors) in JSON: {"B": {"base64": ...}}."""
     if isinstance(value, bytes | bytearray):
         return {"base64": base64.b64encode(value).decode()}
     raise TypeError(f"cannot save a {type(value).__name__} in the table snapshot")
