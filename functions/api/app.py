@@ -13,7 +13,7 @@ from chalice import Chalice, Response
 
 from rag_autotune import http_api
 from rag_autotune.errors import RagError
-from rag_autotune.observability import api_request_started, logger, metrics, tracer
+from rag_autotune.observability import api_request_started, flush_api_metrics, logger, tracer
 from rag_autotune.openapi import openapi_document
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
@@ -52,8 +52,7 @@ def uniform_errors_and_metrics(event: Any, get_response: Any) -> Response:
     try:
         response = get_response(event)
     finally:
-        if metrics.metric_set:  # health/openapi add none: no empty EMF blobs
-            metrics.flush_metrics()
+        flush_api_metrics()
     if response.status_code >= 400 and isinstance(response.body, dict) and "Code" in response.body:
         body = {"error": {"code": str(response.body["Code"]), "message": str(response.body.get("Message"))}}
         response = Response(

@@ -141,3 +141,17 @@ def test_a_step_handler_runs_untraced_outside_lambda() -> None:
     assert handler({"n": 1}, Context()) == {"seen": 1}
     with pytest.raises(KeyError):
         handler({}, Context())
+
+
+def test_api_metrics_are_added_and_flushed_under_one_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local API server runs requests on threads of one process and Powertools keeps one metric set per
+    process: a flush racing another request's add answered 500. Every add and flush holds the same lock."""
+    from rag_autotune import observability as obs
+
+    held: list[tuple[str, bool]] = []
+    monkeypatch.setattr(obs.metrics, "add_metric", lambda **kw: held.append(("add", obs._api_metrics.locked())))
+    monkeypatch.setattr(obs.metrics, "flush_metrics", lambda **kw: held.append(("flush", obs._api_metrics.locked())))
+    monkeypatch.setattr(type(obs.metrics), "metric_set", property(lambda self: {"AskLatency": 1}), raising=False)
+    obs.add_api_metric("AskLatency", obs.MetricUnit.Milliseconds, 1.0)
+    obs.flush_api_metrics()
+    assert held == [("add", True), ("flush", True)]

@@ -20,7 +20,7 @@ from .domain import PUBLIC_TENANT, Answer, Citation, RerankReport
 from .errors import InvalidInput, InvalidJson, PayloadTooLarge, RagError
 from .feedback import record_feedback
 from .http_errors import error_body, headers_of, status_of
-from .observability import logger, metrics
+from .observability import add_api_metric, logger
 from .ratelimit import TokenBucket
 from .runtime import Runtime
 from .schemas import AskRequest, FeedbackRequest
@@ -197,9 +197,9 @@ def _sse_events(rt: Runtime, req: AskRequest, voter: str, tenant: str) -> Iterat
 def rerank_metrics(report: RerankReport, ms: float) -> None:
     """RerankLatency apart from AskLatency's retrieval part; RerankSkipped counts the answers left unreranked."""
     if report.status == "applied":
-        metrics.add_metric(name="RerankLatency", unit=MetricUnit.Milliseconds, value=ms)
+        add_api_metric("RerankLatency", MetricUnit.Milliseconds, ms)
     elif report.status == "skipped":
-        metrics.add_metric(name="RerankSkipped", unit=MetricUnit.Count, value=1)
+        add_api_metric("RerankSkipped", MetricUnit.Count, 1)
 
 
 def ask(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
@@ -224,7 +224,7 @@ def ask(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
     except RagError as exc:
         return error_response(exc)
     rerank_metrics(answer.rerank, answer.timings.rerank_ms)
-    metrics.add_metric(name="AskLatency", unit=MetricUnit.Milliseconds, value=answer.timings.total_ms)
+    add_api_metric("AskLatency", MetricUnit.Milliseconds, answer.timings.total_ms)
     # Query text is user data: INFO logs carry the id only, the full text only at DEBUG.
     logger.info(
         "ask",
@@ -252,9 +252,9 @@ def feedback(rt: Runtime, request: HttpRequest, guard: Guard) -> HttpResponse:
         )
     except RagError as exc:
         return error_response(exc)
-    metrics.add_metric(name="FeedbackRecorded" if recorded else "FeedbackDuplicate", unit=MetricUnit.Count, value=1)
+    add_api_metric("FeedbackRecorded" if recorded else "FeedbackDuplicate", MetricUnit.Count, 1)
     if recorded:
-        metrics.add_metric(name="VoteUp" if req.vote == "up" else "VoteDown", unit=MetricUnit.Count, value=1)
+        add_api_metric("VoteUp" if req.vote == "up" else "VoteDown", MetricUnit.Count, 1)
         return json_response(201, {"status": "recorded"})
     return json_response(200, {"status": "duplicate"})
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -53,6 +54,23 @@ metrics = Metrics()
 tracer = Tracer(provider=None if _on_lambda() else _NoTracing())  # None: Powertools' X-Ray provider
 
 _cold = True
+# Powertools keeps one metric set per process. On Lambda a process serves one request at a time; the local API
+# server runs concurrent requests on threads of one process, and a flush while another thread adds a metric
+# fails ("Must contain at least one metric", or a dict changed during iteration). The API's metric calls
+# go through these two functions.
+_api_metrics = threading.Lock()
+
+
+def add_api_metric(name: str, unit: MetricUnit, value: float) -> None:
+    with _api_metrics:
+        metrics.add_metric(name=name, unit=unit, value=value)
+
+
+def flush_api_metrics() -> None:
+    """At the end of each API request; health/openapi add none: no empty EMF blobs."""
+    with _api_metrics:
+        if metrics.metric_set:
+            metrics.flush_metrics()
 
 
 def step_handler(
@@ -73,4 +91,4 @@ def api_request_started(request_id: str | None) -> None:
     logger.thread_safe_append_keys(correlation_id=request_id)
     if _cold:
         _cold = False
-        metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
+        add_api_metric("ColdStart", MetricUnit.Count, 1)
