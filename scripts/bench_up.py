@@ -1,6 +1,7 @@
 """The embedded default's /ask tail, started as `make run` starts it (`rag-autotune up` with the demo corpus), in
 four rows of `make bench-query`: quiet; during a burst of votes on /feedback; right after the burst; during a
-tune run (`rag-autotune tune`, measured while its steps run). Each row is sequential /ask calls over HTTP on one
+tune run (`rag-autotune tune`, measured once its train step runs, torch on every core). Each row is sequential
+/ask calls over HTTP on one
 keep-alive connection, as one user would send them.
 
 The burst is its own process: a few /ask calls for query ids, then the votes as fast as the API takes them, on
@@ -196,6 +197,31 @@ def _status(up: Up, arn: str) -> str:
     return str(sfn.describe_execution(executionArn=arn)["status"])
 
 
+def _step(up: Up, run_id: str) -> str:
+    """The step the run record names now ("" before the first step records itself)."""
+    from rag_autotune.adapters.aws import clear_clients
+    from rag_autotune.runtime import Runtime
+    from rag_autotune.settings import Settings
+    from rag_autotune.tune.runs import read_run
+
+    os.environ["AWS_ENDPOINT_URL"] = up.endpoint  # this bench process reads the stack it started
+    clear_clients()
+    try:
+        return str(read_run(Runtime(Settings()).store, run_id).get("step") or "")
+    except Exception:  # noqa: BLE001 - not written yet
+        return ""
+
+
+def _wait_for_step(up: Up, arn: str, run_id: str, step: str, timeout_s: float = 900.0) -> str:
+    """Poll the run record until `step` runs (or the run ended, or timeout_s): the step it names then."""
+    deadline = time.monotonic() + timeout_s
+    seen = _step(up, run_id)
+    while seen != step and time.monotonic() < deadline and _status(up, arn) == "RUNNING":
+        time.sleep(1.0)
+        seen = _step(up, run_id)
+    return seen
+
+
 class Rows(list[Row]):
     """The rows so far; each is also printed as soon as it is measured (a long run shows its progress)."""
 
@@ -243,15 +269,16 @@ def run_rows(work: Path, requests: int, votes: int) -> list[Row]:
         arn = next((w for w in started.stdout.split() if w.startswith("arn:")), None)
         if arn is None:
             raise RuntimeError(f"`rag-autotune tune` did not start a run: {started.stdout}{started.stderr}")
-        before = _status(up, arn)
+        run_id = arn.rsplit(":", 1)[1]  # the execution is named after its run
+        reached = _wait_for_step(up, arn, run_id, "train")  # the heaviest step: torch on every core
         ms = ask_times(up.api_port, queries, requests)
-        after = _status(up, arn)
+        after = _step(up, run_id)
         rows.append(
             Row(
                 "during a tune run",
                 ms,
                 os.getloadavg(),
-                f"run {before} at the start, {after} at the end; its steps' times in {work / 'up.log'}",
+                f"step {reached or '?'} at the start, {after or '?'} at the end; the steps' logs in {work / 'up.log'}",
             )
         )
     finally:
