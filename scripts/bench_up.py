@@ -1,8 +1,7 @@
 """The embedded default's /ask tail, started as `make run` starts it (`rag-autotune up` with the demo corpus), in
 four rows of `make bench-query`: quiet; during a burst of votes on /feedback; right after the burst; during a
 tune run (`rag-autotune tune`, measured once its train step runs, torch on every core). Each row is sequential
-/ask calls over HTTP on one
-keep-alive connection, as one user would send them.
+/ask calls over HTTP on one keep-alive connection, as one user would send them.
 
 The burst is its own process: a few /ask calls for query ids, then the votes as fast as the API takes them, on
 another connection, from distinct voters. The stack runs with the per-client vote rate off
