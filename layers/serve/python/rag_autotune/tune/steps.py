@@ -544,7 +544,6 @@ def _close_run(
     """Remove the run's shadow index and model (unless the manifest names them) and record how it ended. The
     lock is the caller's: Cleanup releases it, a run reaping another keeps it."""
     removed: list[str] = []
-    store.delete_prefix(fanout_prefix(run_id))  # the embed fan-out's shards and parts, if it got that far
     if candidate is not None:
         found = read_manifest(store)
         named = found[0].named_versions if found else set()
@@ -556,6 +555,9 @@ def _close_run(
             store.delete_prefix(model_prefix(candidate.model_version))
             removed.append(candidate.model_version)
     update_run(store, run_id, status=status, reason=reason, finished_at=now(), removed=removed)
+    # The embed fan-out's shards and parts go after the run is marked ended: a map item still running (a
+    # failed Map does not stop its Lambdas) either wrote its part before this, or reads the end and removes it.
+    store.delete_prefix(fanout_prefix(run_id))
     return RunOutcome(run_id=run_id, status=status, reason=reason, removed=tuple(removed))
 
 
