@@ -128,7 +128,10 @@ def _run_ended(store: ArtifactStore, run_id: str) -> bool:
 
 
 def _part(store: ArtifactStore, item: ShardItem, dim: int | None = None) -> Vectors:
-    vectors = np.load(io.BytesIO(store.get_bytes(item.part)), allow_pickle=False)
+    try:
+        vectors = np.load(io.BytesIO(store.get_bytes(item.part)), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ShardsIncomplete(f"part {item.part} is not a vector array: {exc}") from exc
     if vectors.ndim != 2 or vectors.shape[0] != item.chunks or (dim is not None and vectors.shape[1] != dim):
         raise ShardsIncomplete(f"part {item.part} has shape {vectors.shape}, expected ({item.chunks}, {dim})")
     return np.asarray(vectors, dtype=np.float32)
