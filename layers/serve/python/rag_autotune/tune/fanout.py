@@ -79,8 +79,13 @@ def _items(store: ArtifactStore, fanout: Fanout) -> list[ShardItem]:
     return [ShardItem.from_event(i) for i in json.loads(store.get_bytes(fanout.items))]
 
 
+def _written(store: ArtifactStore, run_id: str) -> set[str]:
+    """The vector parts written so far."""
+    return set(store.list_keys(fanout_prefix(run_id) + "parts/"))
+
+
 def _chunks_done(store: ArtifactStore, items: Sequence[ShardItem], run_id: str) -> int:
-    parts = set(store.list_keys(fanout_prefix(run_id) + "parts/"))
+    parts = _written(store, run_id)
     return sum(i.chunks for i in items if i.part in parts)
 
 
@@ -147,7 +152,7 @@ def assemble(
     """The candidate's index version from every shard's part, in plan order; then the fan-out's files go."""
     fanout = state.planned
     items = _items(store, fanout)
-    parts = set(store.list_keys(fanout_prefix(state.run_id) + "parts/"))
+    parts = _written(store, state.run_id)
     missing = [i.index for i in items if i.part not in parts]
     if missing or not items:
         raise ShardsIncomplete(f"{len(missing)} of {len(items)} shard(s) have no vector part: {missing[:10]}")
