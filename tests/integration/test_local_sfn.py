@@ -212,6 +212,9 @@ def test_a_distributed_map_runs_items_together_up_to_its_width_each_in_its_own_p
     assert sorted(i for i, _, _ in seen) == [0, 1, 2, 3, 4]
     assert len({pid for _, pid, _ in seen}) == 5  # one process per invocation
     assert max(running for _, _, running in seen) == 2  # together, and never more than the width
+    caches = dict(line.split(" ", 1) for line in (tmp_path / "caches").read_text().splitlines())
+    assert caches["0"] != caches["1"]  # side by side, each in a sandbox (a /tmp) of its own
+    assert len(set(caches.values())) == 2  # ... and the next ones reuse a free one, as a warm Lambda would
 
 
 def test_a_map_item_that_keeps_failing_fails_the_map_and_its_catch_runs(moto_url: str, tmp_path: Path) -> None:

@@ -62,6 +62,8 @@ def shard(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         with (root / "seen").open("a") as fh:
             fh.write(f"{index} {os.getpid()} {len(list((root / 'running').iterdir()))}\n")
+        with (root / "caches").open("a") as fh:
+            fh.write(f"{index} {os.environ.get('RAG_CACHE_DIR')}\n")
         if index == event.get("fail"):
             raise UpstreamError(f"shard {index} cannot reach S3")
         started = root / "started"
