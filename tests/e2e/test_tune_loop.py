@@ -226,7 +226,7 @@ def test_9_a_map_item_that_keeps_failing_fails_the_run_cleanly(
 
 def test_4_corrupt_model_artifact_fails_smoke(tuned: SimpleNamespace) -> None:
     run = _failed_run_leaves_everything(
-        tuned, {"TuneAssembleFunction": "tests/e2e/faults.py:assemble_then_corrupt"}, "CorruptArtifact"
+        tuned, {**COPY_TRAIN, "TuneAssembleFunction": "tests/e2e/faults.py:assemble_then_corrupt"}, "CorruptArtifact"
     )
     assert run["step"] == "smoke" and "smoke" not in run["steps"]  # the gate refused to even load it
     assert run["reason"].startswith("smoke: CorruptArtifact: ")
