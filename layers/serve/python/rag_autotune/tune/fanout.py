@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
 
@@ -57,11 +58,10 @@ def plan(
     started = now()
     step_started(store, state.run_id, STEP, started)
     prefix = fanout_prefix(state.run_id)
-    chunks = list(index.chunks(state.live.index_version))
-    size = shard_chunks(settings)
     items: list[ShardItem] = []
-    for n, start in enumerate(range(0, len(chunks), size)):
-        part = chunks[start : start + size]
+    stream, size = iter(index.chunks(state.live.index_version)), shard_chunks(settings)
+    # One shard in memory at a time: the corpus streams from the index.
+    for n, part in enumerate(iter(lambda: list(itertools.islice(stream, size)), [])):
         item = ShardItem(
             index=n, shard=f"{prefix}shards/{n:05d}.jsonl", part=f"{prefix}parts/{n:05d}.npy", chunks=len(part)
         )
@@ -70,8 +70,9 @@ def plan(
         items.append(item)
     items_key = prefix + "items.json"
     store.put_bytes(items_key, json.dumps([i.to_event() for i in items]).encode(), "application/json")
-    ProgressWriter(store, state.run_id, STEP, "chunk", now)(0, len(chunks))
-    fanout = Fanout(items=items_key, shards=len(items), chunks=len(chunks), started_at=started)
+    chunks = sum(i.chunks for i in items)
+    ProgressWriter(store, state.run_id, STEP, "chunk", now)(0, chunks)
+    fanout = Fanout(items=items_key, shards=len(items), chunks=chunks, started_at=started)
     return state.evolve(fanout=fanout)
 
 
