@@ -7,12 +7,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rag_autotune.errors import RagError
+from rag_autotune.errors import RagError, UpstreamError
 from rag_autotune.runtime import Runtime
 from rag_autotune.settings import get_settings
-from rag_autotune.tune import steps
+from rag_autotune.tune import fanout, steps
 from rag_autotune.tune.runs import RunLocked, acquire_lock
-from rag_autotune.tune.state import RunStart, RunState
+from rag_autotune.tune.state import RunStart, RunState, ShardTask
 
 
 class EmbedCrashed(RagError):
@@ -20,19 +20,34 @@ class EmbedCrashed(RagError):
 
 
 def embed_then_raise(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Leave half a shadow index behind, then die, as a Lambda killed mid-embed would."""
+    """One map item leaves half a part and half a shadow index behind, then dies, as a Lambda killed mid-embed
+    would; so do its retries."""
     rt = Runtime(get_settings())
-    shadow = RunState.from_event(event).shadow.index_version
-    rt.store.put_bytes(f"indexes/{shadow}/shard.tar", b"half a shard")
-    rt.store.put_bytes(f"corpus/{shadow}/stats.json", b"{}")
+    task = ShardTask.from_event(event)
+    rt.store.put_bytes(task.item.part, b"half a part")
+    rt.store.put_bytes(f"indexes/{task.run.shadow.index_version}/shard.tar", b"half a shard")
     raise EmbedCrashed("disk full while embedding")
 
 
-def embed_then_corrupt(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The real embed, then the candidate's model.onnx is damaged in storage before the gate runs."""
+FAULTY_SHARD = 1  # the map item that fails, every time it is tried
+
+
+def one_shard_always_fails(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The real map item, except shard FAULTY_SHARD, which writes half its part and raises (a retryable
+    UpstreamError: the item's Retry runs it again, and it fails again)."""
+    rt = Runtime(get_settings())
+    task = ShardTask.from_event(event)
+    if task.item.index == FAULTY_SHARD:
+        rt.store.put_bytes(task.item.part, b"half a part")
+        raise UpstreamError(f"shard {task.item.index}: S3 reset the connection")
+    return fanout.embed_shard(task, store=rt.store, load_encoder=rt.load_bulk_encoder, now=time.time)
+
+
+def assemble_then_corrupt(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The real Assemble, then the candidate's model.onnx is damaged in storage before the gate runs."""
     rt = Runtime(get_settings())
     state = RunState.from_event(event)
-    out = steps.embed(state, store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder, now=time.time)
+    out = fanout.assemble(state, store=rt.store, index=rt.index, now=time.time)
     key = f"models/{state.shadow.model_version}/model.onnx"
     data = bytearray(rt.store.get_bytes(key))
     data[len(data) // 2 : len(data) // 2 + 64] = b"\xff" * 64  # bit rot in the middle of the weights
@@ -114,13 +129,11 @@ def train_with_s3_outage(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def embed_with_s3_outage(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """The real embed, with S3 gone by the time the shadow shard is uploaded."""
+    """The real map item, with S3 gone by the time its vector part is uploaded."""
     rt = Runtime(get_settings())
     _s3_writes_fail_after(rt, allowed=0)
-    state = steps.embed(
-        RunState.from_event(event), store=rt.store, index=rt.index, load_encoder=rt.load_bulk_encoder, now=time.time
-    )
-    return state.to_event()
+    task = ShardTask.from_event(event)
+    return fanout.embed_shard(task, store=rt.store, load_encoder=rt.load_bulk_encoder, now=time.time)
 
 
 def swap_with_s3_outage(event: dict[str, Any], context: Any) -> dict[str, Any]:

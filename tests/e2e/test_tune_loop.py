@@ -184,19 +184,49 @@ def _failed_run_leaves_everything(tuned: SimpleNamespace, overrides: dict[str, s
     return run
 
 
+def leftovers(tuned: SimpleNamespace, run: dict[str, Any]) -> list[str]:
+    """Whatever of the failed run's candidate is still in storage: its model, index, corpus and fan-out files."""
+    store, candidate = tuned.rt.store, run["candidate"]
+    prefixes = (
+        f"models/{candidate['model_version']}/",
+        f"indexes/{candidate['index_version']}/",
+        f"corpus/{candidate['index_version']}/",
+        f"runs/{run['run_id']}/fanout/",
+    )
+    return [k for p in prefixes for k in store.list_keys(p)]
+
+
 def test_3_exception_in_embed_fails_and_removes_the_shadow(tuned: SimpleNamespace) -> None:
     run = _failed_run_leaves_everything(
         tuned, {"TuneEmbedFunction": "tests/e2e/faults.py:embed_then_raise"}, "EmbedCrashed"
     )
-    # the stand-in raises before the real step would record its start: the last step known is train
-    assert run["reason"] == "the step after train: EmbedCrashed: disk full while embedding"
-    shadow = run["candidate"]["index_version"]
-    assert not tuned.rt.store.list_keys(f"indexes/{shadow}/") and not tuned.rt.store.list_keys(f"corpus/{shadow}/")
+    # the map item fails (EmbedCrashed is not retried), so the Map does: the embed step never finished
+    assert run["reason"].startswith(
+        "embed: States.ExceedToleratedFailureThreshold: map item 0 failed: EmbedCrashed: disk full while embedding"
+    ), run["reason"]
+    assert leftovers(tuned, run) == []
+
+
+def test_9_a_map_item_that_keeps_failing_fails_the_run_cleanly(
+    tuned: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13.2: the corpus in several shards, one of which fails on every attempt (its Retry included) after
+    writing half its part. The run ends FAILED with that item's error; the other items' parts, the shards and
+    every other part of the candidate are gone, and live serving is exactly as before."""
+    monkeypatch.setenv("RAG_TUNE_EMBED_ITEM_S", "0.4")  # shards of a few chunks: the tiny corpus makes several
+    asked = call(tuned.url + "/ask", "POST", {"query": "create a pipe"}).json
+    overrides = {**COPY_TRAIN, "TuneEmbedFunction": "tests/e2e/faults.py:one_shard_always_fails"}
+    run = _failed_run_leaves_everything(tuned, overrides, "UpstreamError")
+    assert f"map item {faults.FAULTY_SHARD} failed: UpstreamError: shard {faults.FAULTY_SHARD}" in run["reason"]
+    assert run["step"] == "embed" and "embed" not in run["steps"]
+    assert leftovers(tuned, run) == []
+    again = call(tuned.url + "/ask", "POST", {"query": "create a pipe"}).json
+    assert (again["model_version"], again["index_version"]) == (asked["model_version"], asked["index_version"])
 
 
 def test_4_corrupt_model_artifact_fails_smoke(tuned: SimpleNamespace) -> None:
     run = _failed_run_leaves_everything(
-        tuned, {"TuneEmbedFunction": "tests/e2e/faults.py:embed_then_corrupt"}, "CorruptArtifact"
+        tuned, {**COPY_TRAIN, "TuneAssembleFunction": "tests/e2e/faults.py:assemble_then_corrupt"}, "CorruptArtifact"
     )
     assert run["step"] == "smoke" and "smoke" not in run["steps"]  # the gate refused to even load it
     assert run["reason"].startswith("smoke: CorruptArtifact: ")

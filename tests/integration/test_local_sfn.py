@@ -51,7 +51,12 @@ def _execution_error(execution_arn: str) -> str:
 
 def test_functions_from_template_reads_zip_functions_and_plain_env() -> None:
     functions = lambdas.functions_from_template(TEMPLATE)
-    assert set(functions) == {"SfnTestOkFunction", "SfnTestLockedFunction", "SfnTestFlakyFunction"}
+    assert set(functions) == {
+        "SfnTestOkFunction",
+        "SfnTestLockedFunction",
+        "SfnTestFlakyFunction",
+        "SfnTestShardFunction",
+    }
     ok = functions["SfnTestOkFunction"]
     assert (ok.path, ok.func) == (HERE / "handlers.py", "ok")
     assert ok.env == {"SFN_TEST_GREETING": "hello-from-template"}  # a !Ref is left to the process env
@@ -177,3 +182,49 @@ def test_event_invocation_runs_in_the_background(machine: str, tmp_path: Path) -
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.read_text() == "call\n"
+
+
+MAP_ASL = HERE / "map.asl.json"
+
+
+def _map_run(moto_url: str, tmp_path: Path, items: int, fail: int = -1) -> tuple[dict[str, Any], list[list[int]]]:
+    """Deploy the Distributed Map test machine, write its item list to S3, run it; (description, seen rows)."""
+    settings = get_settings()
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=settings.bucket)
+    key = f"map-test/{tmp_path.name}.json"
+    body = json.dumps([{"i": i} for i in range(items)]).encode()
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket=settings.bucket, Key=key, Body=body)
+    arn = sfn.deploy(settings, TEMPLATE, MAP_ASL, schedule_rule=False)
+    run = sfn.start(arn, trigger="test", extra={"items": key, "dir": str(tmp_path), "fail": fail})
+    desc = sfn.wait(run, timeout_s=120, poll_s=0.2)
+    seen = [[int(x) for x in line.split()] for line in (tmp_path / "seen").read_text().splitlines()]
+    return desc, seen
+
+
+def test_a_distributed_map_runs_items_together_up_to_its_width_each_in_its_own_process(
+    moto_url: str, tmp_path: Path
+) -> None:
+    """Issue 13.2: moto runs the S3 item list's items concurrently, at most MaxConcurrency (the template's
+    MapWidth, 2) at once; the local runner gives each invocation its own process. The first two items wait for
+    each other, so the run succeeds only if they really ran together."""
+    desc, seen = _map_run(moto_url, tmp_path, items=5)
+    assert desc["status"] == "SUCCEEDED", desc
+    assert sorted(i for i, _, _ in seen) == [0, 1, 2, 3, 4]
+    assert len({pid for _, pid, _ in seen}) == 5  # one process per invocation
+    assert max(running for _, _, running in seen) == 2  # together, and never more than the width
+    caches = dict(line.split(" ", 1) for line in (tmp_path / "caches").read_text().splitlines())
+    assert caches["0"] != caches["1"]  # side by side, each in a sandbox (a /tmp) of its own
+    assert len(set(caches.values())) == 2  # ... and the next ones reuse a free one, as a warm Lambda would
+
+
+def test_a_map_item_that_keeps_failing_fails_the_map_and_its_catch_runs(moto_url: str, tmp_path: Path) -> None:
+    """An item that fails after its Retry fails the Map with States.ExceedToleratedFailureThreshold, as on AWS
+    (moto alone would let the Map succeed: local/moto_map.py), and the Map's Catch routes it."""
+    desc, seen = _map_run(moto_url, tmp_path, items=4, fail=2)
+    assert desc["status"] == "FAILED"
+    assert [i for i, _, _ in seen].count(2) == 2  # the first attempt and its one retry
+    history = _history(desc["executionArn"])
+    (failed,) = [e["mapRunFailedEventDetails"] for e in history if e["type"] == "MapRunFailed"]
+    assert failed["error"] == "States.ExceedToleratedFailureThreshold"
+    assert failed["cause"].startswith("map item 2 failed: UpstreamError: shard 2 cannot reach S3"), failed
+    assert _execution_error(desc["executionArn"]) == "MapFailed"

@@ -68,7 +68,9 @@ def test_transform_packages_local_paths_like_sam_package(transformed: dict[str, 
         "ApiFunction",
         "TunePrepareFunction",
         "TuneTrainFunction",
+        "TunePlanFunction",
         "TuneEmbedFunction",
+        "TuneAssembleFunction",
         "TuneSmokeFunction",
         "TuneSwapFunction",
         "TuneCleanupFunction",
@@ -328,3 +330,29 @@ def test_train_on_sagemaker_is_a_parameter_with_its_own_role_and_a_narrow_start_
     on_sagemaker = cfn.transformed_template(TEMPLATE, {"TrainOn": "sagemaker", "TrainImageUri": "1.dkr.ecr/x:y"})
     assert "TuneStateMachineRole" in on_sagemaker["Resources"]  # what the start policy attaches to
     assert _lint(json.dumps(on_sagemaker), TRANSFORMED_IGNORE) == []
+
+
+def test_the_embed_map_is_as_wide_as_a_parameter_and_may_run_its_children(
+    doc: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    """Issue 13.2: the embed Map (Distributed mode, items read from S3) runs EmbedConcurrency items at once;
+    the state machine's role may read the item list and start, watch and stop its own child executions."""
+    param = doc["Parameters"]["EmbedConcurrency"]
+    assert param["Type"] == "Number" and param["MinValue"] == 1 and int(param["Default"]) >= 1
+    props = doc["Resources"]["TuneStateMachine"]["Properties"]
+    subs = props["DefinitionSubstitutions"]
+    assert subs["EmbedConcurrency"] == {"Ref": "EmbedConcurrency"}
+    assert subs["PlanFunctionArn"] == {"Fn::GetAtt": ["TunePlanFunction", "Arn"]}
+    assert subs["AssembleFunctionArn"] == {"Fn::GetAtt": ["TuneAssembleFunction", "Arn"]}
+    asl = json.loads(ASL.read_text())["States"]
+    fan = asl["EmbedShards"]
+    assert fan["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED" and "ItemReader" in fan
+    assert fan["MaxConcurrencyPath"] == "$.embed.max" and "${EmbedConcurrency}" in json.dumps(asl["EmbedWidth"])
+    assert fan["ItemProcessor"]["States"]["EmbedShard"]["Retry"]
+    policies = json.dumps(props["Policies"])
+    assert "states:StartExecution" in policies and "stateMachine:rag-autotune-tune" in policies
+    assert {"S3ReadPolicy": {"BucketName": {"Ref": "ArtifactBucket"}}} in props["Policies"]
+    for name in ("TunePlanFunction", "TuneEmbedFunction", "TuneAssembleFunction"):
+        assert doc["Resources"][name]["Properties"]["Timeout"] <= 900
+    wide = cfn.transformed_template(TEMPLATE, {"EmbedConcurrency": "500"})
+    assert _lint(json.dumps(wide), TRANSFORMED_IGNORE) == []

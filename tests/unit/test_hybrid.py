@@ -16,7 +16,7 @@ from rag_autotune.ingest import ingest
 from rag_autotune.live import LiveState
 from rag_autotune.retrieval import NO_TERMS, bm25_unusable, dense_fallback
 from rag_autotune.settings import Settings
-from rag_autotune.tune import steps
+from rag_autotune.tune import fanout, steps
 from rag_autotune.tune.gate import choose_mode
 from rag_autotune.tune.state import RunStart
 from rag_autotune.versions import read_stats, write_stats
@@ -98,7 +98,7 @@ def test_smoke_picks_hybrid_for_a_candidate_dense_cannot_rank_and_ask_answers_wi
     state = steps.prepare(RunStart(run_id="r1", trigger="test"), feedback=fb, settings=settings, now=CLOCK, **kw)
     store.put_bytes("models/v1/meta.json", b"{}")
     encoders = {"v0": HashEncoder("v0"), "v1": Flat("v1")}
-    state = steps.embed(state, load_encoder=encoders.__getitem__, now=CLOCK, **kw)
+    state = fanout.embed(state, load_encoder=encoders.__getitem__, now=CLOCK, **kw)
     assert read_stats(store, "v1-c1").mode == "dense"  # until the smoke step chooses
     state = steps.smoke(state, load_encoder=encoders.__getitem__, settings=settings, now=CLOCK, timer=Ticks(1e-3), **kw)
     report = json.loads(store.get_bytes("runs/r1/report.json"))["retrieval"]

@@ -182,9 +182,9 @@ def test_the_choice_runs_the_lambda_by_default_and_the_job_for_sagemaker() -> No
     assert (choice["Variable"], choice["StringEquals"], choice["Next"]) == ("$.train_on.on", "sagemaker", "TrainJob")
     assert asl["States"]["TrainOn"]["Default"] == "Train"
     job = asl["States"]["TrainJob"]
-    assert job["Next"] == asl["States"]["Train"]["Next"] == "Embed"
+    assert job["Next"] == asl["States"]["Train"]["Next"] == "Plan"
     assert job["Catch"][0]["Next"] == "Cleanup" and job["Retry"]
-    assert job["ResultPath"] is None  # $.run passes on to Embed as Prepare wrote it
+    assert job["ResultPath"] is None  # $.run passes on to Plan as Prepare wrote it
 
 
 # ---------------------------------------------------------------- the job's entrypoint

@@ -14,7 +14,7 @@ from rag_autotune.golden import GOLDEN_KEY
 from rag_autotune.ingest import ingest
 from rag_autotune.paths import ASL, REPO
 from rag_autotune.settings import Settings
-from rag_autotune.tune import steps
+from rag_autotune.tune import fanout, steps
 from rag_autotune.tune.dataset import group_votes, is_heldout, split, triplets
 from rag_autotune.tune.gate import Decision, GateInput, decide
 from rag_autotune.tune.latency import interleaved
@@ -241,7 +241,7 @@ def test_whole_loop_with_fakes_then_cleanup_of_a_failed_run(tune_world: dict) ->
         current.append(read_run(w["store"], "r1")["step"])
         return HashEncoder(version)
 
-    state = steps.embed(state, load_encoder=load_encoder, now=lambda: 20.0, **kw)
+    state = fanout.embed(state, load_encoder=load_encoder, now=lambda: 20.0, **kw)
     assert w["index"].count("v1-c1") == 4
     assert read_progress(w["store"], "r1") == {"step": "embed", "done": 4, "total": 4, "unit": "chunk", "at": 20.0}
     state = steps.smoke(state, load_encoder=load_encoder, settings=w["settings"], now=CLOCK, timer=Ticks(0.001), **kw)
@@ -348,7 +348,7 @@ def test_a_rejected_run_leaves_live_serving_and_storage_as_they_were(
     kw = {"store": store, "index": index}
     state = steps.prepare(RunStart(run_id="r1", trigger="test"), feedback=w["fb"], settings=settings, now=CLOCK, **kw)
     store.put_bytes("models/v1/meta.json", b"{}")  # what the train step uploads (last)
-    state = steps.embed(state, load_encoder=encoders.__getitem__, now=CLOCK, **kw)
+    state = fanout.embed(state, load_encoder=encoders.__getitem__, now=CLOCK, **kw)
     assert "v1-c1" in index.versions() and store.head_etag(LOCK_KEY) is not None
     state = steps.smoke(state, load_encoder=encoders.__getitem__, settings=settings, now=CLOCK, timer=index.timer, **kw)
     assert state.status == "REJECTED" and len(state.reasons) == 1 and reason in state.reasons[0], state.reasons
@@ -383,8 +383,9 @@ def test_run_state_round_trips_through_json_as_the_asl_passes_it(tune_world: dic
     assert RunState.from_event(payload) == state and RunState.from_event(payload).to_event() == payload
 
     w["store"].put_bytes("models/v1/meta.json", b"{}")
-    embedded = steps.embed(RunState.from_event(payload), load_encoder=lambda v: HashEncoder(v), now=CLOCK, **kw)
-    assert embedded.to_event() == {**payload, "embedded": 4}  # a step adds its keys and keeps the others
+    embedded = fanout.embed(RunState.from_event(payload), load_encoder=lambda v: HashEncoder(v), now=CLOCK, **kw)
+    plan = {"items": "runs/r1/fanout/items.json", "shards": 1, "chunks": 4, "started_at": CLOCK()}
+    assert embedded.to_event() == {**payload, "fanout": plan, "embedded": 4}  # steps add keys, keep the others
 
 
 def _running() -> dict:  # type: ignore[type-arg]
@@ -437,10 +438,36 @@ def test_the_asl_never_retries_a_malformed_payload_and_catches_it_like_any_failu
     asl = json.loads((REPO / "infra" / "tune.asl.json").read_text())["States"]
     for name in ("Cleanup", "Reject"):
         assert asl[name]["Retry"][0] == {"ErrorEquals": ["InvalidRunState"], "MaxAttempts": 0}
-    for name in ("Prepare", "Train", "Embed", "Smoke", "Swap"):
-        retried = {e for r in asl[name]["Retry"] for e in r["ErrorEquals"]}
-        assert "InvalidRunState" not in retried and "States.ALL" not in retried
+    item = asl["EmbedShards"]["ItemProcessor"]["States"]["EmbedShard"]
+    for name, state in [(n, asl[n]) for n in ("Prepare", "Train", "Plan", "Assemble", "Smoke", "Swap")] + [
+        ("EmbedShard", item)
+    ]:
+        retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
+        assert "InvalidRunState" not in retried and "States.ALL" not in retried, name
+    for name in ("Prepare", "Train", "Plan", "EmbedShards", "Assemble", "Smoke", "Swap"):
         assert asl[name]["Catch"][-1] == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Cleanup"}
+
+
+def test_the_embed_step_is_a_distributed_map_over_s3_keys() -> None:
+    """Issue 13.2: Plan → a Distributed Map reading its item list from S3 (items are keys, never chunk text),
+    as wide as the EmbedConcurrency parameter, each item retried → Assemble; no item failure tolerated."""
+    asl = json.loads((REPO / "infra" / "tune.asl.json").read_text())["States"]
+    assert (asl["Train"]["Next"], asl["TrainJob"]["Next"], asl["Plan"]["Next"]) == ("Plan", "Plan", "EmbedWidth")
+    assert asl["EmbedWidth"]["Parameters"] == {"max.$": "States.StringToJson('${EmbedConcurrency}')"}
+    fan = asl["EmbedShards"]
+    assert fan["Type"] == "Map" and fan["Next"] == "Assemble" and asl["Assemble"]["Next"] == "Smoke"
+    assert fan["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert fan["ItemReader"] == {
+        "Resource": "arn:aws:states:::s3:getObject",
+        "ReaderConfig": {"InputType": "JSON"},
+        "Parameters": {"Bucket": "${ArtifactBucket}", "Key.$": "$.run.fanout.items"},
+    }
+    assert fan["MaxConcurrencyPath"] == "$.embed.max" and "ToleratedFailurePercentage" not in fan
+    assert fan["ItemSelector"] == {"run.$": "$.run", "item.$": "$$.Map.Item.Value"}
+    assert fan["ResultPath"] is None  # the parts are in S3: nothing of the items' results crosses the Map
+    item = fan["ItemProcessor"]["States"]["EmbedShard"]
+    assert item["Resource"] == "${EmbedFunctionArn}" and item["End"] is True
+    assert {"UpstreamError", "Lambda.ServiceException"} <= set(item["Retry"][0]["ErrorEquals"])
 
 
 def test_a_run_that_died_without_cleanup_is_reaped_by_the_next(tune_world: dict) -> None:  # type: ignore[type-arg]
@@ -452,7 +479,7 @@ def test_a_run_that_died_without_cleanup_is_reaped_by_the_next(tune_world: dict)
     kw = {"store": w["store"], "index": w["index"]}
     state = steps.prepare(RunStart(run_id="dead"), feedback=w["fb"], settings=w["settings"], now=CLOCK, **kw)
     w["store"].put_bytes("models/v1/meta.json", b"{}")
-    steps.embed(state, load_encoder=lambda v: HashEncoder(v), now=CLOCK, **kw)  # ... and then the process died
+    fanout.embed(state, load_encoder=lambda v: HashEncoder(v), now=CLOCK, **kw)  # ... and then the process died
     assert "v1-c1" in w["index"].versions()
     w["store"].delete_prefix("tune/lock.json")  # the lock went stale (or was released by an operator)
     live_before = read_manifest(w["store"])[0].live  # type: ignore[index]
@@ -475,7 +502,7 @@ def _smoke_world(w: dict, live_s: float, cand_s: float) -> tuple[RunState, Price
     settings = Settings(tune_min_feedback=3, tune_heldout_fraction=0.5, tune_margin=-1.0)
     state = steps.prepare(RunStart(run_id="r1", trigger="test"), feedback=w["fb"], settings=settings, now=CLOCK, **kw)
     w["store"].put_bytes("models/v1/meta.json", b"{}")
-    state = steps.embed(state, load_encoder=HashEncoder, now=CLOCK, **kw)
+    state = fanout.embed(state, load_encoder=HashEncoder, now=CLOCK, **kw)
     return state, index, {**kw, "settings": settings}
 
 

@@ -4,6 +4,7 @@ between calls (the retry counter) lives in a file named by the event."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,31 @@ def flaky(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def boom(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Fault injection target for overrides."""
     raise RuntimeError("injected fault")
+
+
+def shard(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """One map item. Records its process and how many items run at once (files under event["dir"]). The
+    first `width` items wait for each other, so they finish only if the runner really runs them together;
+    item `fail` always raises UpstreamError."""
+    root, index, width = Path(event["dir"]), int(event["item"]["i"]), int(event["width"])
+    (root / "running").mkdir(parents=True, exist_ok=True)
+    mine = root / "running" / str(os.getpid())
+    mine.touch()
+    try:
+        with (root / "seen").open("a") as fh:
+            fh.write(f"{index} {os.getpid()} {len(list((root / 'running').iterdir()))}\n")
+        with (root / "caches").open("a") as fh:
+            fh.write(f"{index} {os.environ.get('RAG_CACHE_DIR')}\n")
+        if index == event.get("fail"):
+            raise UpstreamError(f"shard {index} cannot reach S3")
+        started = root / "started"
+        with started.open("a") as fh:
+            fh.write(f"{index}\n")
+        deadline = time.monotonic() + 30
+        while index < width and len(started.read_text().split()) < width:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"item {index}: the other items of the first {width} never started")
+            time.sleep(0.05)
+        return {"i": index}
+    finally:
+        mine.unlink()

@@ -7,7 +7,7 @@ from typing import Any
 
 from rag_autotune.memory import VoteMemory, load_snapshot, memory_key
 from rag_autotune.settings import Settings
-from rag_autotune.tune import steps
+from rag_autotune.tune import fanout, steps
 from rag_autotune.tune.dataset import is_heldout
 from rag_autotune.tune.gate import MemoryPoint, choose_memory, memory_verdict
 from rag_autotune.tune.state import RunStart
@@ -35,7 +35,7 @@ def _tune_to_smoke(w: dict[str, Any]) -> dict[str, Any]:
     state = steps.prepare(RunStart(run_id="r1"), feedback=w["fb"], settings=settings, **kw)
     assert state.status == "RUNNING"
     w["store"].put_bytes("models/v1/meta.json", b"{}")
-    state = steps.embed(state, load_encoder=w["encoders"].__getitem__, **kw)
+    state = fanout.embed(state, load_encoder=w["encoders"].__getitem__, **kw)
     enc = w["encoders"].__getitem__
     # A timer that stands still: every latency sample is 0 ms, so the machine's speed decides nothing here.
     steps.smoke(state, load_encoder=enc, settings=settings, feedback=w["fb"], timer=Clock(), **kw)

@@ -124,6 +124,17 @@ class Settings(BaseSettings):
         "remaining time (the train function's timeout in template.yaml, or the SageMaker job's stopping condition) "
         "minus tune.budget.TRAIN_RESERVE_S for merge, export, parity and upload",
     )
+    tune_embed_chunks_per_s: float = Field(
+        25.0,
+        gt=0.0,
+        description="chunks one embed function encodes per second (the bulk int8 encoder, as measured in the "
+        "README); with tune_embed_item_s it sizes the tune's embed shards",
+    )
+    tune_embed_item_s: float = Field(
+        180.0,
+        gt=0.0,
+        description="seconds of encoding each embed map item should take: minutes, well inside the function's timeout",
+    )
     tune_train_overrides: dict[str, Any] = Field(
         default_factory=dict, description="JSON object replacing fields of training.lora.TrainConfig"
     )

@@ -13,6 +13,7 @@ the header `x-amz-function-error`, so an ASL `Catch` on `ErrorEquals: ["ClassNam
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,12 +136,39 @@ def functions_from_template(template_path: Path, refs: dict[str, str] | None = N
 # ---------------------------------------------------------------------------------------------- running
 
 
+_busy: dict[str, set[int]] = {}  # logical id → the sandboxes (cache folders) its running invocations hold
+_busy_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _sandbox(fn: LocalFunction) -> Iterator[int]:
+    """The lowest-numbered sandbox of `fn` that no running invocation holds. On Lambda each concurrent
+    invocation (a Map's items) has an execution environment, and a /tmp, of its own; one after another they
+    reuse a warm one."""
+    with _busy_lock:
+        held = _busy.setdefault(fn.logical_id, set())
+        slot = next(i for i in range(len(held) + 1) if i not in held)
+        held.add(slot)
+    try:
+        yield slot
+    finally:
+        with _busy_lock:
+            _busy[fn.logical_id].discard(slot)
+
+
 def run_local(fn: LocalFunction, event: bytes | str, function_arn: str = "") -> tuple[bytes, bool]:
-    """Run one invocation in a fresh subprocess. Returns (payload JSON bytes, errored)."""
+    """Run one invocation in a fresh subprocess, with its sandbox's cache folder. Returns (payload JSON bytes,
+    errored)."""
+    with _sandbox(fn) as slot:
+        return _run(fn, event, function_arn, slot)
+
+
+def _run(fn: LocalFunction, event: bytes | str, function_arn: str, slot: int) -> tuple[bytes, bool]:
     env = {**os.environ, **fn.env}
-    # Each function has its own /tmp on Lambda: give each its own cache, so one step never reads another's.
+    # Each function has its own /tmp on Lambda, and so does each of its concurrent invocations: one step never
+    # reads another's cache, and two map items never write the same folder.
     cache = Path(env.get("RAG_CACHE_DIR", "/tmp/rag-autotune")) / "lambda" / fn.logical_id
-    env["RAG_CACHE_DIR"] = str(cache)
+    env["RAG_CACHE_DIR"] = str(cache if slot == 0 else cache.with_name(f"{fn.logical_id}-{slot}"))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)
     cmd = [
         sys.executable,

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 
 from ..paths import ASL, TEMPLATE
 from ..settings import Settings
-from . import lambdas
+from . import lambdas, moto_map
 from .resources import load_template
 
 STATE_MACHINE_TYPE = "AWS::Serverless::StateMachine"
@@ -230,6 +230,7 @@ def deploy(
     _, machine = state_machine_resource(doc, asl)
     name = name or _plain((machine.get("Properties") or {}).get("Name"), doc) or STATE_MACHINE_NAME
     enable_execution()
+    moto_map.apply()
     refs = _resource_refs(doc, settings)
     functions = lambdas.functions_from_template(template, refs=refs)
     for logical_id, function_name in (function_names or {}).items():

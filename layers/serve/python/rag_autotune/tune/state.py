@@ -2,7 +2,8 @@
 
 The execution's state `$` is Init's {run_id, trigger} (`RunStart`, Prepare's input), then `$.run` (`RunState`:
 what Prepare returns and each later step passes on with what it added) and, after a Catch, `$.error`
-(`StepError`). Cleanup and Reject read `$` whole (`CleanupEvent`) and return `RunOutcome`.
+(`StepError`). Cleanup and Reject read `$` whole (`CleanupEvent`) and return `RunOutcome`. Each item of the
+embed Map reads `ShardTask`: `$.run` and one element of the item list Plan wrote (`ShardItem`).
 
 Each handler validates its event once, at the edge, into one of these models, and the step logic works on
 the model. A payload that does not fit raises `InvalidRunState`: the Task's Catch (States.ALL) sends it to
@@ -75,6 +76,24 @@ class RunCounts(Payload):
     hard_negatives: int | None = None
 
 
+class Fanout(Payload):
+    """Plan's result: the embed fan-out's item list in S3 (the Map's ItemReader reads it) and its size."""
+
+    items: str  # S3 key of a JSON array of ShardItem
+    shards: int
+    chunks: int
+    started_at: float  # when Plan started: Assemble records the fan-out's duration as the embed step's
+
+
+class ShardItem(Payload):
+    """One element of the item list: one map item, as S3 keys (never chunk text)."""
+
+    index: int
+    shard: str  # the shard's chunks, JSON lines
+    part: str  # where the item writes the shard's vectors (.npy)
+    chunks: int
+
+
 class RunState(Payload):
     """`$.run`: Prepare's result, passed on by Train, Embed, Smoke and Swap, each adding what it found."""
 
@@ -88,7 +107,8 @@ class RunState(Payload):
     candidate: VersionPair | None = None  # None only when SKIPPED
     # Train: the step's summary, for people reading the console (no step reads it)
     training: dict[str, Any] | None = None
-    embedded: int | None = None  # Embed: chunks in the shadow index
+    fanout: Fanout | None = None  # Plan: the shards the Map embeds
+    embedded: int | None = None  # Assemble: chunks in the shadow index
     # Smoke: the gate's reasons, candidate − live nDCG@10 per query set, the candidate's p99
     reasons: tuple[str, ...] | None = None
     deltas: dict[str, float] | None = None
@@ -101,11 +121,25 @@ class RunState(Payload):
         return self
 
     @property
+    def planned(self) -> Fanout:
+        """Plan's fan-out, which the map items and Assemble read."""
+        if self.fanout is None:
+            raise InvalidRunState(f"run {self.run_id} ({self.status}) has no embed plan")
+        return self.fanout
+
+    @property
     def shadow(self) -> VersionPair:
         """The candidate pair, which every step after Prepare works on."""
         if self.candidate is None:
             raise InvalidRunState(f"run {self.run_id} ({self.status}) has no candidate")
         return self.candidate
+
+
+class ShardTask(Payload):
+    """A map item's input, made by the Map's ItemSelector: `$.run` and the item (`$$.Map.Item.Value`)."""
+
+    run: RunState
+    item: ShardItem
 
 
 class StepError(Payload):

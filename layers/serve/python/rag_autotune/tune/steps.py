@@ -1,4 +1,5 @@
-"""The step logic behind each Lambda of the tune workflow (train lives in train_step.py: it needs torch).
+"""The step logic behind each Lambda of the tune workflow (train lives in train_step.py: it needs torch; the
+embed fan-out in fanout.py).
 
 State passed between steps (the `$.run` object, `state.RunState`) is small JSON: ids, versions, counts and S3
 keys, so each step shows readable input/output in the Step Functions console. Data goes through the artifact
@@ -17,7 +18,6 @@ from ..ask import OVERSAMPLE
 from ..domain import RETRIEVAL_MODES, RetrievalMode, VersionPair
 from ..errors import ArtifactNotFound, ConflictError, NotReady, RagError
 from ..golden import GOLDEN_KEY
-from ..ingest import build_version
 from ..memory import MemoryParams, memory_key, oldest_vote
 from ..ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex, Vectors
 from ..retrieval import NO_SPARSE
@@ -37,6 +37,7 @@ from ..versions import (
 )
 from . import report as report_mod
 from .dataset import group_votes, judged, split, triplets
+from .fanout import fanout_prefix
 from .gate import METRIC, GateInput, ModeChoice, choose_mode, decide
 from .latency import interleaved
 from .memory_eval import evaluate_memory
@@ -235,30 +236,6 @@ def _next_model(store: ArtifactStore, live_model: str, runs: Sequence[dict[str, 
     started = [k.split("/")[1] for k in store.list_keys("models/")]
     named = [str((r.get("candidate") or {}).get("model_version", "")) for r in runs]
     return next_model_version([*started, *named, live_model])
-
-
-# ---------------------------------------------------------------- embed
-
-
-def embed(
-    state: RunState,
-    *,
-    store: ArtifactStore,
-    index: VectorIndex,
-    load_encoder: Callable[[str], Encoder],
-    now: Callable[[], float],
-    log: Callable[[int, int], None] | None = None,
-) -> RunState:
-    started = now()
-    step_started(store, state.run_id, "embed", started)
-    live, candidate = state.live, state.shadow
-    chunks = list(index.chunks(live.index_version))
-    progress = step_progress(store, state.run_id, "embed", "chunk", now, log)
-    progress(0, len(chunks))
-    encoder = load_encoder(candidate.model_version)
-    n = build_version(candidate.index_version, chunks, encoder, index, store, progress=progress)
-    _step(store, state.run_id, "embed", started, now)
-    return state.evolve(embedded=n)
 
 
 # ---------------------------------------------------------------- smoke
@@ -578,6 +555,9 @@ def _close_run(
             store.delete_prefix(model_prefix(candidate.model_version))
             removed.append(candidate.model_version)
     update_run(store, run_id, status=status, reason=reason, finished_at=now(), removed=removed)
+    # The embed fan-out's shards and parts go after the run is marked ended: a map item still running (a
+    # failed Map does not stop its Lambdas) either wrote its part before this, or reads the end and removes it.
+    store.delete_prefix(fanout_prefix(run_id))
     return RunOutcome(run_id=run_id, status=status, reason=reason, removed=tuple(removed))
 
 
