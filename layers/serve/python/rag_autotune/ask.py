@@ -1,4 +1,5 @@
-"""/ask: encode with the live encoder, search the same pair's index, let the pair's feedback memory re-rank
+"""/ask: encode with the live encoder, search the same pair's index (steered by the votes of related questions
+when the pair's memory has a fitted steering, steering.py), let the pair's feedback memory re-rank
 (votes on near-identical queries, memory/), keep the best chunk per document, optionally rerank the first ones
 with a relevance model (reranking.py), generate, and log what was shown with the query's vector (the raw
 material of tomorrow's training data and of the memory)."""
@@ -72,6 +73,7 @@ class Retrieval:
     rerank: RerankReport = RerankReport()
     rerank_ms: float = 0.0
     mode: RetrievalMode = "dense"  # the mode that answered: the pair's, or dense when hybrid fell back
+    steered: bool = False  # votes on related questions steered the search
 
 
 def retrieve(
@@ -84,8 +86,9 @@ def retrieve(
 ) -> Retrieval:
     started = time.perf_counter()
     memory = live.memory if live.memory is not None and live.memory.enabled else None
-    if memory is not None:
-        memory.maybe_refresh()  # new votes, at most every refresh_s (one time-ordered query; errors logged)
+    steering = live.memory if live.memory is not None and live.memory.steering else None
+    if live.memory is not None and (memory or steering) is not None:
+        live.memory.maybe_refresh()  # new votes, at most every refresh_s (one time-ordered query; errors logged)
     before_encode = time.perf_counter()
     vector = live.encoder.encode([query])[0]
     encoded = time.perf_counter()
@@ -95,7 +98,8 @@ def retrieve(
     depth = max(top_k * OVERSAMPLE, memory.depth) if memory is not None and boosts else top_k * OVERSAMPLE
     if reranking.active:
         depth = max(depth, reranking.top_n * OVERSAMPLE)  # enough documents for the reranker to choose from
-    found = live.index.query(live.pair.index_version, vector, query, depth, live.mode)
+    steer = steering.steer(vector) if steering is not None else None
+    found = live.index.query(live.pair.index_version, vector, query, depth, live.mode, steer)
     hits = found.hits
     searched = time.perf_counter()
     reranked = reranking.apply(query, rerank(hits, boosts))
@@ -115,6 +119,7 @@ def retrieve(
         rerank=reranked.report,
         rerank_ms=reranked.ms,
         mode=found.mode,
+        steered=found.steered,
     )
 
 
@@ -141,7 +146,7 @@ def ask(
     log_shown(r, store, client_id, tenant, now())
     total = (time.perf_counter() - r.started) * 1000
     timings = Timings(r.encode_ms, r.search_ms, gen_ms, total, r.rerank_ms)
-    return Answer(r.query_id, text, r.pair, r.citations, timings, r.rerank, r.mode)
+    return Answer(r.query_id, text, r.pair, r.citations, timings, r.rerank, r.mode, r.steered)
 
 
 def ask_stream(

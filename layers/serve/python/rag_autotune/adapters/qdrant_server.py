@@ -24,6 +24,7 @@ from ..domain import Chunk, Found, Hit, RetrievalMode
 from ..errors import ArtifactNotFound, ConflictError, InvalidInput, RagError, UpstreamError
 from ..ports import Vectors
 from ..retrieval import dense_fallback
+from ..steering import Steer
 from .qdrant_common import EMBED_HASH, RRF_K, SPARSE, document_sparse, plain_vector, query_sparse
 from .qdrant_common import batch_rows as _rows
 from .qdrant_common import check_version as _check_version
@@ -56,6 +57,22 @@ def _sdk(what: str) -> Iterator[None]:
         raise UpstreamError(f"qdrant {what}: {exc}") from exc
     except Exception as exc:
         raise UpstreamError(f"qdrant {what}: {exc}") from exc
+
+
+def _steered(target: np.ndarray, steer: Steer) -> models.RelevanceFeedbackQuery:
+    """Qdrant's relevance feedback query (server 1.17+): the target, one 👍 and one 👎 item, the coefficients."""
+    return models.RelevanceFeedbackQuery(
+        relevance_feedback=models.RelevanceFeedbackInput(
+            target=target.tolist(),
+            feedback=[
+                models.FeedbackItem(example=steer.positive.tolist(), score=steer.positive_score),
+                models.FeedbackItem(example=steer.negative.tolist(), score=steer.negative_score),
+            ],
+            strategy=models.NaiveFeedbackStrategy(
+                naive=models.NaiveFeedbackStrategyParams(a=steer.a, b=steer.b, c=steer.c)
+            ),
+        )
+    )
 
 
 class ServerVectorIndex:
@@ -182,39 +199,79 @@ class ServerVectorIndex:
     def has_sparse(self, version: str) -> bool:
         return self._shape(version)[1]
 
-    def query(self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode) -> Found:
-        if mode == "dense":
+    def query(
+        self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode, steer: Steer | None = None
+    ) -> Found:
+        if mode == "dense" and steer is None:
             return Found(self.search(version, vector, limit), "dense")
         dense = np.asarray(vector, dtype=np.float32).reshape(-1)
         dim, sparse = self._shape(version)
         if dense.shape[0] != dim:
             raise InvalidInput(f"query has dim {dense.shape[0]}, index {version} has {dim}")
-        terms = query_sparse(text)
-        reason = dense_fallback(mode, sparse, len(terms.indices))
-        if reason:
-            return Found(self.search(version, dense, limit), "dense", reason)
+        terms = query_sparse(text) if mode != "dense" else None
+        reason = dense_fallback(mode, sparse, len(terms.indices) if terms is not None else 0)
+        answered: RetrievalMode = "dense" if reason or terms is None else mode
         if limit <= 0:
-            return Found([], mode)
+            return Found([], answered, reason)
         name = self._name(version)
-        fusion: models.RrfQuery | models.FusionQuery = (
-            models.RrfQuery(rrf=models.Rrf(k=RRF_K))
-            if mode == "hybrid-rrf"
-            else models.FusionQuery(fusion=models.Fusion.DBSF)
-        )
+        nearest: Any = _steered(dense, steer) if steer is not None else dense.tolist()
         with _sdk(f"query {name}"):
-            found = self._client.query_points(
-                name,
-                prefetch=[
-                    models.Prefetch(query=dense.tolist(), limit=limit),
-                    models.Prefetch(
-                        query=models.SparseVector(indices=terms.indices, values=terms.values), using=SPARSE, limit=limit
-                    ),
-                ],
-                query=fusion,
-                limit=limit,
-                with_payload=True,
+            if answered == "dense" or terms is None:
+                found = self._client.query_points(name, query=nearest, limit=limit, with_payload=True)
+            else:
+                fusion: models.RrfQuery | models.FusionQuery = (
+                    models.RrfQuery(rrf=models.Rrf(k=RRF_K))
+                    if mode == "hybrid-rrf"
+                    else models.FusionQuery(fusion=models.Fusion.DBSF)
+                )
+                found = self._client.query_points(
+                    name,
+                    prefetch=[
+                        models.Prefetch(query=nearest, limit=limit),
+                        models.Prefetch(
+                            query=models.SparseVector(indices=terms.indices, values=terms.values),
+                            using=SPARSE,
+                            limit=limit,
+                        ),
+                    ],
+                    query=fusion,
+                    limit=limit,
+                    with_payload=True,
+                )
+        hits = [Hit(_chunk(p.payload), float(p.score)) for p in found.points]
+        return Found(hits, answered, reason, steered=steer is not None)
+
+    def chunk_vectors(self, version: str, chunk_ids: Collection[str]) -> dict[str, Vectors]:
+        self._dim(version)  # ArtifactNotFound unless ready
+        name = self._name(version)
+        wanted = sorted(set(chunk_ids))
+        found: dict[str, Vectors] = {}
+        for start in range(0, len(wanted), _HASHES_PER_FILTER):
+            match = models.Filter(
+                must=[
+                    models.FieldCondition(
+                        key="chunk_id", match=models.MatchAny(any=wanted[start : start + _HASHES_PER_FILTER])
+                    )
+                ]
             )
-        return Found([Hit(_chunk(p.payload), float(p.score)) for p in found.points], mode)
+            offset: Any = None
+            while True:
+                with _sdk(f"scroll {name}"):
+                    records, offset = self._client.scroll(
+                        name,
+                        scroll_filter=match,
+                        limit=_SCROLL_PAGE,
+                        offset=offset,
+                        with_payload=True,
+                        with_vectors=True,
+                    )
+                for r in records:
+                    key = (r.payload or {}).get("chunk_id")
+                    if key is not None and r.vector is not None:
+                        found[str(key)] = plain_vector(r.vector)
+                if offset is None:
+                    break
+        return found
 
     def warm(self, version: str) -> None:
         self._dim(version)  # the server holds the collection; only its readiness is checked
