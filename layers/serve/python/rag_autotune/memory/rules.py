@@ -277,9 +277,10 @@ def build_memory(
     dim: int,
     params: MemoryParams,
     epoch: float | None = None,
+    steering: SteerParams | None = None,
 ) -> VoteMemory:
     """A memory from votes, oldest first; `vectors` maps each vote's query text to its vector."""
-    mem = VoteMemory(model_version, dim, params, epoch)
+    mem = VoteMemory(model_version, dim, params, epoch, steering)
     for v in sorted(votes, key=lambda v: v.created_at):
         mem.add(v, None if mem.knows(v.query) else vectors[v.query])
     return mem
