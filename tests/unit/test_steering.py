@@ -271,3 +271,25 @@ def test_a_vote_on_a_question_reorders_a_related_but_different_question_over_htt
         assert now_ranked.index(shown[0]) > ranked.index(shown[0])
     else:
         assert after["steered"] is False and now_ranked == ranked
+
+
+def test_one_lookup_gives_the_boosts_and_the_steering_that_separate_searches_give() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((30, 16)).astype(np.float32)
+    texts = [f"question {i}" for i in range(30)]
+    votes = [
+        MemoryVote(t, f"doc{(i * 7 + k) % 11}", f"u{i}", k == 0, 1.0, f"doc{(i * 7 + k) % 11}#0")
+        for i, t in enumerate(texts)
+        for k in range(3)
+    ]
+    mem = build_memory("v0", votes, dict(zip(texts, base, strict=True)), 16, MemoryParams(threshold=0.9), 0.0, ON)
+    mem.doc_vectors.update({f"doc{j}": unit(*rng.standard_normal(16)) for j in range(11)})
+    for i in range(30):
+        q = base[i] + 0.4 * rng.standard_normal(16).astype(np.float32)
+        boosts, steer = mem.lookup(q, 1.0)
+        assert boosts == mem.boosts(q, 1.0)
+        alone = mem.steer(q, 1.0)
+        assert (steer is None) == (alone is None)
+        if steer is not None and alone is not None:
+            assert steer.questions == alone.questions and steer.confidence == pytest.approx(alone.confidence)
+            np.testing.assert_allclose(steer.positive, alone.positive, atol=1e-6)

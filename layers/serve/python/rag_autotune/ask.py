@@ -85,20 +85,19 @@ def retrieve(
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> Retrieval:
     started = time.perf_counter()
-    memory = live.memory if live.memory is not None and live.memory.enabled else None
-    steering = live.memory if live.memory is not None and live.memory.steering else None
-    if live.memory is not None and (memory or steering) is not None:
-        live.memory.maybe_refresh()  # new votes, at most every refresh_s (one time-ordered query; errors logged)
+    memory = live.memory if live.memory is not None and (live.memory.enabled or live.memory.steering) else None
+    if memory is not None:
+        memory.maybe_refresh()  # new votes, at most every refresh_s (one time-ordered query; errors logged)
     before_encode = time.perf_counter()
     vector = live.encoder.encode([query])[0]
     encoded = time.perf_counter()
-    boosts = memory.boosts(vector) if memory is not None else {}
+    # Boosts for near-identical questions, steering from related ones (steering.py): one search of the memory.
+    boosts, steer = memory.lookup(vector) if memory is not None else ({}, None)
     # When votes move documents for this query, re-rank a wider candidate set, so that a demoted document's
     # replacement can surface. Most queries are near no voted one and keep the plain depth (and its cost).
     depth = max(top_k * OVERSAMPLE, memory.depth) if memory is not None and boosts else top_k * OVERSAMPLE
     if reranking.active:
         depth = max(depth, reranking.top_n * OVERSAMPLE)  # enough documents for the reranker to choose from
-    steer = steering.steer(vector) if steering is not None else None
     found = live.index.query(live.pair.index_version, vector, query, depth, live.mode, steer)
     hits = found.hits
     searched = time.perf_counter()

@@ -96,16 +96,16 @@ class LiveMemory:
         with self._lock:
             return self.memory.boosts(vector, self._clock() if now is None else now)
 
+    def lookup(self, vector: Vectors, now: float | None = None) -> tuple[dict[str, float], Steer | None]:
+        """The question's boosts (when the memory is enabled) and steering (when on), from one search."""
+        with self._lock:
+            return self.memory.lookup(
+                vector, self._clock() if now is None else now, boost=self.enabled, steer=self.steering
+            )
+
     @property
     def steering(self) -> bool:
         return self._steering and self.memory.steering.enabled
-
-    def steer(self, vector: Vectors, now: float | None = None) -> Steer | None:
-        """The relevance feedback of the related voted questions (steering.py), or None."""
-        if not self.steering:
-            return None
-        with self._lock:
-            return self.memory.steer(vector, self._clock() if now is None else now)
 
     def resolve_doc_vectors(self) -> int:
         """Look up the vectors of voted chunks not known yet, in the serving index version; how many were found.

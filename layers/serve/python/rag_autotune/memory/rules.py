@@ -227,15 +227,33 @@ class VoteMemory:
 
     def boosts(self, vector: Vectors, now: float) -> dict[str, float]:
         """doc_id → score to add, for a query vector of this memory's encoder. Empty when nothing is near."""
-        n = len(self._texts)
-        if n == 0 or not self.params.enabled:
-            return {}
-        near, sims = self.near(np.asarray(vector, dtype=np.float32).reshape(-1))
+        return self.lookup(vector, now, steer=False)[0]
+
+    def lookup(
+        self, vector: Vectors, now: float, *, boost: bool = True, steer: bool = True
+    ) -> tuple[dict[str, float], Steer | None]:
+        """The boosts and the steering of one question, from one search of the remembered queries (at the wider
+        of the memory's threshold and the steering radius): /ask needs both, and the SimHash once."""
+        p = self.steering
+        boost = boost and self.params.enabled
+        steer = steer and p.enabled
+        if not self._texts or not (boost or steer):
+            return {}, None
+        q = np.asarray(vector, dtype=np.float32).reshape(-1)
+        limits = ([self.params.threshold] if boost else []) + ([p.radius] if steer else [])
+        near, sims = self.near(q, min(limits))
         if near.size == 0:
-            return {}
-        scale = self.params.weight * 2.0 ** (-(now - self.epoch) / self._half_life_s)
+            return {}, None
+        decay = 2.0 ** (-(now - self.epoch) / self._half_life_s)
+        boosts = self._boosts(near, sims, decay) if boost else {}
+        return boosts, self._steer(q, near, sims, decay, p) if steer else None
+
+    def _boosts(self, near: Rows, sims: Vectors, decay: float) -> dict[str, float]:
+        scale = self.params.weight * decay
         out: dict[str, float] = {}
         for i, sim in zip(near.tolist(), sims.tolist(), strict=True):
+            if sim < self.params.threshold:
+                continue
             s = sim * scale
             for doc, net in self._docs[i].items():
                 out[doc] = out.get(doc, 0.0) + s * net
@@ -258,12 +276,18 @@ class VoteMemory:
         near, sims = self.near(q, p.radius)
         if near.size == 0:
             return None
-        decay = 2.0 ** (-(now - self.epoch) / self._half_life_s)
+        return self._steer(q, near, sims, 2.0 ** (-(now - self.epoch) / self._half_life_s), p)
+
+    def _steer(self, q: Vectors, near: Rows, sims: Vectors, decay: float, p: SteerParams) -> Steer | None:
         scores: dict[str, float] = {}
+        questions = 0
         for i, sim in zip(near.tolist(), sims.tolist(), strict=True):
+            if sim < p.radius:
+                continue
+            questions += 1
             for doc, net in self._docs[i].items():
                 scores[doc] = scores.get(doc, 0.0) + sim * net * decay
-        return steer_from(q, scores, self.doc_vectors, p, int(near.size))
+        return steer_from(q, scores, self.doc_vectors, p, questions) if questions else None
 
     def missing_doc_vectors(self) -> dict[str, str]:
         """chunk_id → doc_id of the voted documents whose vector is not known yet."""
