@@ -284,12 +284,16 @@ def test_one_lookup_gives_the_boosts_and_the_steering_that_separate_searches_giv
     ]
     mem = build_memory("v0", votes, dict(zip(texts, base, strict=True)), 16, MemoryParams(threshold=0.9), 0.0, ON)
     mem.doc_vectors.update({f"doc{j}": unit(*rng.standard_normal(16)) for j in range(11)})
+    seen = [0, 0]
     for i in range(30):
-        q = base[i] + 0.4 * rng.standard_normal(16).astype(np.float32)
+        q = unit(*(base[i] / np.linalg.norm(base[i]) + 0.4 * rng.standard_normal(16)))  # encoders give unit vectors
         boosts, steer = mem.lookup(q, 1.0)
         assert boosts == mem.boosts(q, 1.0)
+        seen[0] += bool(boosts)
+        seen[1] += steer is not None
         alone = mem.steer(q, 1.0)
         assert (steer is None) == (alone is None)
         if steer is not None and alone is not None:
             assert steer.questions == alone.questions and steer.confidence == pytest.approx(alone.confidence)
             np.testing.assert_allclose(steer.positive, alone.positive, atol=1e-6)
+    assert seen[0] > 0 and seen[1] > seen[0]  # both searches found rows, the radius more than the threshold
