@@ -286,9 +286,11 @@ def test_one_lookup_gives_the_boosts_and_the_steering_that_separate_searches_giv
     mem.doc_vectors.update({f"doc{j}": unit(*rng.standard_normal(16)) for j in range(11)})
     seen = [0, 0]
     for i in range(30):
-        q = unit(*(base[i] / np.linalg.norm(base[i]) + 0.4 * rng.standard_normal(16)))  # encoders give unit vectors
+        q = unit(
+            *(base[i] / np.linalg.norm(base[i]) + (0.05 + 0.01 * i) * rng.standard_normal(16))
+        )  # encoders give unit vectors
         boosts, steer = mem.lookup(q, 1.0)
-        assert boosts == mem.boosts(q, 1.0)
+        assert boosts == pytest.approx(mem.boosts(q, 1.0), abs=1e-6)
         seen[0] += bool(boosts)
         seen[1] += steer is not None
         alone = mem.steer(q, 1.0)
