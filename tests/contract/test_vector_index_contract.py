@@ -8,9 +8,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from rag_autotune.adapters.qdrant_edge import EdgeVectorIndex
 from rag_autotune.adapters.qdrant_server import ServerVectorIndex
@@ -583,3 +585,36 @@ def test_chunk_vectors_by_chunk_id(index: VectorIndex) -> None:
     assert index.chunk_vectors("v1-c1", []) == {}
     with pytest.raises(ArtifactNotFound):
         index.chunk_vectors("v9-c9", wanted)
+
+
+def test_a_server_without_the_relevance_feedback_query_steers_with_the_formula_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Qdrant server before 1.17 refuses the query (400): the adapter scores steering.py's formula over the
+    plain nearest chunks itself, from then on, and answers as the engine would have."""
+    client = QdrantClient(":memory:")
+    index = ServerVectorIndex(client)
+    chunks, vecs = corpus(40, 15, "o")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 16))
+    steer = _steer(vecs, 17, 25, 1.0, 1.0, 0.3)
+    native = index.query("v1-c1", vecs[3], "", 10, "dense", steer)
+    real = client.query_points
+    refused: list[object] = []
+
+    def old_server(name: str, **kw: object) -> object:
+        if isinstance(kw.get("query"), models.RelevanceFeedbackQuery):
+            refused.append(kw["query"])
+            raise UnexpectedResponse(400, "Bad Request", b'{"status": {"error": "unknown variant"}}', httpx.Headers())
+        return real(name, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client, "query_points", old_server)
+    here = index.query("v1-c1", vecs[3], "", 10, "dense", steer)
+    again = index.query("v1-c1", vecs[3], "", 10, "dense", steer)
+    assert len(refused) == 1  # asked once, then scored here
+    for found in (here, again):
+        assert found.steered and found.mode == "dense"
+        assert [h.chunk.chunk_id for h in found.hits] == [h.chunk.chunk_id for h in native.hits]
+        assert [h.score for h in found.hits] == pytest.approx([h.score for h in native.hits], abs=1e-4)
+    hybrid = index.query("v1-c1", vecs[3], "text", 10, "hybrid-rrf", steer)
+    assert hybrid.mode == "hybrid-rrf" and not hybrid.steered  # the engine fuses: it cannot take our scores
+    client.close()

@@ -22,9 +22,10 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from ..domain import Chunk, Found, Hit, RetrievalMode
 from ..errors import ArtifactNotFound, ConflictError, InvalidInput, RagError, UpstreamError
+from ..observability import logger
 from ..ports import Vectors
 from ..retrieval import dense_fallback
-from ..steering import Steer
+from ..steering import Steer, steered_matrix_scores
 from .qdrant_common import EMBED_HASH, RRF_K, SPARSE, document_sparse, plain_vector, query_sparse
 from .qdrant_common import batch_rows as _rows
 from .qdrant_common import check_version as _check_version
@@ -34,6 +35,7 @@ from .qdrant_common import payload_chunk as _chunk
 _STATE = "rag_autotune"
 _SCROLL_PAGE = 1024
 _HASHES_PER_FILTER = 512  # keeps each scroll request's filter small
+FALLBACK_POOL = 100  # chunks re-scored by steering.py's formula when the server has no relevance feedback query
 
 
 @contextlib.contextmanager
@@ -89,6 +91,7 @@ class ServerVectorIndex:
         self._prefix = collection_prefix
         self._batch = batch_size
         self._dims: dict[str, tuple[int, bool]] = {}  # ready versions seen by this process: version → dim, sparse
+        self._native_feedback = True  # False once the server refused a relevance feedback query (before 1.17)
         self._lock = threading.Lock()
 
     @classmethod
@@ -213,6 +216,49 @@ class ServerVectorIndex:
         answered: RetrievalMode = "dense" if reason or terms is None else mode
         if limit <= 0:
             return Found([], answered, reason)
+        if steer is not None and not self._native_feedback:
+            return self._steered_here(version, dense, text, limit, mode, steer)
+        try:
+            return self._query(version, dense, terms, limit, mode, answered, reason, steer)
+        except InvalidInput:
+            if steer is None:
+                raise
+            # A server before Qdrant 1.17 has no relevance feedback query: score steering in our code instead.
+            logger.warning("qdrant server refused the relevance feedback query; steering scored here from now on")
+            self._native_feedback = False
+            return self._steered_here(version, dense, text, limit, mode, steer)
+
+    def _steered_here(
+        self, version: str, dense: np.ndarray, text: str, limit: int, mode: RetrievalMode, steer: Steer
+    ) -> Found:
+        """steering.py's formula over the plain nearest FALLBACK_POOL chunks (dense); a hybrid version answers
+        unsteered: its fusion runs in the engine, which cannot take a list scored here."""
+        if mode != "dense":
+            return self.query(version, dense, text, limit, mode)
+        name = self._name(version)
+        with _sdk(f"query {name}"):
+            pool = self._client.query_points(
+                name, query=dense.tolist(), limit=max(limit, FALLBACK_POOL), with_payload=True, with_vectors=True
+            ).points
+        if not pool:
+            return Found([], "dense", steered=True)
+        rows = np.stack([plain_vector(p.vector) for p in pool])
+        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        scores = steered_matrix_scores(rows, dense, steer)
+        order = np.argsort(-scores, kind="stable")[:limit]
+        return Found([Hit(_chunk(pool[i].payload), float(scores[i])) for i in order], "dense", steered=True)
+
+    def _query(
+        self,
+        version: str,
+        dense: np.ndarray,
+        terms: Any,
+        limit: int,
+        mode: RetrievalMode,
+        answered: RetrievalMode,
+        reason: str,
+        steer: Steer | None,
+    ) -> Found:
         name = self._name(version)
         nearest: Any = _steered(dense, steer) if steer is not None else dense.tolist()
         with _sdk(f"query {name}"):
