@@ -106,3 +106,22 @@ def test_smoke_ships_the_memory_disabled_when_it_lowers_held_out_queries(world: 
     assert mem["enabled"] is False and "shipped disabled" in mem["reasons"][0]
     snap = _shipped(w, mem)
     assert snap.params.enabled is False and len(snap) == 7  # every vote, the held-out one too, for serving
+
+
+def test_smoke_fits_vote_steering_reports_it_and_ships_it_in_the_snapshot(world: dict[str, Any]) -> None:
+    w = world
+    qs = ["make a pipe", "open a file", "allocate memory", "named pipe fifo", "connected sockets", "create file"]
+    relevant = ["pipe.2", "open.2", "malloc.3", "fifo.7", "socketpair.2", "open.2"]
+    for i, (q, d) in enumerate(zip(qs, relevant, strict=True)):
+        log_vote(w["fb"], q, d, "up", T0 + i, client_id=f"c{i}")
+        log_vote(w["fb"], q, relevant[i - 1], "down", T0 + i + 0.5, client_id=f"c{i}")
+    steering = _tune_to_smoke(w)["steering"]
+    assert {"radius", "a", "b", "c", "enabled", "reasons", "grid", "unseen_without"} <= set(steering)
+    assert len(steering["grid"]) == 4 * 3 * 5
+    snap, meta = load_snapshot(w["store"].get_bytes(memory_key("v1")))
+    assert meta["steering"] == {k: steering[k] for k in ("radius", "a", "b", "c", "enabled")}
+    assert snap.steering.enabled is steering["enabled"]
+    # Every voted document's chunk is known, with its vector from the candidate's index (v1's 32 dimensions).
+    assert set(snap.doc_chunks) == set(relevant)
+    assert set(snap.doc_vectors) == set(relevant) and all(v.shape == (32,) for v in snap.doc_vectors.values())
+    assert "Vote steering" in w["store"].get_bytes("runs/r1/report.html").decode()
