@@ -281,29 +281,10 @@ class EdgeVectorIndex:
         return Found(hits, answered, reason, steered=steer is not None)
 
     def chunk_vectors(self, version: str, chunk_ids: Collection[str]) -> dict[str, Vectors]:
-        wanted = sorted(set(chunk_ids))
-        found: dict[str, Vectors] = {}
-        if not wanted:
-            with self._use(version):
-                return found
-        match = Filter(must=[FieldCondition(key="chunk_id", match=MatchAny(any=wanted))])
-        offset: Any = None
-        while True:
-            with self._use(version) as entry:
-                if entry.points == 0:
-                    return found
-                with _edge(f"scroll {version}"):
-                    records, offset = entry.shard.scroll(
-                        ScrollRequest(
-                            offset=offset, limit=_SCROLL_PAGE, filter=match, with_payload=True, with_vector=True
-                        )
-                    )
-            for r in records:
-                key = (r.payload or {}).get("chunk_id")
-                if key is not None and r.vector is not None:
-                    found[str(key)] = plain_vector(r.vector)
-            if offset is None:
-                return found
+        wanted = set(chunk_ids)
+        # A few chunks of many: the engine filters (an ingest's hashes are most of the version: it scans).
+        match = Filter(must=[FieldCondition(key="chunk_id", match=MatchAny(any=sorted(wanted)))]) if wanted else None
+        return self._stored_vectors(version, "chunk_id", wanted, match)
 
     def warm(self, version: str) -> None:
         with self._use(version):
@@ -337,19 +318,24 @@ class EdgeVectorIndex:
         return [payload_chunk(r.payload) for r in records], nxt
 
     def vectors(self, version: str, hashes: Collection[str]) -> dict[str, Vectors]:
-        wanted = set(hashes)
+        return self._stored_vectors(version, EMBED_HASH, set(hashes), None)
+
+    def _stored_vectors(self, version: str, field: str, wanted: set[str], match: Filter | None) -> dict[str, Vectors]:
+        """The stored vector of each point whose payload `field` is in `wanted`, keyed by that value."""
         found: dict[str, Vectors] = {}
         offset: Any = None
         while True:
             with self._use(version) as entry:
-                if entry.points == 0:
+                if entry.points == 0 or not wanted:
                     return found
                 with _edge(f"scroll {version}"):
                     records, offset = entry.shard.scroll(
-                        ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=True, with_vector=True)
+                        ScrollRequest(
+                            offset=offset, limit=_SCROLL_PAGE, filter=match, with_payload=True, with_vector=True
+                        )
                     )
             for r in records:
-                key = (r.payload or {}).get(EMBED_HASH)
+                key = (r.payload or {}).get(field)
                 if key in wanted and r.vector is not None:
                     found[str(key)] = plain_vector(r.vector)
             if offset is None:

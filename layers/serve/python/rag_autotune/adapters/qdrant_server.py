@@ -288,36 +288,7 @@ class ServerVectorIndex:
         return Found(hits, answered, reason, steered=steer is not None)
 
     def chunk_vectors(self, version: str, chunk_ids: Collection[str]) -> dict[str, Vectors]:
-        self._dim(version)  # ArtifactNotFound unless ready
-        name = self._name(version)
-        wanted = sorted(set(chunk_ids))
-        found: dict[str, Vectors] = {}
-        for start in range(0, len(wanted), _HASHES_PER_FILTER):
-            match = models.Filter(
-                must=[
-                    models.FieldCondition(
-                        key="chunk_id", match=models.MatchAny(any=wanted[start : start + _HASHES_PER_FILTER])
-                    )
-                ]
-            )
-            offset: Any = None
-            while True:
-                with _sdk(f"scroll {name}"):
-                    records, offset = self._client.scroll(
-                        name,
-                        scroll_filter=match,
-                        limit=_SCROLL_PAGE,
-                        offset=offset,
-                        with_payload=True,
-                        with_vectors=True,
-                    )
-                for r in records:
-                    key = (r.payload or {}).get("chunk_id")
-                    if key is not None and r.vector is not None:
-                        found[str(key)] = plain_vector(r.vector)
-                if offset is None:
-                    break
-        return found
+        return self._vectors_by(version, "chunk_id", chunk_ids)
 
     def warm(self, version: str) -> None:
         self._dim(version)  # the server holds the collection; only its readiness is checked
@@ -345,15 +316,19 @@ class ServerVectorIndex:
                 return
 
     def vectors(self, version: str, hashes: Collection[str]) -> dict[str, Vectors]:
+        return self._vectors_by(version, EMBED_HASH, hashes)
+
+    def _vectors_by(self, version: str, field: str, values: Collection[str]) -> dict[str, Vectors]:
+        """The stored vector of each point whose payload `field` is one of `values`, keyed by that value."""
         self._dim(version)  # ArtifactNotFound unless ready
         name = self._name(version)
-        wanted = sorted(set(hashes))
+        wanted = sorted(set(values))
         found: dict[str, Vectors] = {}
         for start in range(0, len(wanted), _HASHES_PER_FILTER):
             match = models.Filter(
                 must=[
                     models.FieldCondition(
-                        key=EMBED_HASH, match=models.MatchAny(any=wanted[start : start + _HASHES_PER_FILTER])
+                        key=field, match=models.MatchAny(any=wanted[start : start + _HASHES_PER_FILTER])
                     )
                 ]
             )
@@ -369,7 +344,7 @@ class ServerVectorIndex:
                         with_vectors=True,
                     )
                 for r in records:
-                    key = (r.payload or {}).get(EMBED_HASH)
+                    key = (r.payload or {}).get(field)
                     if key is not None and r.vector is not None:
                         found[str(key)] = plain_vector(r.vector)
                 if offset is None:

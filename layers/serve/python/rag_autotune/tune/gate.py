@@ -118,12 +118,21 @@ def choose_memory(grid: list[MemoryPoint], unseen_without: float) -> MemoryPoint
 
 def memory_verdict(heldout_without: dict[str, Any] | None, heldout_with: dict[str, Any] | None) -> Decision:
     """The memory ships enabled only if it does not lower held-out METRIC (queries whose votes it never saw)."""
-    if not heldout_without or not heldout_without.get("n") or heldout_with is None:
-        return Decision(True, ["no held-out queries to check the memory on"])
-    before, after = heldout_without[METRIC], heldout_with[METRIC]
+    return _no_drop("the memory", "shipped disabled", heldout_without, heldout_with, unjudged_ships=True)
+
+
+def _no_drop(
+    what: str, off: str, without: dict[str, Any] | None, with_: dict[str, Any] | None, *, unjudged_ships: bool
+) -> Decision:
+    """Whether `what` keeps held-out METRIC (with_ ≥ without); without held-out queries, `unjudged_ships`."""
+    if not without or not without.get("n") or with_ is None:
+        return Decision(
+            unjudged_ships, [f"no held-out queries to check {what} on" + ("" if unjudged_ships else f": {off}")]
+        )
+    before, after = without[METRIC], with_[METRIC]
     if after < before - 1e-9:
-        return Decision(False, [f"memory lowers held-out {METRIC} {before:.4f} → {after:.4f}: shipped disabled"])
-    return Decision(True, [f"held-out {METRIC} {before:.4f} → {after:.4f} with the memory"])
+        return Decision(False, [f"{what} lowers held-out {METRIC} {before:.4f} → {after:.4f}: {off}"])
+    return Decision(True, [f"held-out {METRIC} {before:.4f} → {after:.4f} with {what}"])
 
 
 # ---- vote steering: its radius and coefficients are fitted on the train split, then checked on held-out ----
@@ -154,9 +163,4 @@ def choose_steering(grid: list[SteerPoint], unseen_without: float) -> SteerPoint
 
 def steering_verdict(heldout_without: dict[str, Any] | None, heldout_with: dict[str, Any] | None) -> Decision:
     """Steering ships enabled only if it does not lower held-out METRIC (questions whose own votes it never saw)."""
-    if not heldout_without or not heldout_without.get("n") or heldout_with is None:
-        return Decision(False, ["no held-out queries to check steering on: shipped off"])
-    before, after = heldout_without[METRIC], heldout_with[METRIC]
-    if after < before - 1e-9:
-        return Decision(False, [f"steering lowers held-out {METRIC} {before:.4f} → {after:.4f}: shipped off"])
-    return Decision(True, [f"held-out {METRIC} {before:.4f} → {after:.4f} with steering"])
+    return _no_drop("steering", "shipped off", heldout_without, heldout_with, unjudged_ships=False)
