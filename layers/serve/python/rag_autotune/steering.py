@@ -104,8 +104,8 @@ def steer_from(
     def side(items: list[tuple[float, _Vec]]) -> tuple[_Vec, float]:
         if not items:
             return _unit(q), 0.0
-        total = sum(s for s, _ in items)
-        return _unit(np.sum([s * np.asarray(v, dtype=np.float32) for s, v in items], axis=0)), total
+        weights = np.fromiter((w for w, _ in items), dtype=np.float32, count=len(items))
+        return _unit(weights @ np.stack([v for _, v in items]).astype(np.float32)), float(weights.sum())
 
     p, s_pos = side(pos)
     n, s_neg = side(neg)
