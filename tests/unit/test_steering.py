@@ -299,3 +299,49 @@ def test_one_lookup_gives_the_boosts_and_the_steering_that_separate_searches_giv
             assert steer.questions == alone.questions and steer.confidence == pytest.approx(alone.confidence)
             np.testing.assert_allclose(steer.positive, alone.positive, atol=1e-6)
     assert seen[0] > 0 and seen[1] > seen[0]  # both searches found rows, the radius more than the threshold
+
+
+def test_the_live_memory_looks_voted_chunks_up_in_the_serving_version_once() -> None:
+    from rag_autotune.domain import Citation, QueryLog, VersionPair
+    from rag_autotune.memory import open_live_memory, pack_vector
+    from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryFeedbackStore
+    from tests.unit.memory.support import vote_on
+
+    fb, enc, asked = MemoryFeedbackStore(), HashEncoder("v0"), []
+    cited = (Citation("open.2", "open.2#0", "open", "", 0.5, 1), Citation("gone.2", "gone.2#0", "gone", "", 0.4, 2))
+    now = time.time()
+    fb.log_query(
+        QueryLog(
+            "q1",
+            "open a file",
+            VersionPair("v0", "v0-c1"),
+            cited,
+            now,
+            "c1",
+            pack_vector(enc.encode(["open a file"])[0]),
+        )
+    )
+    for doc in ("open.2", "gone.2"):
+        vote_on(fb, "q1", doc, "up", at=now)
+
+    def chunk_vectors(version: str, ids: Sequence[str]) -> dict[str, Vectors]:
+        asked.append((version, sorted(ids)))
+        return {"open.2#0": unit(*([1.0] + [0.0] * 63))} if "open.2#0" in ids else {}
+
+    snapshot = VoteMemory("v0", 64, MemoryParams(), epoch=now, steering=ON)
+    store = MemoryArtifactStore()
+    store.put_bytes(memory_key("v0"), dump_snapshot(snapshot, as_of=now - 60))
+    live = open_live_memory(store, fb, enc, MemoryParams(), refresh_s=0, background=False, chunk_vectors=chunk_vectors)
+    assert asked == []  # the serving version is not known yet
+    live.serve_from("v0-c1")
+    assert asked == [("v0-c1", ["gone.2#0", "open.2#0"])]
+    assert set(live.memory.doc_vectors) == {"open.2"}
+    live.refresh()
+    assert len(asked) == 1  # a chunk the version does not hold is not asked for on every refresh
+    live.serve_from("v0-c2")  # a new index version of the same encoder (an ingest): asked again there
+    assert asked[-1] == ("v0-c2", ["gone.2#0"])
+    off = open_live_memory(
+        store, fb, enc, MemoryParams(), refresh_s=0, background=False, chunk_vectors=chunk_vectors, steering=False
+    )
+    off.serve_from("v0-c1")
+    assert len(asked) == 2 and off.steering is False  # RAG_STEERING_ENABLED=false: nothing looked up

@@ -83,6 +83,7 @@ class LiveMemory:
         # The index version of this encoder that serves now (LiveState sets it when the pair loads): voted
         # chunks' vectors are looked up there.
         self.index_version: str | None = None
+        self._absent: set[str] = set()  # voted chunks the serving index version does not hold
 
     @property
     def model_version(self) -> str:
@@ -107,13 +108,19 @@ class LiveMemory:
     def steering(self) -> bool:
         return self._steering and self.memory.steering.enabled
 
+    def serve_from(self, index_version: str) -> None:
+        """The index version of this encoder that now serves: voted chunks' vectors are looked up there."""
+        if index_version != self.index_version:
+            self.index_version, self._absent = index_version, set()
+        self.resolve_doc_vectors()
+
     def resolve_doc_vectors(self) -> int:
         """Look up the vectors of voted chunks not known yet, in the serving index version; how many were found.
         Errors are logged: steering then leaves those documents out until the next refresh."""
         if not self.steering or self._chunk_vectors is None or self.index_version is None:
             return 0
         with self._lock:
-            missing = self.memory.missing_doc_vectors()
+            missing = {c: d for c, d in self.memory.missing_doc_vectors().items() if c not in self._absent}
         if not missing:
             return 0
         try:
@@ -121,6 +128,7 @@ class LiveMemory:
         except RagError as exc:
             logger.warning("voted chunks' vectors not found; steering without them", extra={"error": str(exc)})
             return 0
+        self._absent.update(c for c in missing if c not in found)  # not in this version: not asked again
         with self._lock:
             for chunk_id, vector in found.items():
                 doc = missing[chunk_id]
