@@ -11,6 +11,7 @@ held-out, shipped in the candidate's memory snapshot (so they are tied to the en
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -141,10 +142,11 @@ def evaluate_steering(
         return {**section, **asdict(SteerParams()), "reasons": reasons}, SteerParams()
     fitted = SteerParams(chosen.radius, 1.0, chosen.b, chosen.c, enabled=True)
     mem = _memory(encoder.version, dim, train_votes, query_vectors, params, docs, now)
+    vector_of = functools.lru_cache(maxsize=None)(lambda query: encoder.encode([query])[0])
     rows = {
         name: {
-            "without": evaluate(engine_ranker(encoder, index, version, mode, None, now), judged),
-            "with": evaluate(engine_ranker(encoder, index, version, mode, (mem, fitted), now), judged),
+            "without": evaluate(engine_ranker(vector_of, index, version, mode, None, now), judged),
+            "with": evaluate(engine_ranker(vector_of, index, version, mode, (mem, fitted), now), judged),
         }
         for name, judged in (("repeated", repeated), ("heldout", heldout))
     }
@@ -154,7 +156,7 @@ def evaluate_steering(
 
 
 def engine_ranker(
-    encoder: Encoder,
+    vector_of: Callable[[str], Vectors],
     index: VectorIndex,
     version: str,
     mode: RetrievalMode,
@@ -165,7 +167,7 @@ def engine_ranker(
     """Doc ids best first as serving answers: one engine query in `mode`, steered by the memory's votes."""
 
     def rank(query: str) -> list[str]:
-        vector = encoder.encode([query])[0]
+        vector = vector_of(query)
         steer = steering[0].steer(vector, now, steering[1]) if steering is not None else None
         hits = index.query(version, vector, query, depth, mode, steer).hits
         return _docs(hits, range(len(hits)))
