@@ -1,8 +1,8 @@
 """Benchmark the Qdrant Edge VectorIndex, in one process: build, snapshot size, cold load, search latency,
 with and without HNSW (optimize()). Brute-force numpy is printed as the baseline. Then the query cost by
-retrieval mode (dense, dense + BM25 fused by RRF and by DBSF) on the demo corpus's real chunk texts grown to n
-points, the modes timed in turns on the same questions (demo/golden.jsonl) so that the machine's load weighs
-on all alike.
+retrieval mode (dense, dense + BM25 fused by RRF and by DBSF), each plain and steered by votes (the engine's
+relevance feedback query, steering.py), on the demo corpus's real chunk texts grown to n points, all timed in
+turns on the same questions (demo/golden.jsonl) so that the machine's load weighs on all alike.
 
     PYTHONPATH=layers/serve/python:. python scripts/bench_vector_index.py [--n 20000] [--dim 384]
 """
@@ -23,6 +23,7 @@ from rag_autotune.chunking import chunk_document
 from rag_autotune.corpus import load_documents
 from rag_autotune.domain import RETRIEVAL_MODES, Chunk
 from rag_autotune.ports import Vectors
+from rag_autotune.steering import Steer
 from tests.fakes import MemoryArtifactStore
 
 
@@ -103,20 +104,26 @@ def run_modes(n: int, dim: int, rounds: int, root: Path) -> None:
         f"\nby mode: {n} points ({len(real)} real chunk texts, cycled), dense + BM25 built in "
         f"{time.perf_counter() - t:.1f} s; {rounds} rounds of {len(questions)} questions, modes in turns"
     )
-    lat: dict[str, list[float]] = {m: [] for m in RETRIEVAL_MODES}
-    answered: dict[str, set[str]] = {m: set() for m in RETRIEVAL_MODES}
+    variants = [(m, False) for m in RETRIEVAL_MODES] + [(m, True) for m in RETRIEVAL_MODES]
+    lat: dict[tuple[str, bool], list[float]] = {v: [] for v in variants}
+    answered: dict[tuple[str, bool], set[str]] = {v: set() for v in variants}
     for r in range(rounds):
         for i, question in enumerate(questions):
-            q = vecs[(r * len(questions) + i) % n]
-            order = RETRIEVAL_MODES if (r + i) % 2 == 0 else RETRIEVAL_MODES[::-1]
-            for mode in order:
+            k = r * len(questions) + i
+            q = vecs[k % n]
+            # Steering as /ask sends it: one 👍 and one 👎 item (here two other points) and fitted-like coefficients.
+            steer = Steer(vecs[(k + 1) % n], 2.0, vecs[(k + 2) % n], -1.0, 1.0, 1.0, 0.1, questions=1)
+            order = variants if (r + i) % 2 == 0 else variants[::-1]
+            for mode, steered in order:
                 t = time.perf_counter()
-                found = index.query("v0-c1", q, question, 20, mode)  # /ask's depth: top_k 5 x oversampling 4
-                lat[mode].append(time.perf_counter() - t)
-                answered[mode].add(found.mode)
+                # /ask's depth: top_k 5 x oversampling 4
+                found = index.query("v0-c1", q, question, 20, mode, steer if steered else None)
+                lat[(mode, steered)].append(time.perf_counter() - t)
+                answered[(mode, steered)].add(found.mode + (" steered" if found.steered else ""))
     index.close()
-    for mode in RETRIEVAL_MODES:
-        print(f"{mode:>12}: query (BM25 query embedding included) {pct(lat[mode])}; answered {sorted(answered[mode])}")
+    for v in variants:
+        name = v[0] + (" steered" if v[1] else "")
+        print(f"{name:>20}: query (BM25 query embedding included) {pct(lat[v])}; answered {sorted(answered[v])}")
 
 
 def main() -> None:

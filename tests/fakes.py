@@ -21,6 +21,7 @@ from rag_autotune.generate import STOP_WORDS
 from rag_autotune.ports import Vectors
 from rag_autotune.query_token import QueryTokens
 from rag_autotune.retrieval import dense_fallback
+from rag_autotune.steering import Steer, steered_matrix_scores
 
 if TYPE_CHECKING:
     from rag_autotune.runtime import Runtime
@@ -185,14 +186,23 @@ class MemoryVectorIndex:
                     scores[i] = scores.get(i, 0.0) + idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * sum(d.values()) / avg))
         return dict(sorted(scores.items(), key=lambda kv: -kv[1])[:limit])
 
-    def query(self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode) -> Found:
-        dense_hits = self.search(version, vector, limit)
+    def query(
+        self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode, steer: Steer | None = None
+    ) -> Found:
+        if version not in self.data:
+            raise ArtifactNotFound(version)
+        chunks, matrix = self.data[version]
+        unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        dense_scores = (
+            steered_matrix_scores(unit, vector, steer)
+            if steer is not None
+            else unit @ np.asarray(vector, dtype=np.float32).reshape(-1)
+        )
+        dense_hits = [Hit(chunks[i], float(dense_scores[i])) for i in np.argsort(-dense_scores)[:limit]]
         words = _terms(text)
         reason = dense_fallback(mode, version in self.terms, len(words))
         if mode == "dense" or reason:
-            return Found(dense_hits, "dense", reason)
-        chunks, matrix = self.data[version]
-        dense_scores = matrix @ np.asarray(vector, dtype=np.float32).reshape(-1)
+            return Found(dense_hits, "dense", reason, steered=steer is not None)
         order = [int(i) for i in np.argsort(-dense_scores)[:limit]]
         sparse = self._bm25(version, words, limit)
         if mode == "hybrid-rrf":
@@ -204,7 +214,14 @@ class MemoryVectorIndex:
                 else [{i: float(dense_scores[i]) for i in order}]
             )
         best = sorted(fused.items(), key=lambda kv: -kv[1])[:limit]
-        return Found([Hit(chunks[i], s) for i, s in best], mode)
+        return Found([Hit(chunks[i], s) for i, s in best], mode, steered=steer is not None)
+
+    def chunk_vectors(self, version: str, chunk_ids: Collection[str]) -> dict[str, Vectors]:
+        if version not in self.data:
+            raise ArtifactNotFound(version)
+        chunks, matrix = self.data[version]
+        wanted = set(chunk_ids)
+        return {c.chunk_id: matrix[i].copy() for i, c in enumerate(chunks) if c.chunk_id in wanted}
 
     def search(self, version: str, vector: Vectors, limit: int) -> list[Hit]:
         if version not in self.data:

@@ -8,9 +8,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 
 from rag_autotune.adapters.qdrant_edge import EdgeVectorIndex
 from rag_autotune.adapters.qdrant_server import ServerVectorIndex
@@ -19,6 +21,7 @@ from rag_autotune.domain import Chunk, Hit, RetrievalMode
 from rag_autotune.errors import ArtifactNotFound, ConflictError, InvalidInput
 from rag_autotune.ports import VectorIndex, Vectors
 from rag_autotune.retrieval import NO_SPARSE, NO_TERMS
+from rag_autotune.steering import Steer, steered_matrix_scores
 from tests.fakes import MemoryArtifactStore, MemoryVectorIndex
 
 DIM = 16
@@ -525,3 +528,93 @@ def test_server_collections_made_before_hybrid_answer_dense(server: tuple[Server
     assert index.versions() == ["v1-c1"] and not index.has_sparse("v1-c1")
     found = index.query("v1-c1", vecs[1], f"the {WORDS[3]}", 2, "hybrid-rrf")
     assert found.mode == "dense" and found.reason == NO_SPARSE and found.hits[0].chunk == chunks[1]
+
+
+# -- vote steering: the engine's relevance feedback query, and the voted chunks' vectors ------------------
+
+
+def _steer(vecs: Vectors, up: int, down: int, a: float, b: float, c: float, up_score: float = 2.0) -> Steer:
+    return Steer(vecs[up], up_score, vecs[down], -1.0, a, b, c, questions=1)
+
+
+@pytest.mark.parametrize(("a", "b", "c"), [(1.0, 1.0, 0.2), (0.5, 2.0, 0.05), (1.0, 0.5, 1.0)])
+def test_steered_dense_query_scores_as_the_formula(index: VectorIndex, a: float, b: float, c: float) -> None:
+    """Every engine scores a steered query as steering.py's formula does over the whole version: the same
+    order and the same scores (so the tune's fit in numpy is what serving gets)."""
+    chunks, vecs = corpus(40, 11, "s")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 16))
+    target = vecs[3]
+    steer = _steer(vecs, 17, 25, a, b, c)
+    found = index.query("v1-c1", target, "", 10, "dense", steer)
+    expected = steered_matrix_scores(vecs, target, steer)
+    assert found.steered and found.mode == "dense"
+    assert [h.chunk.chunk_id for h in found.hits] == [chunks[i].chunk_id for i in np.argsort(-expected)[:10]]
+    assert [h.score for h in found.hits] == pytest.approx(sorted(expected, reverse=True)[:10], abs=1e-4)
+
+
+def test_steering_moves_the_ranking_toward_the_up_vote(index: VectorIndex) -> None:
+    chunks, vecs = corpus(40, 12, "s")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 16))
+    plain = index.query("v1-c1", vecs[3], "", 40, "dense")
+    steered = index.query("v1-c1", vecs[3], "", 40, "dense", _steer(vecs, 17, 25, 1.0, 1.0, 1.0))
+    assert not plain.steered
+    rank = {h.chunk.chunk_id: i for i, h in enumerate(plain.hits)}
+    rank_steered = {h.chunk.chunk_id: i for i, h in enumerate(steered.hits)}
+    assert rank_steered[chunks[17].chunk_id] < rank[chunks[17].chunk_id]
+    assert rank_steered[chunks[25].chunk_id] > rank[chunks[25].chunk_id]
+
+
+@pytest.mark.parametrize("mode", ["hybrid-rrf", "hybrid-dbsf"])
+def test_steered_hybrid_query_keeps_its_mode(index: VectorIndex, mode: RetrievalMode) -> None:
+    chunks, vecs = corpus(30, 13, "h")
+    chunks[5] = Chunk(chunks[5].chunk_id, chunks[5].doc_id, chunks[5].title, "the zanzibar tunable")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 10))
+    found = index.query("v1-c1", vecs[9], "zanzibar", 10, mode, _steer(vecs, 17, 25, 1.0, 1.0, 1.0))
+    assert found.steered and found.mode == mode
+    ids = [h.chunk.chunk_id for h in found.hits]
+    assert chunks[5].chunk_id in ids and chunks[17].chunk_id in ids
+
+
+def test_chunk_vectors_by_chunk_id(index: VectorIndex) -> None:
+    chunks, vecs = corpus(30, 14, "v")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 7))
+    wanted = [chunks[2].chunk_id, chunks[29].chunk_id, "no-such-doc#0"]
+    found = index.chunk_vectors("v1-c1", wanted)
+    assert set(found) == {chunks[2].chunk_id, chunks[29].chunk_id}
+    np.testing.assert_allclose(found[chunks[29].chunk_id], vecs[29], atol=1e-5)
+    assert index.chunk_vectors("v1-c1", []) == {}
+    with pytest.raises(ArtifactNotFound):
+        index.chunk_vectors("v9-c9", wanted)
+
+
+def test_a_server_without_the_relevance_feedback_query_steers_with_the_formula_here(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Qdrant server before 1.17 refuses the query (400): the adapter scores steering.py's formula over the
+    plain nearest chunks itself, from then on, and answers as the engine would have."""
+    client = QdrantClient(":memory:")
+    index = ServerVectorIndex(client)
+    chunks, vecs = corpus(40, 15, "o")
+    index.build("v1-c1", DIM, batches(chunks, vecs, 16))
+    steer = _steer(vecs, 17, 25, 1.0, 1.0, 0.3)
+    native = index.query("v1-c1", vecs[3], "", 10, "dense", steer)
+    real = client.query_points
+    refused: list[object] = []
+
+    def old_server(name: str, **kw: object) -> object:
+        if isinstance(kw.get("query"), models.RelevanceFeedbackQuery):
+            refused.append(kw["query"])
+            raise UnexpectedResponse(400, "Bad Request", b'{"status": {"error": "unknown variant"}}', httpx.Headers())
+        return real(name, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client, "query_points", old_server)
+    here = index.query("v1-c1", vecs[3], "", 10, "dense", steer)
+    again = index.query("v1-c1", vecs[3], "", 10, "dense", steer)
+    assert len(refused) == 1  # asked once, then scored here
+    for found in (here, again):
+        assert found.steered and found.mode == "dense"
+        assert [h.chunk.chunk_id for h in found.hits] == [h.chunk.chunk_id for h in native.hits]
+        assert [h.score for h in found.hits] == pytest.approx([h.score for h in native.hits], abs=1e-4)
+    hybrid = index.query("v1-c1", vecs[3], "text", 10, "hybrid-rrf", steer)
+    assert hybrid.mode == "hybrid-rrf" and not hybrid.steered  # the engine fuses: it cannot take our scores
+    client.close()

@@ -163,7 +163,7 @@ def test_template_declares_what_the_issue_asks_for(doc: dict[str, Any], transfor
         *sorted((REPO / "functions/tune").glob("*.py")),
     ]:
         for line in path.read_text().splitlines():
-            if "add_metric(" in line:
+            if "add_metric(" in line or "add_api_metric(" in line:
                 emitted |= set(re.findall(r'"([A-Z]\w+)"', line))
     emitted |= {"TuneRejected", "TuneFailed"}  # cleanup.py names them from the run's status
     assert {"AskLatency", "VoteUp", "VoteDown", "TuneSwapped", "TuneSkipped"} <= emitted

@@ -27,6 +27,16 @@ def test_choose_memory_prefers_safe_points_then_conservative() -> None:
     assert memory_verdict({"ndcg@10": 0.7, "n": 3}, {"ndcg@10": 0.7, "n": 3}).passed is True
 
 
+def _six_voted_questions(w: dict[str, Any]) -> list[str]:
+    """Six questions, each voted 👍 on its document and 👎 on the one before; their relevant documents."""
+    qs = ["make a pipe", "open a file", "allocate memory", "named pipe fifo", "connected sockets", "create file"]
+    relevant = ["pipe.2", "open.2", "malloc.3", "fifo.7", "socketpair.2", "open.2"]
+    for i, (q, d) in enumerate(zip(qs, relevant, strict=True)):
+        log_vote(w["fb"], q, d, "up", T0 + i, client_id=f"c{i}")
+        log_vote(w["fb"], q, relevant[i - 1], "down", T0 + i + 0.5, client_id=f"c{i}")
+    return relevant
+
+
 def _tune_to_smoke(w: dict[str, Any]) -> dict[str, Any]:
     """Prepare → embed → smoke of a run whose candidate is encoder v1; the report's memory section."""
     settings = Settings(tune_min_feedback=3, tune_heldout_fraction=0.3, tune_margin=-1.0)
@@ -55,11 +65,7 @@ def _shipped(w: dict[str, Any], mem: dict[str, Any]) -> VoteMemory:
 
 def test_smoke_evaluates_with_and_without_memory_and_ships_it_with_the_candidate(world: dict[str, Any]) -> None:
     w = world
-    qs = ["make a pipe", "open a file", "allocate memory", "named pipe fifo", "connected sockets", "create file"]
-    relevant = ["pipe.2", "open.2", "malloc.3", "fifo.7", "socketpair.2", "open.2"]
-    for i, (q, d) in enumerate(zip(qs, relevant, strict=True)):
-        log_vote(w["fb"], q, d, "up", T0 + i, client_id=f"c{i}")
-        log_vote(w["fb"], q, relevant[i - 1], "down", T0 + i + 0.5, client_id=f"c{i}")
+    _six_voted_questions(w)
     mem = _tune_to_smoke(w)
     assert mem["votes"] == 12 and len(mem["grid"]) == 9
     assert set(mem["rows"]) == {"live", "live+memory", "candidate", "candidate+memory"}
@@ -106,3 +112,18 @@ def test_smoke_ships_the_memory_disabled_when_it_lowers_held_out_queries(world: 
     assert mem["enabled"] is False and "shipped disabled" in mem["reasons"][0]
     snap = _shipped(w, mem)
     assert snap.params.enabled is False and len(snap) == 7  # every vote, the held-out one too, for serving
+
+
+def test_smoke_fits_vote_steering_reports_it_and_ships_it_in_the_snapshot(world: dict[str, Any]) -> None:
+    w = world
+    relevant = _six_voted_questions(w)
+    steering = _tune_to_smoke(w)["steering"]
+    assert {"radius", "a", "b", "c", "enabled", "reasons", "grid", "unseen_without"} <= set(steering)
+    assert len(steering["grid"]) == 4 * 3 * 5
+    snap, meta = load_snapshot(w["store"].get_bytes(memory_key("v1")))
+    assert meta["steering"] == {k: steering[k] for k in ("radius", "a", "b", "c", "enabled")}
+    assert snap.steering.enabled is steering["enabled"]
+    # Every voted document's chunk is known, with its vector from the candidate's index (v1's 32 dimensions).
+    assert set(snap.doc_chunks) == set(relevant)
+    assert set(snap.doc_vectors) == set(relevant) and all(v.shape == (32,) for v in snap.doc_vectors.values())
+    assert "Vote steering" in w["store"].get_bytes("runs/r1/report.html").decode()

@@ -1,4 +1,5 @@
-"""/ask: encode with the live encoder, search the same pair's index, let the pair's feedback memory re-rank
+"""/ask: encode with the live encoder, search the same pair's index (steered by the votes of related questions
+when the pair's memory has a fitted steering, steering.py), let the pair's feedback memory re-rank
 (votes on near-identical queries, memory/), keep the best chunk per document, optionally rerank the first ones
 with a relevance model (reranking.py), generate, and sign what was shown into the query id (query_token.py):
 a vote on it is checked against that record and becomes tomorrow's training data and the memory's input."""
@@ -72,6 +73,7 @@ class Retrieval:
     rerank: RerankReport = RerankReport()
     rerank_ms: float = 0.0
     mode: RetrievalMode = "dense"  # the mode that answered: the pair's, or dense when hybrid fell back
+    steered: bool = False  # votes on related questions steered the search
 
 
 def retrieve(
@@ -83,19 +85,20 @@ def retrieve(
     new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
 ) -> Retrieval:
     started = time.perf_counter()
-    memory = live.memory if live.memory is not None and live.memory.enabled else None
+    memory = live.memory if live.memory is not None and (live.memory.enabled or live.memory.steering) else None
     if memory is not None:
         memory.maybe_refresh()  # new votes, at most every refresh_s (one time-ordered query; errors logged)
     before_encode = time.perf_counter()
     vector = live.encoder.encode([query])[0]
     encoded = time.perf_counter()
-    boosts = memory.boosts(vector) if memory is not None else {}
+    # Boosts for near-identical questions, steering from related ones (steering.py): one search of the memory.
+    boosts, steer = memory.lookup(vector) if memory is not None else ({}, None)
     # When votes move documents for this query, re-rank a wider candidate set, so that a demoted document's
     # replacement can surface. Most queries are near no voted one and keep the plain depth (and its cost).
     depth = max(top_k * OVERSAMPLE, memory.depth) if memory is not None and boosts else top_k * OVERSAMPLE
     if reranking.active:
         depth = max(depth, reranking.top_n * OVERSAMPLE)  # enough documents for the reranker to choose from
-    found = live.index.query(live.pair.index_version, vector, query, depth, live.mode)
+    found = live.index.query(live.pair.index_version, vector, query, depth, live.mode, steer)
     hits = found.hits
     searched = time.perf_counter()
     reranked = reranking.apply(query, rerank(hits, boosts))
@@ -114,6 +117,7 @@ def retrieve(
         rerank=reranked.report,
         rerank_ms=reranked.ms,
         mode=found.mode,
+        steered=found.steered,
     )
 
 
@@ -141,7 +145,7 @@ def ask(
     query_id = shown_id(r, tokens, client_id, tenant, now())
     total = (time.perf_counter() - r.started) * 1000
     timings = Timings(r.encode_ms, r.search_ms, gen_ms, total, r.rerank_ms)
-    return Answer(query_id, text, r.pair, r.citations, timings, r.rerank, r.mode, log_id=r.query_id)
+    return Answer(query_id, text, r.pair, r.citations, timings, r.rerank, r.mode, r.steered, log_id=r.query_id)
 
 
 def ask_stream(

@@ -94,6 +94,7 @@ class Found:
     hits: list[Hit]
     mode: RetrievalMode
     reason: str = ""
+    steered: bool = False  # the votes of related questions steered the dense search (steering.py)
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ class Answer:
     timings: Timings
     rerank: RerankReport = RerankReport()
     mode: RetrievalMode = "dense"  # the retrieval mode that answered
+    steered: bool = False  # votes on related questions steered the search
     log_id: str = ""  # the query's short id, inside query_id: what votes and logs name it by
 
 

@@ -150,6 +150,7 @@ def _answer_body(a: Answer) -> dict[str, Any]:
         "answer": a.answer,
         **a.pair.as_dict(),
         "retrieval_mode": a.mode,
+        "steered": a.steered,
         "citations": [_citation(c) for c in a.citations],
         "rerank": _rerank(a.rerank),
         "timings_ms": {
@@ -185,6 +186,7 @@ def _sse_events(rt: Runtime, req: AskRequest, voter: str, tenant: str) -> Iterat
             "query_id": retrieval.query_id,
             **retrieval.pair.as_dict(),
             "retrieval_mode": retrieval.mode,
+            "steered": retrieval.steered,
             "citations": [_citation(c) for c in retrieval.citations],
             "rerank": _rerank(retrieval.rerank),
         },

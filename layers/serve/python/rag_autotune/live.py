@@ -130,6 +130,8 @@ class LiveState:
         else:
             self._index.warm(pair.index_version)  # open the shard now, not on the first user's request
         encoder, memory = loaded
+        if memory is not None:  # the voted chunks' vectors steering feeds the engine: from this index version
+            memory.serve_from(pair.index_version)
         mode, why = stored_mode(self._store, pair.index_version)
         logger.info("live retrieval mode", extra={"index": pair.index_version, "mode": mode, "why": why})
         return LivePair(pair, encoder, self._index, manifest, etag, memory, mode)

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .domain import Chunk, Found, Hit, RetrievalMode, Vote
+from .steering import Steer
 
 Vectors = npt.NDArray[np.float32]
 
@@ -98,10 +99,19 @@ class VectorIndex(Protocol):
         """Nearest chunks by cosine, best first. Raises ArtifactNotFound for an unknown version."""
         ...
 
-    def query(self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode) -> Found:
+    def query(
+        self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode, steer: Steer | None = None
+    ) -> Found:
         """`search` when mode is dense; else one engine query: a dense and a BM25 (`text`) prefetch of `limit`
         each, fused (hybrid-rrf: reciprocal rank, hybrid-dbsf: distribution-based score fusion). Answers dense,
-        saying why (retrieval.dense_fallback), when the version has no BM25 vectors or `text` no BM25 term."""
+        saying why (retrieval.dense_fallback), when the version has no BM25 vectors or `text` no BM25 term.
+        steer: the dense search (alone, or the dense prefetch) is the engine's relevance feedback query with
+        these two items and coefficients instead of plain nearest (steering.py's formula); Found.steered."""
+        ...
+
+    def chunk_vectors(self, version: str, chunk_ids: Collection[str]) -> dict[str, Vectors]:
+        """The stored vector of each of these chunks that the version holds (chunk ids it lacks are left out).
+        Raises ArtifactNotFound for an unknown version."""
         ...
 
     def warm(self, version: str) -> None:

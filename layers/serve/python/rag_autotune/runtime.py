@@ -181,4 +181,6 @@ class Runtime:
             max_votes=s.memory_max_votes,
             max_age_days=s.memory_max_age_days,
             background=s.memory_refresh_s > 0,  # 0 asks for every request to read the new votes first
+            chunk_vectors=self.index.chunk_vectors,
+            steering=s.steering_enabled,
         )

@@ -76,6 +76,10 @@ class AskResponse(BaseModel):
         "(hybrid-rrf) or by distribution-based score fusion (hybrid-dbsf). A hybrid version answers dense when "
         "the question has no BM25 term (only stop words or punctuation)."
     )
+    steered: bool = Field(
+        description="True when the votes on related questions (within the steering radius fitted for this model) "
+        "steered the dense search as relevance feedback; false otherwise."
+    )
     citations: list[CitationOut]
     rerank: RerankOut
     timings_ms: TimingsOut

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     memory_depth: int = Field(40, ge=1, le=200, description="chunks re-ranked when votes move documents for a query")
     memory_max_votes: int = Field(20000, ge=1, description="votes read per refresh")
     memory_max_age_days: float = Field(90.0, gt=0.0, description="votes older than this are not loaded")
+    steering_enabled: bool = Field(
+        False,
+        description="votes on related questions steer the search (steering.py) when the model's fit shipped it "
+        "enabled; off by default: see the README's figures",
+    )
 
     # Optional reranking on AWS (Bedrock's Rerank API): off unless a model ARN is set, so nothing leaves the machine.
     rerank_model_arn: str | None = Field(

@@ -39,8 +39,14 @@ from qdrant_edge import (
     EdgeShard,
     EdgeSparseVectorParams,
     EdgeVectorParams,
+    FeedbackItem,
+    FeedbackNaiveQuery,
+    FieldCondition,
+    Filter,
     Fusion,
+    MatchAny,
     Modifier,
+    NaiveFeedbackStrategy,
     Point,
     Prefetch,
     Query,
@@ -54,6 +60,7 @@ from ..domain import Chunk, Found, Hit, RetrievalMode
 from ..errors import ConflictError, CorruptArtifact, InvalidInput, RagError, UpstreamError
 from ..ports import ArtifactStore, Vectors
 from ..retrieval import dense_fallback
+from ..steering import Steer
 from .qdrant_common import (
     EMBED_HASH,
     RRF_K,
@@ -82,6 +89,17 @@ def _vec(row: np.ndarray) -> Any:
 def _fusion(mode: RetrievalMode) -> Any:
     """The stubs type Fusion's variants as nested classes, not as the Fusion that QueryRequest takes."""
     return Fusion.Rrf(k=RRF_K) if mode == "hybrid-rrf" else Fusion.Dbsf()
+
+
+def _steered(target: np.ndarray, steer: Steer) -> Any:
+    """The engine's relevance feedback query: the target, one 👍 and one 👎 item, the fitted coefficients."""
+    items = [
+        FeedbackItem(_vec(steer.positive), steer.positive_score),
+        FeedbackItem(_vec(steer.negative), steer.negative_score),
+    ]
+    return Query.FeedbackNaive(
+        FeedbackNaiveQuery(_vec(target), items, NaiveFeedbackStrategy(steer.a, steer.b, steer.c))
+    )
 
 
 @contextlib.contextmanager
@@ -230,27 +248,29 @@ class EdgeVectorIndex:
         with self._use(version) as entry:
             return entry.sparse
 
-    def query(self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode) -> Found:
-        if mode == "dense":
+    def query(
+        self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode, steer: Steer | None = None
+    ) -> Found:
+        if mode == "dense" and steer is None:
             return Found(self.search(version, vector, limit), "dense")
         dense = np.asarray(vector, dtype=np.float32).reshape(-1)
-        terms = query_sparse(text)
+        terms = query_sparse(text) if mode != "dense" else None
         with self._use(version) as entry:
             if dense.shape[0] != entry.dim:
                 raise InvalidInput(f"query has dim {dense.shape[0]}, index {version} has {entry.dim}")
-            reason = dense_fallback(mode, entry.sparse, len(terms.indices))
+            reason = dense_fallback(mode, entry.sparse, len(terms.indices) if terms is not None else 0)
+            answered: RetrievalMode = "dense" if reason or terms is None else mode
             if limit <= 0 or entry.points == 0:
-                return Found([], "dense" if reason else mode, reason)
-            if reason:
-                request = QueryRequest(
-                    limit=limit, query=Query.Nearest(_vec(dense)), with_payload=True, params=self._params
-                )
+                return Found([], answered, reason)
+            nearest = _steered(dense, steer) if steer is not None else Query.Nearest(_vec(dense))
+            if answered == "dense" or terms is None:
+                request = QueryRequest(limit=limit, query=nearest, with_payload=True, params=self._params)
             else:
                 request = QueryRequest(
                     limit=limit,
                     query=_fusion(mode),
                     prefetches=[
-                        Prefetch(limit=limit, query=Query.Nearest(_vec(dense)), params=self._params),
+                        Prefetch(limit=limit, query=nearest, params=self._params),
                         Prefetch(limit=limit, query=Query.Nearest(terms, using=SPARSE)),
                     ],
                     with_payload=True,
@@ -258,7 +278,13 @@ class EdgeVectorIndex:
             with _edge(f"query {version}"):
                 found = entry.shard.query(request)
         hits = [Hit(payload_chunk(p.payload), float(p.score)) for p in found]
-        return Found(hits, "dense" if reason else mode, reason)
+        return Found(hits, answered, reason, steered=steer is not None)
+
+    def chunk_vectors(self, version: str, chunk_ids: Collection[str]) -> dict[str, Vectors]:
+        wanted = set(chunk_ids)
+        # A few chunks of many: the engine filters (an ingest's hashes are most of the version: it scans).
+        match = Filter(must=[FieldCondition(key="chunk_id", match=MatchAny(any=sorted(wanted)))]) if wanted else None
+        return self._stored_vectors(version, "chunk_id", wanted, match)
 
     def warm(self, version: str) -> None:
         with self._use(version):
@@ -292,19 +318,24 @@ class EdgeVectorIndex:
         return [payload_chunk(r.payload) for r in records], nxt
 
     def vectors(self, version: str, hashes: Collection[str]) -> dict[str, Vectors]:
-        wanted = set(hashes)
+        return self._stored_vectors(version, EMBED_HASH, set(hashes), None)
+
+    def _stored_vectors(self, version: str, field: str, wanted: set[str], match: Filter | None) -> dict[str, Vectors]:
+        """The stored vector of each point whose payload `field` is in `wanted`, keyed by that value."""
         found: dict[str, Vectors] = {}
         offset: Any = None
         while True:
             with self._use(version) as entry:
-                if entry.points == 0:
+                if entry.points == 0 or not wanted:
                     return found
                 with _edge(f"scroll {version}"):
                     records, offset = entry.shard.scroll(
-                        ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=True, with_vector=True)
+                        ScrollRequest(
+                            offset=offset, limit=_SCROLL_PAGE, filter=match, with_payload=True, with_vector=True
+                        )
                     )
             for r in records:
-                key = (r.payload or {}).get(EMBED_HASH)
+                key = (r.payload or {}).get(field)
                 if key in wanted and r.vector is not None:
                     found[str(key)] = plain_vector(r.vector)
             if offset is None:

@@ -22,8 +22,10 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from ..domain import Chunk, Found, Hit, RetrievalMode
 from ..errors import ArtifactNotFound, ConflictError, InvalidInput, RagError, UpstreamError
+from ..observability import logger
 from ..ports import Vectors
 from ..retrieval import dense_fallback
+from ..steering import Steer, steered_matrix_scores
 from .qdrant_common import EMBED_HASH, RRF_K, SPARSE, document_sparse, plain_vector, query_sparse
 from .qdrant_common import batch_rows as _rows
 from .qdrant_common import check_version as _check_version
@@ -33,6 +35,7 @@ from .qdrant_common import payload_chunk as _chunk
 _STATE = "rag_autotune"
 _SCROLL_PAGE = 1024
 _HASHES_PER_FILTER = 512  # keeps each scroll request's filter small
+FALLBACK_POOL = 100  # chunks re-scored by steering.py's formula when the server has no relevance feedback query
 
 
 @contextlib.contextmanager
@@ -58,6 +61,22 @@ def _sdk(what: str) -> Iterator[None]:
         raise UpstreamError(f"qdrant {what}: {exc}") from exc
 
 
+def _steered(target: np.ndarray, steer: Steer) -> models.RelevanceFeedbackQuery:
+    """Qdrant's relevance feedback query (server 1.17+): the target, one 👍 and one 👎 item, the coefficients."""
+    return models.RelevanceFeedbackQuery(
+        relevance_feedback=models.RelevanceFeedbackInput(
+            target=target.tolist(),
+            feedback=[
+                models.FeedbackItem(example=steer.positive.tolist(), score=steer.positive_score),
+                models.FeedbackItem(example=steer.negative.tolist(), score=steer.negative_score),
+            ],
+            strategy=models.NaiveFeedbackStrategy(
+                naive=models.NaiveFeedbackStrategyParams(a=steer.a, b=steer.b, c=steer.c)
+            ),
+        )
+    )
+
+
 class ServerVectorIndex:
     def __init__(
         self,
@@ -72,6 +91,7 @@ class ServerVectorIndex:
         self._prefix = collection_prefix
         self._batch = batch_size
         self._dims: dict[str, tuple[int, bool]] = {}  # ready versions seen by this process: version → dim, sparse
+        self._native_feedback = True  # False once the server refused a relevance feedback query (before 1.17)
         self._lock = threading.Lock()
 
     @classmethod
@@ -182,39 +202,93 @@ class ServerVectorIndex:
     def has_sparse(self, version: str) -> bool:
         return self._shape(version)[1]
 
-    def query(self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode) -> Found:
-        if mode == "dense":
+    def query(
+        self, version: str, vector: Vectors, text: str, limit: int, mode: RetrievalMode, steer: Steer | None = None
+    ) -> Found:
+        if mode == "dense" and steer is None:
             return Found(self.search(version, vector, limit), "dense")
         dense = np.asarray(vector, dtype=np.float32).reshape(-1)
         dim, sparse = self._shape(version)
         if dense.shape[0] != dim:
             raise InvalidInput(f"query has dim {dense.shape[0]}, index {version} has {dim}")
-        terms = query_sparse(text)
-        reason = dense_fallback(mode, sparse, len(terms.indices))
-        if reason:
-            return Found(self.search(version, dense, limit), "dense", reason)
+        terms = query_sparse(text) if mode != "dense" else None
+        reason = dense_fallback(mode, sparse, len(terms.indices) if terms is not None else 0)
+        answered: RetrievalMode = "dense" if reason or terms is None else mode
         if limit <= 0:
-            return Found([], mode)
+            return Found([], answered, reason)
+        if steer is not None and not self._native_feedback:
+            return self._steered_here(version, dense, text, limit, mode, steer)
+        try:
+            return self._query(version, dense, terms, limit, mode, answered, reason, steer)
+        except InvalidInput:
+            if steer is None:
+                raise
+            # A server before Qdrant 1.17 has no relevance feedback query: score steering in our code instead.
+            logger.warning("qdrant server refused the relevance feedback query; steering scored here from now on")
+            self._native_feedback = False
+            return self._steered_here(version, dense, text, limit, mode, steer)
+
+    def _steered_here(
+        self, version: str, dense: np.ndarray, text: str, limit: int, mode: RetrievalMode, steer: Steer
+    ) -> Found:
+        """steering.py's formula over the plain nearest FALLBACK_POOL chunks (dense); a hybrid version answers
+        unsteered: its fusion runs in the engine, which cannot take a list scored here."""
+        if mode != "dense":
+            return self.query(version, dense, text, limit, mode)
         name = self._name(version)
-        fusion: models.RrfQuery | models.FusionQuery = (
-            models.RrfQuery(rrf=models.Rrf(k=RRF_K))
-            if mode == "hybrid-rrf"
-            else models.FusionQuery(fusion=models.Fusion.DBSF)
-        )
         with _sdk(f"query {name}"):
-            found = self._client.query_points(
-                name,
-                prefetch=[
-                    models.Prefetch(query=dense.tolist(), limit=limit),
-                    models.Prefetch(
-                        query=models.SparseVector(indices=terms.indices, values=terms.values), using=SPARSE, limit=limit
-                    ),
-                ],
-                query=fusion,
-                limit=limit,
-                with_payload=True,
-            )
-        return Found([Hit(_chunk(p.payload), float(p.score)) for p in found.points], mode)
+            pool = self._client.query_points(
+                name, query=dense.tolist(), limit=max(limit, FALLBACK_POOL), with_payload=True, with_vectors=True
+            ).points
+        if not pool:
+            return Found([], "dense", steered=True)
+        rows = np.stack([plain_vector(p.vector) for p in pool])
+        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        scores = steered_matrix_scores(rows, dense, steer)
+        order = np.argsort(-scores, kind="stable")[:limit]
+        return Found([Hit(_chunk(pool[i].payload), float(scores[i])) for i in order], "dense", steered=True)
+
+    def _query(
+        self,
+        version: str,
+        dense: np.ndarray,
+        terms: Any,
+        limit: int,
+        mode: RetrievalMode,
+        answered: RetrievalMode,
+        reason: str,
+        steer: Steer | None,
+    ) -> Found:
+        name = self._name(version)
+        nearest: Any = _steered(dense, steer) if steer is not None else dense.tolist()
+        with _sdk(f"query {name}"):
+            if answered == "dense" or terms is None:
+                found = self._client.query_points(name, query=nearest, limit=limit, with_payload=True)
+            else:
+                fusion: models.RrfQuery | models.FusionQuery = (
+                    models.RrfQuery(rrf=models.Rrf(k=RRF_K))
+                    if mode == "hybrid-rrf"
+                    else models.FusionQuery(fusion=models.Fusion.DBSF)
+                )
+                found = self._client.query_points(
+                    name,
+                    prefetch=[
+                        models.Prefetch(query=nearest, limit=limit),
+                        models.Prefetch(
+                            query=models.SparseVector(indices=terms.indices, values=terms.values),
+                            using=SPARSE,
+                            limit=limit,
+                        ),
+                    ],
+                    query=fusion,
+                    limit=limit,
+                    with_payload=True,
+                )
+        hits = [Hit(_chunk(p.payload), float(p.score)) for p in found.points]
+        return Found(hits, answered, reason, steered=steer is not None)
+
+    def chunk_vectors(self, version: str, chunk_ids: Collection[str]) -> dict[str, Vectors]:
+        return self._vectors_by(version, "chunk_id", chunk_ids)
 
     def warm(self, version: str) -> None:
         self._dim(version)  # the server holds the collection; only its readiness is checked
@@ -242,15 +316,19 @@ class ServerVectorIndex:
                 return
 
     def vectors(self, version: str, hashes: Collection[str]) -> dict[str, Vectors]:
+        return self._vectors_by(version, EMBED_HASH, hashes)
+
+    def _vectors_by(self, version: str, field: str, values: Collection[str]) -> dict[str, Vectors]:
+        """The stored vector of each point whose payload `field` is one of `values`, keyed by that value."""
         self._dim(version)  # ArtifactNotFound unless ready
         name = self._name(version)
-        wanted = sorted(set(hashes))
+        wanted = sorted(set(values))
         found: dict[str, Vectors] = {}
         for start in range(0, len(wanted), _HASHES_PER_FILTER):
             match = models.Filter(
                 must=[
                     models.FieldCondition(
-                        key=EMBED_HASH, match=models.MatchAny(any=wanted[start : start + _HASHES_PER_FILTER])
+                        key=field, match=models.MatchAny(any=wanted[start : start + _HASHES_PER_FILTER])
                     )
                 ]
             )
@@ -266,7 +344,7 @@ class ServerVectorIndex:
                         with_vectors=True,
                     )
                 for r in records:
-                    key = (r.payload or {}).get(EMBED_HASH)
+                    key = (r.payload or {}).get(field)
                     if key is not None and r.vector is not None:
                         found[str(key)] = plain_vector(r.vector)
                 if offset is None:

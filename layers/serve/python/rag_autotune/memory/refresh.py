@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from ..domain import Vote
 from ..errors import RagError
 from ..observability import logger
 from ..ports import ArtifactStore, Encoder, FeedbackStore, Vectors
+from ..steering import Steer
 from .rules import MemoryParams, MemoryVote, VoteMemory
 from .store import MemorySnapshot, memory_key, oldest_vote, read_snapshot
 from .vectors import unpack_vector
+
+ChunkVectors = Callable[[str, Sequence[str]], dict[str, Vectors]]  # (index version, chunk ids) → vectors
 
 
 class LiveMemory:
@@ -51,6 +54,8 @@ class LiveMemory:
         encoder: Encoder,
         *,
         as_of: float,
+        chunk_vectors: ChunkVectors | None = None,
+        steering: bool = True,
         refresh_s: float = 10.0,
         depth: int = 40,
         max_votes: int = 20_000,
@@ -73,6 +78,12 @@ class LiveMemory:
         self._refreshing = threading.Lock()  # one refresh at a time; others go on without waiting
         self.pending: threading.Thread | None = None  # the last background refresh
         self.encoded = 0  # query texts re-encoded so far (votes logged under another encoder)
+        self._chunk_vectors = chunk_vectors
+        self._steering = steering  # False: RAG_STEERING_ENABLED is off, whatever the snapshot's fit says
+        # The index version of this encoder that serves now (LiveState sets it when the pair loads): voted
+        # chunks' vectors are looked up there.
+        self.index_version: str | None = None
+        self._absent: set[str] = set()  # voted chunks the serving index version does not hold
 
     @property
     def model_version(self) -> str:
@@ -85,6 +96,45 @@ class LiveMemory:
     def boosts(self, vector: Vectors, now: float | None = None) -> dict[str, float]:
         with self._lock:
             return self.memory.boosts(vector, self._clock() if now is None else now)
+
+    def lookup(self, vector: Vectors, now: float | None = None) -> tuple[dict[str, float], Steer | None]:
+        """The question's boosts (when the memory is enabled) and steering (when on), from one search."""
+        with self._lock:
+            return self.memory.lookup(
+                vector, self._clock() if now is None else now, boost=self.enabled, steer=self.steering
+            )
+
+    @property
+    def steering(self) -> bool:
+        return self._steering and self.memory.steering.enabled
+
+    def serve_from(self, index_version: str) -> None:
+        """The index version of this encoder that now serves: voted chunks' vectors are looked up there."""
+        if index_version != self.index_version:
+            self.index_version, self._absent = index_version, set()
+        self.resolve_doc_vectors()
+
+    def resolve_doc_vectors(self) -> int:
+        """Look up the vectors of voted chunks not known yet, in the serving index version; how many were found.
+        Errors are logged: steering then leaves those documents out until the next refresh."""
+        if not self.steering or self._chunk_vectors is None or self.index_version is None:
+            return 0
+        with self._lock:
+            missing = {c: d for c, d in self.memory.missing_doc_vectors().items() if c not in self._absent}
+        if not missing:
+            return 0
+        try:
+            found = self._chunk_vectors(self.index_version, sorted(missing))
+        except RagError as exc:
+            logger.warning("voted chunks' vectors not found; steering without them", extra={"error": str(exc)})
+            return 0
+        self._absent.update(c for c in missing if c not in found)  # not in this version: not asked again
+        with self._lock:
+            for chunk_id, vector in found.items():
+                doc = missing[chunk_id]
+                if self.memory.doc_chunks.get(doc) == chunk_id:  # not voted on another chunk meanwhile
+                    self.memory.doc_vectors[doc] = vector
+        return len(found)
 
     def maybe_refresh(self) -> int:
         """Refresh when the last one is older than refresh_s: inline, the number of votes applied; in the
@@ -121,6 +171,7 @@ class LiveMemory:
                 logger.exception("feedback memory refresh crashed; retrying later")
                 return 0
             self._refreshed_at = started
+            self.resolve_doc_vectors()
             return applied
         finally:
             self._refreshing.release()
@@ -189,6 +240,8 @@ def open_live_memory(
     max_age_days: float = 90.0,
     background: bool = True,
     clock: Callable[[], float] = time.time,
+    chunk_vectors: ChunkVectors | None = None,
+    steering: bool = True,
 ) -> LiveMemory:
     """The live memory of `encoder`'s version: its shipped snapshot (`snapshot` when already read) plus the
     votes since, or, without one (a bootstrapped model, or a damaged file), every vote of the last
@@ -215,6 +268,8 @@ def open_live_memory(
         max_votes=max_votes,
         background=background,
         clock=clock,
+        chunk_vectors=chunk_vectors,
+        steering=steering,
     )
     live.refresh()  # inline: the pair goes live with its memory current
     return live

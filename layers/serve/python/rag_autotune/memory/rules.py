@@ -28,6 +28,7 @@ import numpy.typing as npt
 
 from ..domain import Hit, Vote, normalise
 from ..ports import Vectors
+from ..steering import Steer, SteerParams, steer_from
 from .simhash import WORDS, Hashes, Rows, near_rows, simhash
 
 if TYPE_CHECKING:
@@ -66,10 +67,11 @@ class MemoryVote:
     voter: str
     up: bool
     created_at: float
+    chunk_id: str = ""  # the chunk shown: its vector stands for the document when votes steer the search
 
     @classmethod
     def of(cls, v: Vote) -> MemoryVote:
-        return cls(v.query, v.doc_id, v.voter, v.vote == "up", v.created_at)
+        return cls(v.query, v.doc_id, v.voter, v.vote == "up", v.created_at, v.chunk_id)
 
 
 class CountedVote(NamedTuple):
@@ -97,10 +99,20 @@ def _grown(a: npt.NDArray[Any], rows: int) -> npt.NDArray[Any]:
 class VoteMemory:
     """The in-memory matrix of voted queries for one encoder version, and the boosts it gives."""
 
-    def __init__(self, model_version: str, dim: int, params: MemoryParams, epoch: float | None = None) -> None:
+    def __init__(
+        self,
+        model_version: str,
+        dim: int,
+        params: MemoryParams,
+        epoch: float | None = None,
+        steering: SteerParams | None = None,
+    ) -> None:
         self.model_version = model_version
         self.dim = dim
         self.params = params
+        self.steering = steering or SteerParams()  # fitted with this encoder (steering.py); off when not fitted
+        self.doc_chunks: dict[str, str] = {}  # doc_id → the chunk its latest vote was on
+        self.doc_vectors: dict[str, Vectors] = {}  # doc_id → that chunk's vector in this encoder's index
         self.epoch = time.time() if epoch is None else epoch
         self._half_life_s = max(params.half_life_days, 1e-6) * DAY_S
         self._rows: dict[str, int] = {}  # normalised query → row
@@ -153,6 +165,9 @@ class VoteMemory:
             row = self.add_queries([vote.query], np.asarray(vector, dtype=np.float32).reshape(1, -1))[0]
         if row is None:
             return False  # the row is made only for a vote that counts
+        if vote.chunk_id and self.doc_chunks.get(vote.doc_id) != vote.chunk_id:
+            self.doc_chunks[vote.doc_id] = vote.chunk_id
+            self.doc_vectors.pop(vote.doc_id, None)  # another chunk now stands for it: looked up again
         return self._apply(vote.voter, qkey, row, vote.doc_id, vote.up, vote.created_at)
 
     def replay(self, vote: CountedVote) -> bool:
@@ -212,24 +227,71 @@ class VoteMemory:
 
     def boosts(self, vector: Vectors, now: float) -> dict[str, float]:
         """doc_id → score to add, for a query vector of this memory's encoder. Empty when nothing is near."""
-        n = len(self._texts)
-        if n == 0 or not self.params.enabled:
-            return {}
-        near, sims = self.near(np.asarray(vector, dtype=np.float32).reshape(-1))
+        return self.lookup(vector, now, steer=False)[0]
+
+    def lookup(
+        self, vector: Vectors, now: float, *, boost: bool = True, steer: bool = True
+    ) -> tuple[dict[str, float], Steer | None]:
+        """The boosts and the steering of one question, from one search of the remembered queries (at the wider
+        of the memory's threshold and the steering radius): /ask needs both, and the SimHash once."""
+        p = self.steering
+        boost = boost and self.params.enabled
+        steer = steer and p.enabled
+        if not self._texts or not (boost or steer):
+            return {}, None
+        q = np.asarray(vector, dtype=np.float32).reshape(-1)
+        limits = ([self.params.threshold] if boost else []) + ([p.radius] if steer else [])
+        near, sims = self.near(q, min(limits))
         if near.size == 0:
-            return {}
-        scale = self.params.weight * 2.0 ** (-(now - self.epoch) / self._half_life_s)
+            return {}, None
+        decay = 2.0 ** (-(now - self.epoch) / self._half_life_s)
+        boosts = self._boosts(near, sims, decay) if boost else {}
+        return boosts, self._steer(q, near, sims, decay, p) if steer else None
+
+    def _boosts(self, near: Rows, sims: Vectors, decay: float) -> dict[str, float]:
+        scale = self.params.weight * decay
         out: dict[str, float] = {}
         for i, sim in zip(near.tolist(), sims.tolist(), strict=True):
+            if sim < self.params.threshold:
+                continue
             s = sim * scale
             for doc, net in self._docs[i].items():
                 out[doc] = out.get(doc, 0.0) + s * net
         floor = -self.params.max_penalty
         return {d: max(b, floor) for d, b in out.items() if abs(b) > 1e-6}
 
-    def near(self, v: Vectors) -> tuple[Rows, Vectors]:
-        """Rows with cosine ≥ threshold to v, and their cosines (exact)."""
-        return near_rows(self._matrix, self._hashes, len(self._texts), v, self.params.threshold)
+    def near(self, v: Vectors, threshold: float | None = None) -> tuple[Rows, Vectors]:
+        """Rows with cosine ≥ threshold (the memory's by default) to v, and their cosines (exact)."""
+        limit = self.params.threshold if threshold is None else threshold
+        return near_rows(self._matrix, self._hashes, len(self._texts), v, limit)
+
+    def steer(self, vector: Vectors, now: float, params: SteerParams | None = None) -> Steer | None:
+        """The relevance feedback for a question from the voted questions within the steering radius: each of
+        their documents scored Σ cosine × net votes (decayed as the boosts are). None when none is near, or
+        steering is off for this memory (`params` overrides its fitted ones: the tune's grid)."""
+        p = params or self.steering
+        if not p.enabled or not self._texts:
+            return None
+        q = np.asarray(vector, dtype=np.float32).reshape(-1)
+        near, sims = self.near(q, p.radius)
+        if near.size == 0:
+            return None
+        return self._steer(q, near, sims, 2.0 ** (-(now - self.epoch) / self._half_life_s), p)
+
+    def _steer(self, q: Vectors, near: Rows, sims: Vectors, decay: float, p: SteerParams) -> Steer | None:
+        scores: dict[str, float] = {}
+        questions = 0
+        for i, sim in zip(near.tolist(), sims.tolist(), strict=True):
+            if sim < p.radius:
+                continue
+            questions += 1
+            for doc, net in self._docs[i].items():
+                scores[doc] = scores.get(doc, 0.0) + sim * net * decay
+        return steer_from(q, scores, self.doc_vectors, p, questions) if questions else None
+
+    def missing_doc_vectors(self) -> dict[str, str]:
+        """chunk_id → doc_id of the voted documents whose vector is not known yet."""
+        return {c: d for d, c in self.doc_chunks.items() if d not in self.doc_vectors}
 
 
 def build_memory(
@@ -239,9 +301,10 @@ def build_memory(
     dim: int,
     params: MemoryParams,
     epoch: float | None = None,
+    steering: SteerParams | None = None,
 ) -> VoteMemory:
     """A memory from votes, oldest first; `vectors` maps each vote's query text to its vector."""
-    mem = VoteMemory(model_version, dim, params, epoch)
+    mem = VoteMemory(model_version, dim, params, epoch, steering)
     for v in sorted(votes, key=lambda v: v.created_at):
         mem.add(v, None if mem.knows(v.query) else vectors[v.query])
     return mem

@@ -118,9 +118,49 @@ def choose_memory(grid: list[MemoryPoint], unseen_without: float) -> MemoryPoint
 
 def memory_verdict(heldout_without: dict[str, Any] | None, heldout_with: dict[str, Any] | None) -> Decision:
     """The memory ships enabled only if it does not lower held-out METRIC (queries whose votes it never saw)."""
-    if not heldout_without or not heldout_without.get("n") or heldout_with is None:
-        return Decision(True, ["no held-out queries to check the memory on"])
-    before, after = heldout_without[METRIC], heldout_with[METRIC]
+    return _no_drop("the memory", "shipped disabled", heldout_without, heldout_with, unjudged_ships=True)
+
+
+def _no_drop(
+    what: str, off: str, without: dict[str, Any] | None, with_: dict[str, Any] | None, *, unjudged_ships: bool
+) -> Decision:
+    """Whether `what` keeps held-out METRIC (with_ ≥ without); without held-out queries, `unjudged_ships`."""
+    if not without or not without.get("n") or with_ is None:
+        return Decision(
+            unjudged_ships, [f"no held-out queries to check {what} on" + ("" if unjudged_ships else f": {off}")]
+        )
+    before, after = without[METRIC], with_[METRIC]
     if after < before - 1e-9:
-        return Decision(False, [f"memory lowers held-out {METRIC} {before:.4f} → {after:.4f}: shipped disabled"])
-    return Decision(True, [f"held-out {METRIC} {before:.4f} → {after:.4f} with the memory"])
+        return Decision(False, [f"{what} lowers held-out {METRIC} {before:.4f} → {after:.4f}: {off}"])
+    return Decision(True, [f"held-out {METRIC} {before:.4f} → {after:.4f} with {what}"])
+
+
+# ---- vote steering: its radius and coefficients are fitted on the train split, then checked on held-out ----
+
+STEER_RADII = (0.6, 0.7, 0.8, 0.9)  # below the memory's thresholds: related questions, not the same one
+STEER_B = (0.0, 0.5, 1.0)
+STEER_C = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+
+@dataclass(frozen=True)
+class SteerPoint:
+    """One grid point (a is 1: only c/a matters to a ranking), scored on the train split."""
+
+    radius: float
+    b: float
+    c: float
+    unseen: float  # METRIC of the train queries steered by the other fold's votes only (related questions)
+
+
+def choose_steering(grid: list[SteerPoint], unseen_without: float) -> SteerPoint | None:
+    """The best unseen METRIC; ties go to the wider-apart radius (fewer questions steered) and the smaller c.
+    None when no point beats the unsteered search: steering ships off."""
+    better = [g for g in grid if g.unseen > unseen_without + 1e-9]
+    if not better:
+        return None
+    return max(better, key=lambda g: (round(g.unseen, 6), g.radius, -g.c, -g.b))
+
+
+def steering_verdict(heldout_without: dict[str, Any] | None, heldout_with: dict[str, Any] | None) -> Decision:
+    """Steering ships enabled only if it does not lower held-out METRIC (questions whose own votes it never saw)."""
+    return _no_drop("steering", "shipped off", heldout_without, heldout_with, unjudged_ships=False)

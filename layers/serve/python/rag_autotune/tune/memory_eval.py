@@ -8,6 +8,8 @@
 - The candidate's memory is rebuilt from every vote with the candidate encoder (the voted query texts
   re-encoded) and shipped as models/<candidate>/memory.npz, with the chosen values: after a swap the new
   encoder never meets vectors of the old one.
+- Vote steering (steering_fit.py) is fitted on the same folds and ships in the same snapshot, with the voted
+  documents' vectors from the candidate's index.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..domain import Hit, Vote, normalise
+from ..domain import Hit, RetrievalMode, Vote, normalise
 from ..memory import MemoryParams, MemoryVote, VoteMemory, build_memory, dump_snapshot, rerank
 from ..ports import Encoder, VectorIndex, Vectors
 from .dataset import is_heldout
 from .gate import MEMORY_THRESHOLDS, MEMORY_WEIGHTS, METRIC, MemoryPoint, choose_memory, memory_verdict
 from .metrics import Judged, evaluate
+from .steering_fit import doc_vectors, evaluate_steering
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ def evaluate_memory(
     params: MemoryParams,
     heldout_fraction: float,
     depth: int,
+    mode: RetrievalMode = "dense",
 ) -> tuple[dict[str, Any], bytes | None]:
     """The report's "memory" section, and the candidate's memory snapshot (None without votes)."""
     mvotes = [MemoryVote.of(v) for v in sorted(votes, key=lambda v: v.created_at)]
@@ -133,6 +137,22 @@ def evaluate_memory(
     verdict = memory_verdict(rows["candidate"]["heldout"], rows["candidate+memory"]["heldout"])
     shipped = replace(best, enabled=verdict.passed and params.enabled)
     snapshot = cand.memory(mvotes, shipped, now)
+    docs = doc_vectors(index, candidate[1], mvotes)
+    steering, snapshot.steering = evaluate_steering(
+        train_votes,
+        folds,
+        fold_of,
+        sets,
+        encoder=candidate[0],
+        query_vectors=cand.vectors,
+        index=index,
+        version=candidate[1],
+        mode=mode,
+        params=params,
+        docs=docs,
+        now=now,
+    )
+    snapshot.doc_vectors.update({d: v for d, v in docs.items() if d in snapshot.doc_chunks})
     section = {
         "votes": len(mvotes),
         "counted": len(snapshot),
@@ -148,5 +168,6 @@ def evaluate_memory(
         "unseen_without": unseen_without,
         "grid": [g.__dict__ for g in grid],
         "rows": rows,
+        "steering": steering,
     }
     return section, dump_snapshot(snapshot, as_of=now, extra={"chosen_on": "train split", "reasons": verdict.reasons})

@@ -219,6 +219,29 @@ def _memory(report: Mapping[str, Any]) -> str:
 _METRICS = ("p@5", "hit@5", "ndcg@10")
 
 
+def _steering(report: Mapping[str, Any]) -> str:
+    """Vote steering: the fitted radius and coefficients, and the candidate with and without it."""
+    st = (report.get("memory") or {}).get("steering") or {}
+    if not st:
+        return ""
+    head = (
+        f"<h2>Vote steering</h2><p>radius {st.get('radius')}, a {st.get('a')}, b {st.get('b')}, c {st.get('c')} "
+        f"(fitted on the train split); {'enabled' if st.get('enabled') else 'shipped off'}: "
+        f"{esc('; '.join(st.get('reasons') or []))}</p>"
+    )
+    rows = st.get("rows") or {}
+    if not rows:
+        return head
+    body = [
+        [
+            f"candidate {which} steering",
+            *(f"{rows[s][which].get(k, 0.0):.3f}" for s in ("repeated", "heldout") for k in _METRICS),
+        ]
+        for which in ("without", "with")
+    ]
+    return head + table(["ranking", *(f"{s} {k}" for s in ("repeated", "held-out") for k in _METRICS)], body)
+
+
 def html(report: Mapping[str, Any], samples: Mapping[str, Sequence[float]]) -> str:
     """The run report page. `samples`: encode+search latencies (ms) per pair, e.g. {"live": …, "candidate": …}."""
     lat = report["latency_ms"]
@@ -231,7 +254,7 @@ def html(report: Mapping[str, Any], samples: Mapping[str, Sequence[float]]) -> s
         f"<h2>Encode + search latency</h2><p>p99: live {lat['live_p99']:.2f} ms, "
         f"candidate {lat['candidate_p99']:.2f} ms "
         f"over {lat['samples']} queries each</p>{histograms(samples)}"
-        f"{_memory(report)}{_training(report)}<h2>Queries that moved</h2>{_movers(report)}"
+        f"{_memory(report)}{_steering(report)}{_training(report)}<h2>Queries that moved</h2>{_movers(report)}"
     )
     return _page(f"Tune run {report['run_id']}", body)
 

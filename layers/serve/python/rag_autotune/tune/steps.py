@@ -358,7 +358,9 @@ def smoke(
         timer=timer,
     )
     p99, samples, live_samples = latency.candidate_p99, latency.candidate, latency.live
-    memory = _smoke_memory(feedback, sets, live_enc, cand_enc, live, candidate, index, store, settings, now())
+    memory = _smoke_memory(
+        feedback, sets, live_enc, cand_enc, live, candidate, index, store, settings, now(), choice.mode
+    )
     decision = decide(
         GateInput(
             metrics=metrics,
@@ -422,11 +424,13 @@ def _smoke_memory(
     store: ArtifactStore,
     settings: Settings,
     now: float,
+    mode: RetrievalMode = "dense",
 ) -> dict[str, Any]:
     """Live and candidate with and without the feedback memory; its threshold and weight chosen on the train
-    split and checked on held-out; the candidate's memory (voted queries re-encoded with it) shipped beside the
-    model as models/<candidate>/memory.npz. The manifest names the model, so the swap moves encoder, index and
-    memory together."""
+    split and checked on held-out (vote steering too, in the candidate's retrieval mode); the candidate's memory
+    (voted queries re-encoded with it, and the steering) shipped beside the model as
+    models/<candidate>/memory.npz. The manifest names the model, so the swap moves encoder, index and memory
+    together."""
     if feedback is None:
         return {"votes": 0, "reasons": ["no feedback store given to the smoke step"]}
     since = oldest_vote(now, settings.memory_max_age_days)
@@ -440,6 +444,7 @@ def _smoke_memory(
         params=MemoryParams.from_settings(settings),
         heldout_fraction=settings.tune_heldout_fraction,
         depth=settings.memory_depth,
+        mode=mode,
     )
     if snapshot is not None:
         store.put_bytes(memory_key(candidate.model_version), snapshot)
