@@ -128,6 +128,3 @@ def test_prepare_mines_from_the_live_ranking_only_when_asked(tmp_path: Path, wor
 
 def test_prepare_mines_nothing_by_default(world: dict) -> None:  # type: ignore[type-arg]
     assert not any(r.get("mined") for r in _prepare(world))
-
-
-
