@@ -7,7 +7,7 @@ relevant documents are every page whose description says nearly the same thing: 
 (the verb: "set" never matches "get") and a content-word Jaccard ≥ SIMILAR ("convert a string to a long
 integer" and "convert a string to an integer"). Only questions with at least two
 relevant documents are kept, and the documents are those pages plus their family siblings (the same name up to
-the first "_" or digit), which stay in as near-duplicate distractors.
+its first "_", else its first three letters), which stay in as near-duplicate distractors.
 
     python scripts/family_corpus.py --out-docs docs.jsonl --out-queries queries.jsonl
 """
@@ -39,9 +39,10 @@ def alike(a: list[str], b: list[str], similar: float = SIMILAR) -> bool:
 
 
 def family(doc_id: str) -> str:
-    """'pthread_attr_setstack.3' → 'pthread', 'strncpy.3' → 'str', 'TAILQ_INSERT.3' → 'tailq'."""
+    """'pthread_attr_setstack.3' → 'pthread', 'TAILQ_INSERT.3' → 'tailq', 'strncpy.3' → 'str' (no "_": the
+    first three letters, as the C library names its families: str*, wcs*, mem*)."""
     name = doc_id.rsplit(".", 1)[0].lower()
-    return re.split(r"[_\d]", name, maxsplit=1)[0][:6] or name
+    return name.split("_", 1)[0] if "_" in name else name[:3]
 
 
 def families(
