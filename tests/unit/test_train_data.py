@@ -128,3 +128,10 @@ def test_prepare_mines_from_the_live_ranking_only_when_asked(tmp_path: Path, wor
 
 def test_prepare_mines_nothing_by_default(world: dict) -> None:  # type: ignore[type-arg]
     assert not any(r.get("mined") for r in _prepare(world))
+
+
+def test_warm_up_rounds_down_so_a_short_run_starts_learning_at_once() -> None:
+    from rag_autotune.training.lora import warmup_steps
+
+    assert [warmup_steps(n, 0.1) for n in (1, 5, 9, 10, 25)] == [0, 0, 0, 1, 2]
+    assert warmup_steps(7, 0.0) == 0
