@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-hybrid bench-ingest bench-train-budget bench-encoder layer openapi clean \
+.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-hybrid bench-ingest bench-train-budget bench-train-bisect bench-encoder layer openapi clean \
         template localstack-build localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
@@ -68,8 +68,11 @@ bench-train-budget: $(STAMP) ## the train step within its time budget at 1k and 
 bench-encoder: $(STAMP) ## chunks/s of torch fp32, the previous and the current int8 graph on ~400 man-page chunks; query p50/p99; parity
 	$(PY) scripts/bench_encoder.py $(ARGS)
 
-bench-loop: $(STAMP) ## one measured tune run on ~1.9k man pages and 500 simulated votes (~8 min; ARGS=--force-swap)
+bench-loop: $(STAMP) ## one measured tune run on ~1.9k man pages and 500 simulated votes (~8 min; ARGS=--force-swap, ARGS="--corpus family")
 	$(PY) scripts/bench_loop.py $(ARGS)
+
+bench-train-bisect: $(STAMP) ## the train step's pieces on near-duplicate families: chunk vs document texts, torch vs int8 (ARGS=--variants ...)
+	nice -n 15 $(PY) scripts/bench_train_bisect.py $(ARGS)
 
 layer: $(STAMP) ## build the ask Lambda's serve layer into build/layer, print its size, check it imports alone
 	$(PY) scripts/build_layer.py --check

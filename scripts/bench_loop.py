@@ -1,7 +1,8 @@
 """`make bench-loop`: one nightly run, measured, on a real corpus with known answers (not part of make test).
 
 1. Man pages of sections 2/3/5/7 (scripts/man_corpus.py): each page a document; its NAME description is a
-   query whose relevant documents are all pages sharing it.
+   query whose relevant documents are all pages sharing it. With --corpus family, the second development
+   corpus (scripts/family_corpus.py): sections 2/3 in near-duplicate families, several relevant pages a question.
 2. The embedded default: moto as AWS, bootstrap, ingest, the API over HTTP.
 3. Simulated users on half of the queries ask over HTTP, see the top 5, and vote 👍 on relevant documents and
    👎 on the others, until --votes votes. The other half of the queries is never voted on (held-out).
@@ -37,6 +38,7 @@ sys.path[:0] = [str(REPO / "layers" / "serve" / "python"), str(REPO), str(REPO /
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import bench_stack  # noqa: E402
+import family_corpus  # noqa: E402
 import man_corpus  # noqa: E402
 
 from rag_autotune import cli  # noqa: E402
@@ -134,6 +136,13 @@ def remember_synthetic(api_module: object, rt: Runtime, queries: list[str], n: i
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument(
+        "--corpus",
+        choices=("man", "family"),
+        default="man",
+        help="man: sections 2/3/5/7; family: "
+        "near-duplicate families of sections 2/3, several relevant pages per question",
+    )
     ap.add_argument("--docs", type=int, default=2000, help="at most this many documents (all usable pages: ~1.7k)")
     ap.add_argument("--votes", type=int, default=500)
     ap.add_argument("--max-chars", type=int, default=3000, help="page text kept per document")
@@ -144,8 +153,12 @@ def main() -> int:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    docs, queries = man_corpus.build(["2", "3", "5", "7"], args.docs, args.seed, max_chars=args.max_chars)
-    print(f"corpus: {len(docs)} documents, {len(queries)} queries ({time.perf_counter() - t0:.0f} s)", flush=True)
+    if args.corpus == "family":
+        docs, queries = family_corpus.build(args.docs, args.seed, max_chars=args.max_chars)
+    else:
+        docs, queries = man_corpus.build(["2", "3", "5", "7"], args.docs, args.seed, max_chars=args.max_chars)
+    elapsed = time.perf_counter() - t0
+    print(f"corpus {args.corpus}: {len(docs)} documents, {len(queries)} queries ({elapsed:.0f} s)", flush=True)
     work = Path(f"/tmp/rag-bench-loop-{uuid.uuid4().hex[:6]}")
     work.mkdir(parents=True)
     corpus = work / "corpus.jsonl"

@@ -28,7 +28,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import man_corpus  # noqa: E402
 
-from rag_autotune.chunking import chunk_document  # noqa: E402
+from rag_autotune.chunking import chunk_document, embed_text  # noqa: E402
 from rag_autotune.domain import Document, VersionPair, Vote  # noqa: E402
 from rag_autotune.settings import Settings  # noqa: E402
 from rag_autotune.tune import train_step  # noqa: E402
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     texts: dict[str, str] = {}
     for d in docs:
         chunks = chunk_document(Document(d["id"], d["title"], d["text"]))
-        texts.update({c.chunk_id: c.text for c in chunks})
+        texts.update({c.chunk_id: embed_text(c) for c in chunks})
         if chunks:
             shown[d["id"]] = chunks[0].chunk_id
     print(f"corpus: {len(docs)} pages, {len(texts)} chunks, {len(queries)} questions ({time.time() - t:.0f} s)")

@@ -23,6 +23,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         index=rt.index,
         settings=rt.settings,
         now=time.time,
+        load_encoder=rt.load_encoder,  # loaded only when mined negatives are on
     )
     if state.status == "SKIPPED":  # a run outcome on the dashboard (template.yaml)
         metrics.add_metric(name="TuneSkipped", unit=MetricUnit.Count, value=1)

@@ -208,3 +208,19 @@ def test_a_budget_too_small_for_one_step_fails_at_once_with_its_reason(tmp_path:
     assert store.list_keys("models/") == []
     run = json.loads(store.get_bytes("runs/r1/run.json"))
     assert run["budget"]["steps_that_fit"] == 0 and run["budget"]["first_run_steps"] == 1
+
+
+def test_a_single_step_run_with_the_default_warm_up_still_changes_the_model() -> None:
+    """The time budget may re-plan a run down to one step: its learning rate must not be the warm-up's 0."""
+    from dataclasses import replace
+
+    from rag_autotune.training.export import base_model_path
+    from rag_autotune.training.lora import load_model, train_lora
+
+    texts = list(PROBE_SENTENCES[:4])
+    model = load_model(base_model_path())
+    base = torch_encoder(model)(texts)
+    config = replace(TINY, warmup_ratio=TrainConfig().warmup_ratio, epochs=1)
+    result = train_lora(model, _rows(8), config)
+    assert result.steps == 1
+    assert float(np.abs(torch_encoder(model)(texts) - base).max()) > 1e-4

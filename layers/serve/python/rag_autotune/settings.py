@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         50.0, gt=0.0, description="absolute backstop for the candidate's p99; generous: the ratio is the real check"
     )
     tune_retention: int = Field(3, ge=2)
+    tune_mined_negatives: int = Field(
+        0,
+        ge=0,
+        description="mined hard negatives per training query: chunks the live model ranks above its 👍 chunk "
+        "that nobody voted up (0: only the 👎 chunks)",
+    )
     tune_train_budget_s: float | None = Field(
         None,
         gt=0.0,

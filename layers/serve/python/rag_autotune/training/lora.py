@@ -190,7 +190,7 @@ def train_lora(
                 num_train_epochs=config.epochs,
                 per_device_train_batch_size=batch_size,
                 learning_rate=config.lr,
-                warmup_ratio=config.warmup_ratio,
+                warmup_steps=warmup_steps(math.ceil(len(rows) / batch_size) * config.epochs, config.warmup_ratio),
                 weight_decay=config.weight_decay,
                 lr_scheduler_type="linear",
                 seed=config.seed,
@@ -220,6 +220,13 @@ def train_lora(
     result.seconds = round(time.perf_counter() - started, 2)
     model.eval()
     return result
+
+
+def warmup_steps(total: int, ratio: float) -> int:
+    """Warm-up steps of a run of `total` optimizer steps, rounded down. transformers rounds `warmup_ratio` up,
+    and its linear warm-up gives the first step a learning rate of 0: a run the time budget re-planned to a
+    single step then trained nothing and shipped the live model unchanged."""
+    return max(0, math.floor(ratio * max(0, total)))
 
 
 def _targets(modules: Sequence[str]) -> list[str] | str:

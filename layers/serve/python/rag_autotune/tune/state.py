@@ -74,6 +74,7 @@ class RunCounts(Payload):
     heldout_queries: int | None = None
     triplets: int | None = None
     hard_negatives: int | None = None
+    mined_negatives: int | None = None  # of the hard negatives, those mined rather than voted 👎
 
 
 class Fanout(Payload):

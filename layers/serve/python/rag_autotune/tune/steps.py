@@ -15,10 +15,12 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from ..ask import OVERSAMPLE
+from ..chunking import embed_text
 from ..domain import RETRIEVAL_MODES, RetrievalMode, VersionPair
 from ..errors import ArtifactNotFound, ConflictError, NotReady, RagError
 from ..golden import GOLDEN_KEY
 from ..memory import MemoryParams, memory_key, oldest_vote
+from ..memory.vectors import unpack_vector
 from ..ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex, Vectors
 from ..retrieval import NO_SPARSE
 from ..schemas import AskRequest
@@ -36,7 +38,7 @@ from ..versions import (
     write_stats,
 )
 from . import report as report_mod
-from .dataset import group_votes, judged, split, triplets
+from .dataset import QueryVotes, group_votes, judged, mine_negatives, split, triplets
 from .fanout import fanout_prefix
 from .gate import METRIC, GateInput, ModeChoice, choose_mode, decide
 from .latency import interleaved
@@ -115,7 +117,10 @@ def prepare(
     index: VectorIndex,
     settings: Settings,
     now: Callable[[], float],
+    load_encoder: Callable[[str], Encoder] | None = None,
 ) -> RunState:
+    """`load_encoder` (the live model's): only mined negatives need it, for the questions whose votes carry no
+    vector of the live model."""
     run_id = start.run_id
     started = now()
     try:
@@ -163,8 +168,11 @@ def prepare(
 
     groups = group_votes(history)
     parts = split(groups, settings.tune_heldout_fraction)
-    texts = {c.chunk_id: c.text for c in index.chunks(live.index_version)}
+    texts = training_texts(index, live.index_version)
     corpus_sample = list(texts.values())
+    if settings.tune_mined_negatives:
+        encode = load_encoder(live.model_version).encode if load_encoder is not None else None
+        mine(parts.train, index, live, settings.tune_mined_negatives, encode)
     rows = triplets(parts.train, texts.get, corpus_sample, seed=len(history))
     counts = RunCounts(
         votes=counts.votes,
@@ -174,11 +182,16 @@ def prepare(
         heldout_queries=len(parts.heldout),
         triplets=len(rows),
         hard_negatives=sum(1 for t in rows if t.hard),
+        mined_negatives=sum(1 for t in rows if t.mined),
     )
     _write_jsonl(
         store,
         prefix + "train.jsonl",
-        ({"query": t.query, "positive": t.positive, "negative": t.negative, "hard": t.hard, "at": t.at} for t in rows),
+        (
+            {"query": t.query, "positive": t.positive, "negative": t.negative, "hard": t.hard, "at": t.at}
+            | ({"mined": True} if t.mined else {})
+            for t in rows
+        ),
     )
     _write_jsonl(
         store,
@@ -199,6 +212,35 @@ def prepare(
     update_run(store, run_id, counts=counts.to_event(), live=live.as_dict(), candidate=candidate.as_dict())
     _step(store, run_id, "prepare", started, now)
     return RunState(**base, counts=counts, status="RUNNING", candidate=candidate)
+
+
+def training_texts(index: VectorIndex, version: str) -> dict[str, str]:
+    """chunk id → exactly what the index embeds for it: training on anything else trains another task."""
+    return {c.chunk_id: embed_text(c) for c in index.chunks(version)}
+
+
+MINE_DEPTH = 20  # hits searched per query for mined negatives: the shown top 5 and what ranks just below
+
+
+def mine(
+    train: Sequence[QueryVotes],
+    index: VectorIndex,
+    live: VersionPair,
+    per_query: int,
+    encode: Callable[[Sequence[str]], Vectors] | None = None,
+) -> None:
+    """Fill each train query's `mined` from the live index, ranked by the live model's vector of the query: the
+    one its votes carry when the live model made it, else encoded now (votes from /feedback carry none; another
+    model's ranking says nothing about what this one gets wrong). Without `encode`, only carried vectors."""
+    asked = [g for g in train if g.up]
+    missing = [g.query for g in asked if not (g.vector and g.model == live.model_version)]
+    fresh = dict(zip(missing, encode(missing), strict=True)) if missing and encode is not None else {}
+    for g in asked:
+        carried = g.vector and g.model == live.model_version
+        vector = unpack_vector(g.vector) if carried else fresh.get(g.query)
+        if vector is not None:
+            hits = index.search(live.index_version, vector, MINE_DEPTH)
+            g.mined = mine_negatives(g, [(h.chunk.chunk_id, h.chunk.doc_id) for h in hits], per_query)
 
 
 def _skip(store: ArtifactStore, skipped: RunState, now: Callable[[], float]) -> RunState:
