@@ -96,3 +96,10 @@ def test_the_key_is_created_once_and_concurrent_first_callers_agree() -> None:
 
     racing = LosesTheRace()
     assert load_key(racing, new_key=lambda: b"d" * 32) == b"c" * 32 == racing.get_bytes(KEY_KEY)
+
+
+def test_the_error_never_repeats_the_id_it_holds_the_question() -> None:
+    token = tokens().issue(SHOWN)
+    with pytest.raises(UnknownQuery) as info:
+        tokens().read(token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert token[3:13] not in str(info.value)
