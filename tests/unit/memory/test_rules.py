@@ -32,6 +32,21 @@ def test_decay_halves_a_vote_every_half_life() -> None:
     assert b["fifo.7"] == pytest.approx(b["pipe.2"] / 2)
 
 
+def test_a_memory_decades_past_its_epoch_keeps_counting_votes_with_the_same_weights() -> None:
+    """Weights are stored relative to the epoch: a vote 40 years of 7-day half-lives later would be 2^2087 and
+    overflow, so the epoch moves, and relative weights, cancelling and latest-wins stay as they were."""
+    years = 40 * 365 * DAY_S
+    mem = VoteMemory("v0", 64, P, epoch=T0 - years)
+    mem.add(mv("create a pipe", "pipe.2", voter="a", t=T0 - 7 * DAY_S), vec("create a pipe"))
+    mem.add(mv("create a pipe", "fifo.7", voter="b", t=T0))
+    b = mem.boosts(vec("create a pipe"), T0)
+    assert b["fifo.7"] == pytest.approx(0.3, rel=1e-3) and b["pipe.2"] == pytest.approx(b["fifo.7"] / 2)
+    assert mem.epoch > T0 - years
+    mem.add(mv("create a pipe", "fifo.7", voter="b", up=False, t=T0 + 1))  # changed their mind
+    mem.add(mv("create a pipe", "fifo.7", voter="c", up=True, t=T0 + 1))  # another's 👍 cancels it
+    assert "fifo.7" not in mem.boosts(vec("create a pipe"), T0 + 1)
+
+
 def test_one_voter_counts_once_latest_wins_and_opposites_cancel() -> None:
     mem = VoteMemory("v0", 64, P, epoch=T0)
     q = "create a pipe"

@@ -84,6 +84,11 @@ class CountedVote(NamedTuple):
     at: float
 
 
+# A vote this many half-lives after the epoch moves the epoch (VoteMemory._rebase): far from overflow, and
+# rare enough to cost nothing.
+_REBASE_HALF_LIVES = 256.0
+
+
 class _Entry(NamedTuple):
     at: float
     contribution: float  # ±2^((at - epoch) / half_life)
@@ -213,6 +218,8 @@ class VoteMemory:
         old = self._entries.get(key)
         if old is None:
             self._counted.setdefault((voter, doc, int(at // DAY_S)), set()).add(qkey)
+        if (at - self.epoch) / self._half_life_s > _REBASE_HALF_LIVES:
+            self._rebase(at)
         docs = self._docs[row]
         contribution = (1.0 if up else -1.0) * 2.0 ** ((at - self.epoch) / self._half_life_s)
         net = docs.get(doc, 0.0) - (old.contribution if old else 0.0) + contribution
@@ -222,6 +229,16 @@ class VoteMemory:
             docs[doc] = net
         self._entries[key] = _Entry(at, contribution, up)
         return True
+
+    def _rebase(self, epoch: float) -> None:
+        """Moves the epoch to `epoch`, scaling every stored weight to match: the same boosts, and weights that
+        stay finite however long the memory lives (2^x overflows a float past x = 1024 half-lives)."""
+        scale = 2.0 ** (-(epoch - self.epoch) / self._half_life_s)
+        for docs in self._docs:
+            for doc in docs:
+                docs[doc] *= scale
+        self._entries = {k: e._replace(contribution=e.contribution * scale) for k, e in self._entries.items()}
+        self.epoch = epoch
 
     # ---- asking -----------------------------------------------------------------------------------------
 
