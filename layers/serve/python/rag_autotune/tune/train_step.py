@@ -117,7 +117,7 @@ def _frozen_reference(model: Any, texts: list[str]) -> Any:
     return encode
 
 
-def _search_grid(
+def search_grid(
     source: Path,
     rows: list[Triplet],
     config: TrainConfig,
@@ -225,7 +225,7 @@ def train(
     grid_report: dict[str, Any] | None = None
     if settings.tune_train_grid:
         t = time.perf_counter()
-        config, grid_report = _search_grid(source, rows, config, settings.tune_train_grid, now=now, deadline=deadline)
+        config, grid_report = search_grid(source, rows, config, settings.tune_train_grid, now=now, deadline=deadline)
         seconds["grid"] = time.perf_counter() - t  # `model` is untouched: each point trained its own copy
         logger.info("train: grid searched", extra={"run_id": run_id, **grid_report})
 
