@@ -12,7 +12,8 @@ No stack, no AWS: the pieces of the train step on one corpus with simulated vote
    - `doc`: the probe (the document's title + its first 1,200 characters, for the same votes);
    - `chunk+mined`: the product plus mined hard negatives (tune/dataset.py `mine_negatives`, by the base ranking);
    - `chunk-raw`: the product before the training texts carried the title (the chunk's bare text).
-4. Each variant trains a fresh LoRA adapter with training/lora.py's TrainConfig (or --overrides), then the
+4. Each variant trains a fresh LoRA adapter with training/lora.py's TrainConfig (or --overrides; with --grid,
+   the grid point the train step's search picks on a fold of the variant's triplets), then the
    chunk index is re-embedded and nDCG@10, hit@5 and P@5 are printed for held-out and repeated questions:
    by the adapter model in torch, and (--int8) by the merged, exported int8 ONNX model the product would ship.
 
@@ -134,12 +135,17 @@ def main() -> int:
     ap.add_argument("--variants", default="chunk,doc", help=f"comma-separated, of {', '.join(VARIANTS)}")
     ap.add_argument("--int8", default="chunk", help="variants also scored merged + exported int8 ('' for none)")
     ap.add_argument("--overrides", default="{}", help="JSON replacing TrainConfig fields, as RAG_TUNE_TRAIN_OVERRIDES")
+    ap.add_argument(
+        "--grid", default="[]", help="JSON [[lr, epochs], ...] as RAG_TUNE_TRAIN_GRID: each variant first picks its "
+        "config on a fold of its triplets (tune/grid.py), then trains with it"
+    )
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     from rag_autotune.adapters.onnx_encoder import OnnxEncoder
     from rag_autotune.training.export import base_model_path, export_int8, torch_encoder
     from rag_autotune.training.lora import TrainConfig, load_model, merge_adapter, train_lora
+    from rag_autotune.tune.train_step import search_grid
 
     t0 = time.perf_counter()
     if args.corpus == "family":
@@ -161,6 +167,7 @@ def main() -> int:
         flush=True,
     )
     config = TrainConfig.from_overrides(json.loads(args.overrides))
+    grid = [(float(lr), int(epochs)) for lr, epochs in json.loads(args.grid)]
     print(f"config: {config.as_dict()}", flush=True)
 
     t = time.perf_counter()
@@ -180,8 +187,12 @@ def main() -> int:
         if variant not in VARIANTS:
             raise SystemExit(f"unknown variant {variant!r}: one of {VARIANTS}")
         rows = variant_rows(variant, groups, chunks, by_id, base, args.seed)
+        chosen = config
+        if grid:
+            chosen, report = search_grid(base_model_path(), rows, config, grid, now=time.time, deadline=float("inf"))
+            print(f"{variant}: grid {json.dumps(report)}", flush=True)
         model = load_model(base_model_path())
-        result = train_lora(model, [(r.query, r.positive, r.negative) for r in rows], config)
+        result = train_lora(model, [(r.query, r.positive, r.negative) for r in rows], chosen)
         loss = f"{result.loss_curve[0][1]:.3f} → {result.loss_curve[-1][1]:.3f}" if result.loss_curve else "-"
         print(
             f"{variant}: {len(rows)} triplets ({sum(r.hard for r in rows)} hard, {sum(r.mined for r in rows)} mined), "

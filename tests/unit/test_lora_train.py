@@ -224,3 +224,34 @@ def test_a_single_step_run_with_the_default_warm_up_still_changes_the_model() ->
     result = train_lora(model, _rows(8), config)
     assert result.steps == 1
     assert float(np.abs(torch_encoder(model)(texts) - base).max()) > 1e-4
+
+
+def test_the_grid_scores_each_point_on_the_fold_and_trains_the_candidate_with_the_best(tmp_path: Path) -> None:
+    from rag_autotune.tune import train_step
+
+    store = _store(40)  # 31 triplets trained on, 9 queries scored (tune/grid.py's fold)
+    settings = _settings(tmp_path, tune_train_grid=[(1e-3, 1)])
+    out = train_step.train(_state(), store=store, settings=settings, config=TINY, now=CLOCK, budget_s=600.0)
+
+    report = json.loads(store.get_bytes("models/v1/training.json"))["grid"]
+    print(report)
+    assert report["fold_queries"] == 9 and "skipped" not in report
+    assert [(p["lr"], p["epochs"]) for p in report["points"]] == [(5e-3, 2), (1e-3, 1)]  # the default first
+    assert all(0.0 < p["fold_ndcg@10"] <= 1.0 for p in report["points"]) and 0.0 < report["live"] <= 1.0
+    best = max(report["points"], key=lambda p: p["fold_ndcg@10"])
+    assert report["chosen"] == {"lr": best["lr"], "epochs": best["epochs"]}
+    assert out.training and (out.training["lr"], out.training["epochs"]) == (best["lr"], best["epochs"])
+
+
+def test_the_grid_stops_at_the_point_that_would_not_fit_and_the_candidate_still_trains(tmp_path: Path) -> None:
+    from rag_autotune.tune import train_step
+
+    store = _store(40)
+    settings = _settings(tmp_path, tune_train_grid=[(1e-3, 1), (2e-3, 1)])
+    out = train_step.train(_state(), store=store, settings=settings, config=TINY, now=TickClock(), budget_s=25)
+
+    report = json.loads(store.get_bytes("models/v1/training.json"))["grid"]
+    print(report)
+    assert len(report["points"]) == 1 and "would not fit the budget" in report["skipped"]
+    assert report["chosen"] == {"lr": 5e-3, "epochs": 2}  # only the default was scored
+    assert out.training and out.training["steps"] >= 1

@@ -146,9 +146,21 @@ class Settings(BaseSettings):
         gt=0.0,
         description="seconds of encoding each embed map item should take: minutes, well inside the function's timeout",
     )
+    tune_train_grid: list[tuple[float, int]] = Field(
+        default_factory=list,
+        description="JSON list of [learning rate, epochs]: each is tried with the default on a fold of the train "
+        "split, inside the training budget, and the best trains the candidate (tune/grid.py); [] trains the default",
+    )
     tune_train_overrides: dict[str, Any] = Field(
         default_factory=dict, description="JSON object replacing fields of training.lora.TrainConfig"
     )
+
+    @field_validator("tune_train_grid")
+    @classmethod
+    def _grid_points(cls, v: list[tuple[float, int]]) -> list[tuple[float, int]]:
+        if any(lr <= 0 or epochs < 1 for lr, epochs in v):
+            raise ValueError("each grid point is [learning rate > 0, epochs >= 1]")
+        return v
 
     @field_validator("rerank_model_arn", mode="before")
     @classmethod

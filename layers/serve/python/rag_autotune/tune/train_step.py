@@ -28,6 +28,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from ..settings import Settings
 from ..training.export import PARITY_MIN, ParityError
 from ..training.lora import TrainConfig
 from ..versions import BASE_VERSION, model_prefix
+from . import grid as tuning_grid
 from .budget import BudgetWatch, Chosen, TrainBudgetTooSmall, choose_triplets, steps_that_fit, triplet_capacity
 from .dataset import Triplet
 from .runs import step_started, update_run
@@ -115,6 +117,52 @@ def _frozen_reference(model: Any, texts: list[str]) -> Any:
     return encode
 
 
+def search_grid(
+    source: Path,
+    rows: list[Triplet],
+    config: TrainConfig,
+    grid: list[tuple[float, int]],
+    *,
+    now: Callable[[], float],
+    deadline: float,
+) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config to train with: the default's lr and epochs, or the grid point (tune/grid.py) that scored best
+    on the fold. Each point trains a fresh adapter from the live model; a point starts only if it and the final
+    run fit before `deadline` at the pace the points so far measured."""
+    from ..training.export import torch_encoder
+    from ..training.lora import load_model, train_lora
+
+    default = tuning_grid.GridPoint(config.lr, config.epochs)
+    trained, scored = tuning_grid.fold(rows)
+    report: dict[str, Any] = {"fold_queries": len({r.query for r in scored}), "points": []}
+    reason = tuning_grid.too_small(trained, scored, config.batch_size)
+    if reason:
+        return config, {**report, "skipped": reason, "chosen": default.as_dict()}
+    report["live"] = round(tuning_grid.fold_score(torch_encoder(load_model(source)), trained, scored), 4)
+    todo = tuning_grid.points(grid, default)
+    scores: dict[tuning_grid.GridPoint, float] = {}
+    pace: float | None = None
+    for n, point in enumerate(todo):
+        ahead = sum(tuning_grid.steps(len(trained), config.batch_size, p.epochs) for p in todo[n:])
+        final = tuning_grid.steps(len(rows), config.batch_size, max(p.epochs for p in todo))
+        if pace is not None and not tuning_grid.fits(pace, ahead + final, deadline - now()):
+            report["skipped"] = f"{len(todo) - n} point(s): they and the final run would not fit the budget"
+            break
+        model = load_model(source)
+        watch = BudgetWatch(now, deadline)
+        result = train_lora(model, _tuples(trained), replace(config, lr=point.lr, epochs=point.epochs), stop=watch)
+        pace = watch.seconds_per_step or (result.seconds / max(1, result.steps))
+        if result.stopped:  # this point alone would not fit: score nothing half-trained
+            report["skipped"] = f"{len(todo) - n} point(s): {point.as_dict()} would not fit the budget"
+            break
+        scores[point] = tuning_grid.fold_score(torch_encoder(model), trained, scored)
+        report["points"].append({**point.as_dict(), "fold_ndcg@10": round(scores[point], 4), "steps": result.steps})
+        del model
+    chosen = tuning_grid.best(scores, default) if scores else default
+    report["chosen"] = chosen.as_dict()
+    return replace(config, lr=chosen.lr, epochs=chosen.epochs), report
+
+
 def train(
     state: RunState,
     *,
@@ -173,6 +221,13 @@ def train(
         raise TrainBudgetTooSmall(
             f"the training budget ({budget_s:.0f} s) ran out while loading the live model, before any step{_RAISE_IT}"
         )
+
+    grid_report: dict[str, Any] | None = None
+    if settings.tune_train_grid:
+        t = time.perf_counter()
+        config, grid_report = search_grid(source, rows, config, settings.tune_train_grid, now=now, deadline=deadline)
+        seconds["grid"] = time.perf_counter() - t  # `model` is untouched: each point trained its own copy
+        logger.info("train: grid searched", extra={"run_id": run_id, **grid_report})
 
     progress = step_progress(store, run_id, "train", "step", now, progress_logger("train"))
     chosen = Chosen(rows, [])
@@ -257,6 +312,7 @@ def train(
             "loss_curve": result.loss_curve,
             "steps": result.steps,
             "budget": budget,
+            "grid": grid_report,
             "seconds": {k: round(v, 2) for k, v in seconds.items()},
             "parity": parity_numbers,
         }
@@ -278,6 +334,8 @@ def train(
         "queries": counts["queries"],
         "steps": result.steps,
         "seconds_per_step": budget["seconds_per_step"],
+        "lr": config.lr,
+        "epochs": config.epochs,
         "loss_first": result.loss_curve[0][1] if result.loss_curve else None,
         "loss_last": result.loss_curve[-1][1] if result.loss_curve else None,
         "parity_mean_cosine": round(report.mean_cosine, 4),
