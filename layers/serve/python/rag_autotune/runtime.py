@@ -96,7 +96,10 @@ class Runtime:
         if self.settings.qdrant_url:
             from .adapters.qdrant_server import ServerVectorIndex
 
-            return ServerVectorIndex.connect(self.settings.qdrant_url, self.settings.qdrant_api_key)
+            s = self.settings
+            return ServerVectorIndex.connect(
+                s.qdrant_url, s.qdrant_api_key, shards=s.qdrant_shards, replication=s.qdrant_replication
+            )
         from .adapters.qdrant_edge import EdgeVectorIndex
 
         return EdgeVectorIndex(self.store, self.settings.cache_dir / "shards")
