@@ -1,5 +1,6 @@
-"""The five ports (and PartWriter, what a VectorIndex that many processes can fill at once adds). Logic depends on these Protocols; adapters/ implement them; tests/contract checks each
-implementation against the same assertions."""
+"""The five ports (and PartWriter, what a VectorIndex that many processes can fill at once adds). Logic
+depends on these Protocols; adapters/ implement them; tests/contract checks each implementation against the
+same assertions."""
 
 from __future__ import annotations
 

@@ -93,10 +93,10 @@ class Runtime:
 
     @cached_property
     def index(self) -> VectorIndex:
-        if self.settings.qdrant_url:
+        s = self.settings
+        if s.qdrant_url:
             from .adapters.qdrant_server import ServerVectorIndex
 
-            s = self.settings
             return ServerVectorIndex.connect(
                 s.qdrant_url, s.qdrant_api_key, shards=s.qdrant_shards, replication=s.qdrant_replication
             )

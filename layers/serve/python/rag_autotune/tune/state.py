@@ -84,6 +84,12 @@ class Fanout(Payload):
     shards: int
     chunks: int
     started_at: float  # when Plan started: Assemble records the fan-out's duration as the embed step's
+    # Direct writes (the index is a ports.PartWriter): Plan began the candidate version, each item writes its
+    # points there and a done marker as its part, and Assemble seals. What Assemble then needs to write the
+    # version's stats without reading the shards again: the corpus's documents and why BM25 cannot rank it.
+    direct: bool = False
+    docs: int = 0
+    dense_only: str = ""
 
 
 class ShardItem(Payload):
