@@ -14,7 +14,7 @@ from rag_autotune.chunking import embed_hash, embed_text
 from rag_autotune.domain import Chunk
 from rag_autotune.tune import fanout
 from rag_autotune.tune.runs import read_progress
-from rag_autotune.tune.state import RunState, ShardTask
+from rag_autotune.tune.state import DirectWrites, RunState, ShardTask
 from rag_autotune.versions import read_stats
 from tests.fakes import HashEncoder, MemoryArtifactStore, MemoryPartIndex
 from tests.unit.test_fanout import CLOCK, SMALL, fanout_world
@@ -38,7 +38,7 @@ def run_item(store: MemoryArtifactStore, index: MemoryPartIndex, planned: RunSta
 
 def test_plan_begins_the_candidate_unsealed_with_the_encoders_dim(world: World) -> None:
     store, index, planned = world
-    assert planned.planned.direct and planned.planned.docs == 11 and planned.planned.dense_only == ""
+    assert planned.planned.direct == DirectWrites(docs=11, dense_only="")
     dim, sparse, points = index.unsealed["v1-c1"]
     assert (dim, sparse, points) == (HashEncoder().dim, True, {})
     assert "v1-c1" not in index.versions()
@@ -99,7 +99,8 @@ def test_a_corpus_bm25_cannot_rank_gets_a_dense_candidate(tmp_path: Path) -> Non
     digits = [Chunk(f"d{i}#0", f"d{i}", "", f"{i} 123 456") for i in range(5)]
     index.build("v0-c1", 4, [(digits, np.ones((5, 4), np.float32))])
     planned = fanout.plan(state, store=store, index=index, settings=SMALL, now=CLOCK, load_encoder=HashEncoder)
-    assert "no letters" in planned.planned.dense_only and index.unsealed["v1-c1"][1] is False
+    direct = planned.planned.direct
+    assert direct and "no letters" in direct.dense_only and index.unsealed["v1-c1"][1] is False
     for n in range(planned.planned.shards):
         run_item(store, index, planned, n)
     fanout.assemble(planned, store=store, index=index, now=CLOCK)

@@ -37,7 +37,7 @@ from ..retrieval import bm25_unusable
 from ..settings import Settings
 from ..versions import write_stats
 from .runs import TERMINAL, ProgressWriter, read_run, record_step, step_started
-from .state import Fanout, RunState, ShardItem, ShardTask
+from .state import DirectWrites, Fanout, RunState, ShardItem, ShardTask
 
 STEP = "embed"  # the run record's name for the whole fan-out, from Plan to Assemble
 
@@ -108,9 +108,7 @@ def plan(
         shards=len(items),
         chunks=chunks,
         started_at=started,
-        direct=writer is not None,
-        docs=len(docs),
-        dense_only=dense_only,
+        direct=DirectWrites(docs=len(docs), dense_only=dense_only) if writer is not None else None,
     )
     return state.evolve(fanout=fanout)
 
@@ -210,7 +208,8 @@ def assemble(
     missing = [i.index for i in items if i.part not in parts]
     if missing or not items:
         raise ShardsIncomplete(f"{len(missing)} of {len(items)} shard(s) have no vector part: {missing[:10]}")
-    n = _seal(state, store, index, items) if fanout.direct else _build(state, store, index, items)
+    direct = fanout.direct
+    n = _build(state, store, index, items) if direct is None else _seal(state, store, index, items, direct)
     store.delete_prefix(fanout_prefix(state.run_id))
     record_step(store, state.run_id, STEP, round(now() - fanout.started_at, 2), shards=fanout.shards)
     return state.evolve(embedded=n)
@@ -228,7 +227,9 @@ def _build(state: RunState, store: ArtifactStore, index: VectorIndex, items: Seq
     return write_version(state.shadow.index_version, dim, batches(), every, index, store)
 
 
-def _seal(state: RunState, store: ArtifactStore, index: VectorIndex, items: Sequence[ShardItem]) -> int:
+def _seal(
+    state: RunState, store: ArtifactStore, index: VectorIndex, items: Sequence[ShardItem], direct: DirectWrites
+) -> int:
     """Seal the version the items wrote into, when every marker and the point count agree with the plan. What
     fails here stays for Cleanup to delete (an UpstreamError is retried: it must find the points still there)."""
     fanout, version = state.planned, state.shadow.index_version
@@ -245,7 +246,7 @@ def _seal(state: RunState, store: ArtifactStore, index: VectorIndex, items: Sequ
             n = writer.seal(version, fanout.chunks)
         except IncompleteVersion as exc:
             raise ShardsIncomplete(str(exc)) from exc
-    write_stats(store, version, IndexStats(fanout.docs, n, "dense", fanout.dense_only))
+    write_stats(store, version, IndexStats(direct.docs, n, "dense", direct.dense_only))
     return n
 
 
