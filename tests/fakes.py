@@ -16,7 +16,7 @@ import numpy as np
 
 from rag_autotune.chunking import embed_hash, embed_text
 from rag_autotune.domain import Chunk, Found, Hit, RetrievalMode, Vote
-from rag_autotune.errors import ArtifactNotFound, ConflictError
+from rag_autotune.errors import ArtifactNotFound, ConflictError, IncompleteVersion, InvalidInput
 from rag_autotune.generate import STOP_WORDS
 from rag_autotune.ports import Vectors
 from rag_autotune.query_token import QueryTokens
@@ -267,6 +267,48 @@ class MemoryVectorIndex:
         if version not in self.data:
             raise ArtifactNotFound(version)
         self.published = version
+
+
+class MemoryPartIndex(MemoryVectorIndex):
+    """The fake as a PartWriter, like a Qdrant server: unsealed versions are points by id until seal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unsealed: dict[str, tuple[int, bool, dict[int, tuple[Chunk, Vectors]]]] = {}
+
+    def begin(self, version: str, dim: int, *, sparse: bool = True) -> None:
+        if version in self.data:
+            raise ConflictError(f"{version} exists: versions are immutable")
+        if dim <= 0:
+            raise InvalidInput(f"dim must be positive, got {dim}")
+        self.unsealed[version] = (dim, sparse, {})
+
+    def _open(self, version: str) -> tuple[int, bool, dict[int, tuple[Chunk, Vectors]]]:
+        if version in self.data:
+            raise ConflictError(f"{version} is sealed")
+        if version not in self.unsealed:
+            raise ArtifactNotFound(f"{version} was not begun")
+        return self.unsealed[version]
+
+    def write_part(self, version: str, offset: int, chunks: Sequence[Chunk], vectors: Vectors) -> int:
+        dim, _, points = self._open(version)
+        rows = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
+        if rows.shape != (len(chunks), dim):
+            raise InvalidInput(f"{len(chunks)} chunks with vectors of shape {rows.shape}, want dim {dim}")
+        points.update({offset + i: (c, rows[i]) for i, c in enumerate(chunks)})
+        return len(chunks)
+
+    def seal(self, version: str, points: int) -> int:
+        dim, sparse, written = self._open(version)
+        if len(written) != points:
+            raise IncompleteVersion(f"{version} holds {len(written)} points, expected {points}")
+        ordered = [written[i] for i in sorted(written)]
+        del self.unsealed[version]
+        return self.build(version, dim, [([c for c, _ in ordered], np.array([v for _, v in ordered]))], sparse=sparse)
+
+    def delete(self, version: str) -> None:
+        super().delete(version)
+        self.unsealed.pop(version, None)
 
 
 class HashEncoder:

@@ -1,5 +1,5 @@
 """Tune step 3b, one item of the embed Map: embed one chunk shard with the candidate encoder into its vector
-part (tune/fanout.py)."""
+part, or straight into the candidate's collection on a Qdrant server (tune/fanout.py)."""
 
 import time
 from typing import Any
@@ -16,4 +16,4 @@ rt = Runtime(get_settings())
 @step_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     task = ShardTask.from_event(event)
-    return fanout.embed_shard(task, store=rt.store, load_encoder=rt.load_bulk_encoder, now=time.time)
+    return fanout.embed_shard(task, store=rt.store, load_encoder=rt.load_bulk_encoder, now=time.time, index=rt.index)

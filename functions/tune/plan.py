@@ -14,5 +14,12 @@ rt = Runtime(get_settings())
 
 @step_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    state = fanout.plan(RunState.from_event(event), store=rt.store, index=rt.index, settings=rt.settings, now=time.time)
+    state = fanout.plan(
+        RunState.from_event(event),
+        store=rt.store,
+        index=rt.index,
+        settings=rt.settings,
+        now=time.time,
+        load_encoder=rt.load_encoder,  # only when the index takes parts: the version's dim is the encoder's
+    )
     return state.to_event()

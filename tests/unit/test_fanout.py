@@ -11,6 +11,7 @@ import pytest
 from rag_autotune.chunking import embed_hash, embed_text
 from rag_autotune.domain import VersionPair
 from rag_autotune.ingest import ingest
+from rag_autotune.ports import VectorIndex
 from rag_autotune.settings import Settings
 from rag_autotune.tune import fanout, steps
 from rag_autotune.tune.runs import read_progress, read_run, update_run
@@ -27,7 +28,14 @@ def CLOCK() -> float:
 
 @pytest.fixture
 def world(tmp_path: Path) -> tuple[MemoryArtifactStore, MemoryVectorIndex, RunState]:
-    store, index = MemoryArtifactStore(), MemoryVectorIndex()
+    index = MemoryVectorIndex()
+    store, state = fanout_world(tmp_path, index)
+    return store, index, state
+
+
+def fanout_world(tmp_path: Path, index: VectorIndex) -> tuple[MemoryArtifactStore, RunState]:
+    """A live pair v0/v0-c1 ingested from DOCS into `index`, and run r1 past Train with candidate v1/v1-c1."""
+    store = MemoryArtifactStore()
     store.put_bytes("models/v0/meta.json", b"{}")
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(json.dumps({"id": i, "title": i, "text": t}) for i, t in DOCS))
@@ -43,7 +51,7 @@ def world(tmp_path: Path) -> tuple[MemoryArtifactStore, MemoryVectorIndex, RunSt
         prefix="runs/r1/",
         candidate=VersionPair("v1", "v1-c1"),
     )
-    return store, index, state
+    return store, state
 
 
 def test_shards_are_sized_from_the_measured_rate_and_the_target_seconds() -> None:

@@ -45,6 +45,12 @@ class CorruptArtifact(RagError):
     code = "corrupt_artifact"
 
 
+class IncompleteVersion(RagError):
+    """An index version written in parts does not hold the points its plan counts: it stays unsealed."""
+
+    code = "incomplete_version"
+
+
 class IngestError(RagError):
     code = "ingest_error"
 

@@ -1,11 +1,12 @@
-"""The five ports. Logic depends on these Protocols; adapters/ implement them; tests/contract checks each
-implementation against the same assertions."""
+"""The five ports (and PartWriter, what a VectorIndex that many processes can fill at once adds). Logic
+depends on these Protocols; adapters/ implement them; tests/contract checks each implementation against the
+same assertions."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -141,6 +142,36 @@ class VectorIndex(Protocol):
         """Points the serving alias at version (server: one atomic alias update; edge: nothing to do,
         the S3 manifest is the pointer)."""
         ...
+
+
+@runtime_checkable
+class PartWriter(Protocol):
+    """A VectorIndex that many processes can write one version of at once (a Qdrant server or cluster): the
+    tune's embed Map items write their points straight into the candidate version, and Assemble only seals it.
+    An index without it (Qdrant Edge: one shard file, built by one process) gets vector parts that Assemble
+    builds from. `part_writer` says which."""
+
+    def begin(self, version: str, dim: int, *, sparse: bool = True) -> None:
+        """Creates the version unsealed: not in versions(), not searchable, removed by delete(). An unsealed
+        leftover of that name (a run that died) is dropped first. ConflictError when the version is sealed."""
+        ...
+
+    def write_part(self, version: str, offset: int, chunks: Sequence[Chunk], vectors: Vectors) -> int:
+        """Writes these chunks as points offset, offset + 1, … (with BM25 vectors when begun with sparse) and
+        returns how many. Writing a part again overwrites the same points: a retried item never duplicates.
+        ArtifactNotFound when the version was not begun (or was deleted since); ConflictError once sealed."""
+        ...
+
+    def seal(self, version: str, points: int) -> int:
+        """Makes the version complete and durable, marked last, when it holds exactly `points` points; returns
+        them. Else raises IncompleteVersion and leaves it unsealed for delete(). ArtifactNotFound when it was
+        not begun, ConflictError when already sealed."""
+        ...
+
+
+def part_writer(index: VectorIndex) -> PartWriter | None:
+    """The index as a PartWriter when it is one, else None."""
+    return index if isinstance(index, PartWriter) else None
 
 
 class Reranker(Protocol):

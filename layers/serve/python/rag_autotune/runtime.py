@@ -93,10 +93,13 @@ class Runtime:
 
     @cached_property
     def index(self) -> VectorIndex:
-        if self.settings.qdrant_url:
+        s = self.settings
+        if s.qdrant_url:
             from .adapters.qdrant_server import ServerVectorIndex
 
-            return ServerVectorIndex.connect(self.settings.qdrant_url, self.settings.qdrant_api_key)
+            return ServerVectorIndex.connect(
+                s.qdrant_url, s.qdrant_api_key, shards=s.qdrant_shards, replication=s.qdrant_replication
+            )
         from .adapters.qdrant_edge import EdgeVectorIndex
 
         return EdgeVectorIndex(self.store, self.settings.cache_dir / "shards")

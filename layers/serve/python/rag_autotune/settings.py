@@ -19,6 +19,12 @@ class Settings(BaseSettings):
     region: str = Field("us-east-1", validation_alias=AliasChoices("RAG_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"))
     qdrant_url: str | None = Field(None, validation_alias=AliasChoices("RAG_QDRANT_URL", "QDRANT_URL"))
     qdrant_api_key: str | None = Field(None, validation_alias=AliasChoices("RAG_QDRANT_API_KEY", "QDRANT_API_KEY"))
+    qdrant_shards: int = Field(
+        1, ge=1, le=1024, description="shard_number of each index version's collection on a Qdrant server/cluster"
+    )
+    qdrant_replication: int = Field(
+        1, ge=1, le=16, description="replication_factor of each collection: copies of every shard across the nodes"
+    )
     bedrock_model_id: str | None = Field(
         None, validation_alias=AliasChoices("RAG_BEDROCK_MODEL_ID", "BEDROCK_MODEL_ID")
     )

@@ -2,7 +2,9 @@
 
 A collection is created with metadata {"rag_autotune": "building"} and marked "ready" (with its point count)
 only after the last upsert; versions() lists ready collections only, and a build that finds a collection
-that never became ready (a run that died) drops it and starts over.
+that never became ready (a run that died) drops it and starts over. build() is begin, write_part per batch,
+seal: the same three calls the tune's embed Map makes from many Lambdas at once (ports.PartWriter), with
+point ids that are positions in the version, so a retried part overwrites its points.
 
 publish() moves the serving alias with ONE update_collection_aliases call (delete + create is atomic on
 the server). Searches name the version's collection directly, so a response never mixes versions; the
@@ -21,7 +23,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from ..domain import Chunk, Found, Hit, RetrievalMode
-from ..errors import ArtifactNotFound, ConflictError, InvalidInput, RagError, UpstreamError
+from ..errors import ArtifactNotFound, ConflictError, IncompleteVersion, InvalidInput, RagError, UpstreamError
 from ..observability import logger
 from ..ports import Vectors
 from ..retrieval import dense_fallback
@@ -85,19 +87,27 @@ class ServerVectorIndex:
         collection_prefix: str = "rag_",
         *,
         batch_size: int = 256,
+        shards: int = 1,
+        replication: int = 1,
     ) -> None:
         self._client = client
         self._alias = alias
         self._prefix = collection_prefix
         self._batch = batch_size
+        self._shards = shards
+        self._replication = replication
+        self._building: dict[str, tuple[int, bool]] = {}  # versions begun by this process: version → dim, sparse
         self._dims: dict[str, tuple[int, bool]] = {}  # ready versions seen by this process: version → dim, sparse
         self._native_feedback = True  # False once the server refused a relevance feedback query (before 1.17)
         self._lock = threading.Lock()
 
     @classmethod
-    def connect(cls, url: str, api_key: str | None = None) -> ServerVectorIndex:
-        """The index on the Qdrant server at `url` (QDRANT_URL, QDRANT_API_KEY)."""
-        return cls(QdrantClient(url=url, api_key=api_key))
+    def connect(
+        cls, url: str, api_key: str | None = None, *, shards: int = 1, replication: int = 1
+    ) -> ServerVectorIndex:
+        """The index on the Qdrant server at `url` (QDRANT_URL, QDRANT_API_KEY); new collections get `shards`
+        shards of `replication` copies each (RAG_QDRANT_SHARDS, RAG_QDRANT_REPLICATION)."""
+        return cls(QdrantClient(url=url, api_key=api_key), shards=shards, replication=replication)
 
     def _name(self, version: str) -> str:
         return self._prefix + _check_version(version)
@@ -133,6 +143,18 @@ class ServerVectorIndex:
     def build(
         self, version: str, dim: int, batches: Iterable[tuple[Sequence[Chunk], Vectors]], *, sparse: bool = True
     ) -> int:
+        self.begin(version, dim, sparse=sparse)
+        try:
+            n = 0
+            for chunks, vectors in batches:
+                n += self.write_part(version, n, chunks, vectors)
+            return self.seal(version, n)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.delete(version)
+            raise
+
+    def begin(self, version: str, dim: int, *, sparse: bool = True) -> None:
         name = self._name(version)
         if dim <= 0:
             raise InvalidInput(f"dim must be positive, got {dim}")
@@ -149,41 +171,75 @@ class ServerVectorIndex:
                 sparse_vectors_config=(
                     {SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)} if sparse else None
                 ),
+                shard_number=self._shards,
+                replication_factor=self._replication,
+                # Every replica acknowledges a write before it returns: seal's exact count, answered by any
+                # replica, then sees every point, and a replica that is down fails the item, which retries.
+                write_consistency_factor=self._replication,
                 metadata={_STATE: {"state": "building", "dim": dim, "sparse": sparse}},
             )
+        with self._lock:
+            self._building[version] = (dim, sparse)
         try:
             with _sdk(f"index {EMBED_HASH} of {name}"):  # vectors() filters on it
                 self._client.create_payload_index(name, EMBED_HASH, field_schema=models.PayloadSchemaType.KEYWORD)
-            n = 0
-            for chunks, vectors in batches:
-                if not chunks:
-                    continue
-                rows = _rows(chunks, vectors, dim)
-                for start in range(0, len(chunks), self._batch):
-                    part = chunks[start : start + self._batch]
-                    dense = rows[start : start + len(part)].tolist()
-                    point_vectors: Any = dense
-                    if sparse:
-                        terms = [document_sparse(c) for c in part]
-                        point_vectors = {
-                            "": dense,
-                            SPARSE: [models.SparseVector(indices=t.indices, values=t.values) for t in terms],
-                        }
-                    batch = models.Batch(
-                        ids=list(range(n, n + len(part))), vectors=point_vectors, payloads=[_payload(c) for c in part]
-                    )
-                    with _sdk(f"upsert {name}"):
-                        self._client.upsert(name, points=batch, wait=True)
-                    n += len(part)
-            with _sdk(f"seal {name}"):
-                self._client.update_collection(
-                    name, metadata={_STATE: {"state": "ready", "dim": dim, "points": n, "sparse": sparse}}
-                )
-            return n
         except BaseException:
-            with contextlib.suppress(Exception):
-                self._client.delete_collection(name)
+            self.delete(version)
             raise
+
+    def _unsealed(self, version: str) -> tuple[int, bool]:
+        """The dim and sparse flag of a version begun and not sealed (begun here, or read from its metadata)."""
+        with self._lock:
+            shape = self._building.get(version)
+        if shape is not None:
+            return shape
+        state = self._state(self._name(version))
+        if state is None or "dim" not in state:
+            raise ArtifactNotFound(f"index version {version} was not begun")
+        if state.get("state") == "ready":
+            raise ConflictError(f"index version {version} is sealed")
+        return int(state["dim"]), bool(state.get("sparse"))
+
+    def write_part(self, version: str, offset: int, chunks: Sequence[Chunk], vectors: Vectors) -> int:
+        if offset < 0:
+            raise InvalidInput(f"offset must not be negative, got {offset}")
+        if not chunks:
+            return 0
+        name = self._name(version)
+        dim, sparse = self._unsealed(version)
+        rows = _rows(chunks, vectors, dim)
+        for start in range(0, len(chunks), self._batch):
+            part = chunks[start : start + self._batch]
+            dense = rows[start : start + len(part)].tolist()
+            point_vectors: Any = dense
+            if sparse:
+                terms = [document_sparse(c) for c in part]
+                point_vectors = {
+                    "": dense,
+                    SPARSE: [models.SparseVector(indices=t.indices, values=t.values) for t in terms],
+                }
+            first = offset + start  # ids are positions in the version: the same part always lands on the same ids
+            batch = models.Batch(
+                ids=list(range(first, first + len(part))), vectors=point_vectors, payloads=[_payload(c) for c in part]
+            )
+            with _sdk(f"upsert {name}"):
+                self._client.upsert(name, points=batch, wait=True)
+        return len(chunks)
+
+    def seal(self, version: str, points: int) -> int:
+        name = self._name(version)
+        dim, sparse = self._unsealed(version)
+        with _sdk(f"count {name}"):
+            n = int(self._client.count(name, exact=True).count)
+        if n != points:
+            raise IncompleteVersion(f"index version {version} holds {n} points, expected {points}")
+        with _sdk(f"seal {name}"):
+            self._client.update_collection(
+                name, metadata={_STATE: {"state": "ready", "dim": dim, "points": n, "sparse": sparse}}
+            )
+        with self._lock:
+            self._building.pop(version, None)
+        return n
 
     # -- reads ---------------------------------------------------------------------------------------------
 
@@ -397,6 +453,7 @@ class ServerVectorIndex:
             raise ConflictError(f"index version {version} is live (alias {self._alias}); publish another first")
         with self._lock:
             self._dims.pop(version, None)
+            self._building.pop(version, None)
         try:
             with _sdk(f"delete {name}"):
                 self._client.delete_collection(name)

@@ -77,6 +77,15 @@ class RunCounts(Payload):
     mined_negatives: int | None = None  # of the hard negatives, those mined rather than voted 👎
 
 
+class DirectWrites(Payload):
+    """The index is a ports.PartWriter: Plan began the candidate version, each item writes its points there and
+    a done marker as its part, and Assemble seals. What Assemble then needs to write the version's stats
+    without reading the shards again: the corpus's documents, and why BM25 cannot rank it ("" when it can)."""
+
+    docs: int
+    dense_only: str = ""
+
+
 class Fanout(Payload):
     """Plan's result: the embed fan-out's item list in S3 (the Map's ItemReader reads it) and its size."""
 
@@ -84,6 +93,7 @@ class Fanout(Payload):
     shards: int
     chunks: int
     started_at: float  # when Plan started: Assemble records the fan-out's duration as the embed step's
+    direct: DirectWrites | None = None  # None: the items write vector parts, and Assemble builds from them
 
 
 class ShardItem(Payload):
