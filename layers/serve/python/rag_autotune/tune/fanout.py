@@ -14,17 +14,16 @@ fails. Point ids are the chunks' positions in the plan, so a retried Assemble wr
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
 
-import numpy as np
-
+from .. import embed_parts
 from ..domain import Chunk
-from ..errors import ArtifactNotFound, RagError
+from ..embed_parts import ShardsIncomplete as ShardsIncomplete  # re-exported: tests and faults name it here
+from ..embed_parts import shard_chunks as shard_chunks
+from ..errors import ArtifactNotFound
 from ..ingest import embed_batches, write_version
+from ..ingest_fanout import IngestJob, embed_item
 from ..ports import ArtifactStore, Encoder, VectorIndex, Vectors
 from ..settings import Settings
 from .runs import TERMINAL, ProgressWriter, read_run, record_step, step_started
@@ -33,19 +32,8 @@ from .state import Fanout, RunState, ShardItem, ShardTask
 STEP = "embed"  # the run record's name for the whole fan-out, from Plan to Assemble
 
 
-class ShardsIncomplete(RagError):
-    """Assemble found a shard without its vector part: a map item failed and the Map still ended."""
-
-    code = "shards_incomplete"
-
-
 def fanout_prefix(run_id: str) -> str:
     return f"runs/{run_id}/fanout/"
-
-
-def shard_chunks(settings: Settings) -> int:
-    """Chunks per map item: what one embed function encodes in the target seconds at the measured rate."""
-    return max(1, int(settings.tune_embed_chunks_per_s * settings.tune_embed_item_s))
 
 
 # ---------------------------------------------------------------- plan
@@ -57,19 +45,10 @@ def plan(
     """Write the live corpus as shards of `shard_chunks` chunks and the item list the Map reads."""
     started = now()
     step_started(store, state.run_id, STEP, started)
-    prefix = fanout_prefix(state.run_id)
-    items: list[ShardItem] = []
-    stream, size = iter(index.chunks(state.live.index_version)), shard_chunks(settings)
-    # One shard in memory at a time: the corpus streams from the index.
-    for n, part in enumerate(iter(lambda: list(itertools.islice(stream, size)), [])):
-        item = ShardItem(
-            index=n, shard=f"{prefix}shards/{n:05d}.jsonl", part=f"{prefix}parts/{n:05d}.npy", chunks=len(part)
-        )
-        rows = "\n".join(json.dumps(dataclasses.asdict(c)) for c in part) + "\n"
-        store.put_bytes(item.shard, rows.encode(), "application/x-ndjson")
-        items.append(item)
-    items_key = prefix + "items.json"
-    store.put_bytes(items_key, json.dumps([i.to_event() for i in items]).encode(), "application/json")
+    items_key, written = embed_parts.write_shards(
+        store, fanout_prefix(state.run_id), index.chunks(state.live.index_version), shard_chunks(settings)
+    )
+    items = [ShardItem.from_event(i) for i in written]
     chunks = sum(i.chunks for i in items)
     ProgressWriter(store, state.run_id, STEP, "chunk", now)(0, chunks)
     fanout = Fanout(items=items_key, shards=len(items), chunks=chunks, started_at=started)
@@ -80,13 +59,8 @@ def _items(store: ArtifactStore, fanout: Fanout) -> list[ShardItem]:
     return [ShardItem.from_event(i) for i in json.loads(store.get_bytes(fanout.items))]
 
 
-def _written(store: ArtifactStore, run_id: str) -> set[str]:
-    """The vector parts written so far."""
-    return set(store.list_keys(fanout_prefix(run_id) + "parts/"))
-
-
 def _chunks_done(store: ArtifactStore, items: Sequence[ShardItem], run_id: str) -> int:
-    parts = _written(store, run_id)
+    parts = embed_parts.written(store, fanout_prefix(run_id))
     return sum(i.chunks for i in items if i.part in parts)
 
 
@@ -100,22 +74,20 @@ def embed_shard(
     load_encoder: Callable[[str], Encoder],
     now: Callable[[], float],
 ) -> dict[str, int | str]:
-    """Embed one shard with the candidate encoder into its vector part. Progress is the run's chunks in
+    """Embed one shard into its vector part: with the candidate encoder for a tune run, with the live one for
+    an ingest job (ingest_fanout.py; the same Map and item contract). A tune's progress is the run's chunks in
     finished parts plus this shard's, so concurrent items each report a lower bound that only grows."""
     run, item = task.run, task.item
+    if isinstance(run, IngestJob):
+        return embed_item(run, item.shard, item.part, item.chunks, store=store, load_encoder=load_encoder)
     fanout = run.planned
     items = _items(store, fanout)
-    chunks = [Chunk(**json.loads(line)) for line in store.get_bytes(item.shard).decode().splitlines() if line]
-    if len(chunks) != item.chunks:
-        raise ShardsIncomplete(f"shard {item.shard} holds {len(chunks)} chunks, the plan says {item.chunks}")
+    chunks = embed_parts.read_shard(store, item.shard, item.chunks)
     encoder = load_encoder(run.shadow.model_version)
     writer = ProgressWriter(store, run.run_id, STEP, "chunk", now)
     before = _chunks_done(store, items, run.run_id)
     rows = [vectors for _, vectors in embed_batches(chunks, encoder, lambda d, _t: writer(before + d, fanout.chunks))]
-    vectors = np.concatenate(rows) if rows else np.zeros((0, encoder.dim), np.float32)
-    buf = io.BytesIO()
-    np.save(buf, vectors.astype(np.float32), allow_pickle=False)
-    store.put_bytes(item.part, buf.getvalue())
+    embed_parts.write_part(store, item.part, rows, encoder.dim)
     if _run_ended(store, run.run_id):  # Cleanup ran while this item was embedding: leave nothing behind
         store.delete_prefix(item.part)
     else:
@@ -133,16 +105,6 @@ def _run_ended(store: ArtifactStore, run_id: str) -> bool:
 # ---------------------------------------------------------------- assemble
 
 
-def _part(store: ArtifactStore, item: ShardItem, dim: int | None = None) -> Vectors:
-    try:
-        vectors = np.load(io.BytesIO(store.get_bytes(item.part)), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ShardsIncomplete(f"part {item.part} is not a vector array: {exc}") from exc
-    if vectors.ndim != 2 or vectors.shape[0] != item.chunks or (dim is not None and vectors.shape[1] != dim):
-        raise ShardsIncomplete(f"part {item.part} has shape {vectors.shape}, expected ({item.chunks}, {dim})")
-    return np.asarray(vectors, dtype=np.float32)
-
-
 def assemble(
     state: RunState,
     *,
@@ -153,16 +115,13 @@ def assemble(
     """The candidate's index version from every shard's part, in plan order; then the fan-out's files go."""
     fanout = state.planned
     items = _items(store, fanout)
-    parts = _written(store, state.run_id)
-    missing = [i.index for i in items if i.part not in parts]
-    if missing or not items:
-        raise ShardsIncomplete(f"{len(missing)} of {len(items)} shard(s) have no vector part: {missing[:10]}")
-    dim = int(_part(store, items[0]).shape[1])
-    shards = [[Chunk(**json.loads(x)) for x in store.get_bytes(i.shard).decode().splitlines() if x] for i in items]
+    embed_parts.require_parts(store, fanout_prefix(state.run_id), [i.to_event() for i in items])
+    dim = int(embed_parts.read_part(store, items[0].part, items[0].chunks).shape[1])
+    shards = [embed_parts.read_shard(store, i.shard, i.chunks) for i in items]
 
     def batches() -> Iterator[tuple[Sequence[Chunk], Vectors]]:
         for item, chunks in zip(items, shards, strict=True):
-            yield chunks, _part(store, item, dim)
+            yield chunks, embed_parts.read_part(store, item.part, item.chunks, dim)
 
     every = [c for chunks in shards for c in chunks]
     n = write_version(state.shadow.index_version, dim, batches(), every, index, store)
