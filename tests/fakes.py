@@ -376,7 +376,7 @@ class InlineWorkflows:
 
         job = IngestJob.from_event(payload["run"])
         try:
-            for item in json.loads(self.store.get_bytes(job.items)):
+            for item in json.loads(self.store.get_bytes(job.fanout.items)):
                 if item["index"] == self.fail_item:
                     self.store.put_bytes(item["part"], b"half a part")
                     raise ConflictError(f"shard {item['index']} failed")
@@ -384,6 +384,7 @@ class InlineWorkflows:
                 fanout.embed_shard(task, store=self.store, load_encoder=self.load_encoder, now=lambda: 0.0)
             return Execution("SUCCEEDED", output=assemble_job(job, store=self.store, index=self.index))
         except Exception as exc:
-            cleanup_job(job, store=self.store, index=self.index)
             cause = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})
-            return Execution("FAILED", error=type(exc).__name__, cause=cause)
+            error = {"Error": type(exc).__name__, "Cause": cause}
+            failed = cleanup_job(job, error, store=self.store, index=self.index)
+            return Execution("FAILED", error=failed["error"], cause=failed["cause"])

@@ -13,4 +13,5 @@ rt = Runtime(get_settings())
 
 @step_handler
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return cleanup_job(IngestJob.from_event(event), store=rt.store, index=rt.index)
+    job = IngestJob.from_event(event.get("run") or {})
+    return cleanup_job(job, event.get("error"), store=rt.store, index=rt.index)

@@ -118,7 +118,7 @@ def test_a_failing_shard_leaves_no_version_the_pointer_unchanged_and_no_files() 
     world = World(fail_item=1)
     world.apply(Change([doc(0)]), fan_out=False)
     before, versions, corpus = read_manifest(world.store), world.index.versions(), world.store.list_keys("corpus/")
-    with pytest.raises(IngestError, match=r"failed \(ConflictError\): shard 1 failed; nothing changed"):
+    with pytest.raises(IngestError, match=r"failed: ConflictError: shard 1 failed; nothing changed"):
         world.apply(Change([doc(i) for i in range(1, 6)]))
     assert read_manifest(world.store) == before
     assert world.index.versions() == versions

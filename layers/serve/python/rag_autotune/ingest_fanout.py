@@ -37,6 +37,16 @@ def job_prefix(job_id: str) -> str:
     return f"{JOBS}{job_id}/"
 
 
+class JobFanout(BaseModel):
+    """The chunks to embed: the item list the Map reads, its shards, and the chunks over all of them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    items: str
+    shards: int
+    chunks: int
+
+
 class IngestJob(BaseModel):
     """The ingest execution's `$.run`: what every step of it reads. A map item reads it beside its ShardItem."""
 
@@ -52,9 +62,7 @@ class IngestJob(BaseModel):
     documents: int
     keep: int
     chunks: str  # key of the new version's chunks, in order (JSON lines)
-    items: str  # key of the item list the Map reads
-    shards: int
-    embed: int  # chunks to embed, over all shards
+    fanout: JobFanout  # `$.run.fanout.items` is where the Map's ItemReader looks, in the tune as here
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> Self:
@@ -99,9 +107,7 @@ def plan_job(
         documents=target.documents,
         keep=target.keep,
         chunks=chunks_key,
-        items=items_key,
-        shards=len(items),
-        embed=len(todo),
+        fanout=JobFanout(items=items_key, shards=len(items), chunks=len(todo)),
     )
 
 
@@ -123,7 +129,7 @@ def assemble_job(
     """The new version from the parts (new vectors) and the live version (reused ones), in the chunk list's
     order; then the conditional manifest write, and jobs/<id>/ goes."""
     prefix = job_prefix(job.job_id)
-    items = embed_parts.read_items(store, job.items)
+    items = embed_parts.read_items(store, job.fanout.items)
     embed_parts.require_parts(store, prefix + "fanout/", items)
     vectors: dict[str, Vectors] = {}
     dim: int | None = None
@@ -160,14 +166,23 @@ def _batches(
         yield part, np.stack([vectors[embed_hash(c)] for c in part]).astype(np.float32)
 
 
-def cleanup_job(job: IngestJob, *, store: ArtifactStore, index: VectorIndex) -> dict[str, Any]:
-    """After any failure: the job's version goes (unless the pointer already names it) and so does jobs/<id>/."""
+def cleanup_job(
+    job: IngestJob, error: Mapping[str, Any] | None, *, store: ArtifactStore, index: VectorIndex
+) -> dict[str, Any]:
+    """After any failure: the job's version goes (unless the pointer already names it) and so does jobs/<id>/.
+    Returns what the Fail state reports: `error` PointerMoved (the ingest conflict) or IngestFailed, and
+    `cause`, the failing step's error in one line. `error` is what the Catch put in $.error."""
     current = read_manifest(store)
     live = current[0].live.index_version if current else None
     if live != job.version:
         discard(job.version, index, store)
     store.delete_prefix(job_prefix(job.job_id))
-    return {"job_id": job.job_id, "removed": job.version if live != job.version else None}
+    name, message = _lambda_error((error or {}).get("Error"), (error or {}).get("Cause"))
+    return {
+        "error": name if name == PointerMoved.__name__ else "IngestFailed",
+        "cause": f"{name}: {message}" if message else name,
+        "removed": job.version if live != job.version else None,
+    }
 
 
 class FanoutRunner:
@@ -206,22 +221,21 @@ class FanoutRunner:
             state = self.workflows.describe(execution)
             if state.status == "RUNNING":
                 if self.progress:
-                    self.progress(self._embedded(job), job.embed)
+                    self.progress(self._embedded(job), job.fanout.chunks)
                 if deadline is not None and self.clock() >= deadline:
                     raise FanoutPending(f"ingest {job.job_id} is still running in {execution}")
                 self.sleep(self.poll_s)
                 continue
             if state.status == "SUCCEEDED":
                 if self.progress:
-                    self.progress(job.embed, job.embed)
+                    self.progress(job.fanout.chunks, job.fanout.chunks)
                 return int((state.output or {}).get("chunks", 0))
-            error, message = _lambda_error(state.error, state.cause)
-            if error == PointerMoved.__name__:
-                raise PointerMoved(message)
-            raise IngestError(f"the ingest fan-out {job.job_id} failed ({error}): {message}; nothing changed")
+            if state.error == PointerMoved.__name__:
+                raise PointerMoved(state.cause or "the live index moved while this ingest ran")
+            raise IngestError(f"the ingest fan-out {job.job_id} failed: {state.cause or state.error}; nothing changed")
 
     def _embedded(self, job: IngestJob) -> int:
-        items = {i["part"]: i["chunks"] for i in embed_parts.read_items(self.store, job.items)}
+        items = {i["part"]: i["chunks"] for i in embed_parts.read_items(self.store, job.fanout.items)}
         parts = embed_parts.written(self.store, job_prefix(job.job_id) + "fanout/")
         return sum(n for key, n in items.items() if key in parts)
 
