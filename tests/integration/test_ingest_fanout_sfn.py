@@ -20,12 +20,11 @@ from rag_autotune.errors import IngestError
 from rag_autotune.ingest import Change, apply_change
 from rag_autotune.ingest_fanout import FanoutRunner
 from rag_autotune.local import sfn
-from rag_autotune.paths import REPO, TEMPLATE
+from rag_autotune.paths import INGEST_ASL, TEMPLATE
 from rag_autotune.settings import Settings
 from rag_autotune.versions import read_manifest
 from tests.fakes import HashEncoder
 
-INGEST_ASL = REPO / "infra" / "ingest.asl.json"
 HANDLERS = "tests/integration/ingest_handlers.py"
 SHARD = 3  # chunks per map item: every ingest below has several
 
