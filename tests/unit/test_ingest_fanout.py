@@ -9,13 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag_autotune.chunking import embed_hash
+from rag_autotune.autoingest import handle_batch
+from rag_autotune.chunking import embed_hash, embed_text
 from rag_autotune.domain import Document, IngestReport
 from rag_autotune.errors import IngestError
 from rag_autotune.ingest import Change, PointerMoved, apply_change
 from rag_autotune.ingest_fanout import FanoutPending, FanoutRunner
 from rag_autotune.versions import read_manifest, swap
 from tests.fakes import HashEncoder, InlineWorkflows, MemoryArtifactStore, MemoryVectorIndex
+from tests.unit.test_autoingest import BUCKET, record
 
 CHUNK_CHARS = 200
 
@@ -161,7 +163,31 @@ def test_vectors_of_the_assembled_version_are_the_encoders() -> None:
     report = world.apply(Change([doc(i) for i in range(5)]))
     chunks = list(world.index.chunks(report.index_version))
     got = world.index.vectors(report.index_version, {embed_hash(c) for c in chunks})
-    from rag_autotune.chunking import embed_text
-
     expected = HashEncoder("v0").encode([embed_text(c) for c in chunks])
     assert all(np.allclose(got[embed_hash(c)], row) for c, row in zip(chunks, expected, strict=True))
+
+
+def test_a_docs_batch_whose_fan_out_outlives_the_function_is_delivered_again() -> None:
+    """The ingest function waits for the execution within its timeout; past it, every message that named a key
+    is reported failed (SQS delivers them again), and the ignored one is not."""
+    world = World()
+    for i in range(5):
+        world.store.put_bytes(f"docs/doc{i}.md", f"# Title {i}\n\n{doc(i).text}".encode())
+    world.workflows.hold = True
+    ticks = iter(range(100))
+    world.runner.wait_s, world.runner.clock = 5.0, lambda: float(next(ticks))
+    records = [record(f"docs/doc{i}.md", f"m{i}") for i in range(5)] + [record("other/x.md", "m-other")]
+    result = handle_batch(
+        records,
+        store=world.store,
+        index=world.index,
+        load_encoder=world.load,
+        bucket=BUCKET,
+        prefix="docs/",
+        retries=0,
+        chunk_chars=CHUNK_CHARS,
+        chunk_overlap=0,
+        fan_out=world.runner,
+    )
+    assert result == {"batchItemFailures": [{"itemIdentifier": f"m{i}"} for i in range(5)]}
+    assert world.workflows.started == ["job0"] and read_manifest(world.store) is None
