@@ -9,6 +9,10 @@ What a change means (`Change`): by default it merges (the documents given are ad
 namesakes, every other live document is kept); `replace=True` says the documents given are the whole corpus;
 `deletes` drops documents by id (the S3 docs/ path uses it for deleted objects).
 
+Large changes fan out (`FanOut`, ingest_fanout.py): an ingest with more chunks to embed than one embed shard
+hands them to the ingest state machine, whose map items embed them (the tune's embed Map) and whose Assemble
+calls `commit` as this module does; smaller ones embed here.
+
 Nothing half-written: the new version is built completely and made durable before the pointer moves; if
 anything fails (or another writer moved the pointer first) the new version is deleted. Two ingests never
 build into the same version name: each claims its name with a create-only write. When two overlap, one
@@ -238,7 +242,8 @@ def _attempt(
     reused = sum(1 for c in chunks if embed_hash(c) in found)
     # A new corpus generation keeps the mode the smoke step chose for the live version.
     mode = stored_mode(store, live)[0] if live else "dense"
-    todo = to_embed(chunks, vectors)
+    # A fan-out's Assemble has the parts and the live version, not this process's vectors of earlier attempts.
+    todo = to_embed(chunks, found)
     if fan_out is not None and len(todo) > fan_out.above:
         version = claim_version(store, index, model, live)
         target = Target(model, live, etag, version, mode, change.source, documents, keep)

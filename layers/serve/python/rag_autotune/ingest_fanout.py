@@ -17,7 +17,7 @@ jobs/<id>/ whatever failed. An item still embedding when Cleanup ran sees its jo
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -26,7 +26,7 @@ from . import embed_parts
 from .chunking import embed_hash
 from .domain import Chunk, RetrievalMode
 from .errors import IngestError, UpstreamError
-from .ingest import CLAIMS, PointerMoved, Target, commit, discard, embed_batches
+from .ingest import CLAIMS, PointerMoved, Target, commit, discard, embed_batches, vector_batches
 from .ports import ArtifactStore, Encoder, VectorIndex, Vectors, Workflows
 from .versions import read_manifest
 
@@ -151,19 +151,9 @@ def assemble_job(
         vectors.update(reused)
     if dim is None:
         raise embed_parts.ShardsIncomplete("an ingest fan-out with no shard")
-    n = commit(job.target, dim, _batches(chunks, vectors), chunks, store=store, index=index, clock=clock)
+    n = commit(job.target, dim, vector_batches(chunks, vectors), chunks, store=store, index=index, clock=clock)
     store.delete_prefix(prefix)
     return {"index_version": job.version, "chunks": n}
-
-
-def _batches(
-    chunks: Sequence[Chunk], vectors: Mapping[str, Vectors], batch: int = 1024
-) -> Iterator[tuple[Sequence[Chunk], Vectors]]:
-    import numpy as np
-
-    for start in range(0, len(chunks), batch):
-        part = chunks[start : start + batch]
-        yield part, np.stack([vectors[embed_hash(c)] for c in part]).astype(np.float32)
 
 
 def cleanup_job(

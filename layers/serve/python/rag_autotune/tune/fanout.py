@@ -2,6 +2,9 @@
 Distributed Map runs `embed_shard` on each item (one Lambda per shard, up to the template's EmbedConcurrency
 at once), and Assemble builds the candidate's index version from the vector parts.
 
+The shard, item list and part files are embed_parts.py's, which a large ingest's fan-out (ingest_fanout.py)
+shares: the ingest state machine runs this same Map, and `embed_shard` hands its items to ingest_fanout.
+
 What crosses the Map is S3 keys (the item list's elements are `ShardItem`s), never chunk text, so no state
 comes near Step Functions' payload limit whatever the corpus size. Everything the fan-out writes lives under
 runs/<id>/fanout/: Assemble deletes it once the version is complete, and Cleanup (`steps._close_run`) deletes
