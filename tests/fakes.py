@@ -374,3 +374,59 @@ class FakeLauncher:
 
     def status(self, execution_arn: str) -> str:
         return self.state
+
+
+class InlineWorkflows:
+    """Workflows (the ingest state machine) run in this process at `describe`: every map item through the
+    same embed entry point the Map calls (tune.fanout.embed_shard), then AssembleIngest; any error → Cleanup
+    and FAILED with the error's class name, as the ASL's Catch and Fail report it. `fail_item` raises in that
+    item (after it wrote half a part); `hold` keeps every execution RUNNING."""
+
+    def __init__(self, store: Any, index: Any, load_encoder: Any, fail_item: int | None = None) -> None:
+        self.store, self.index, self.load_encoder, self.fail_item = store, index, load_encoder, fail_item
+        self.started: list[str] = []
+        self.hold = False
+        self._payloads: dict[str, dict[str, Any]] = {}
+        self._done: dict[str, Any] = {}
+
+    def start(self, name: str, payload: Any) -> str:
+        if name in self._payloads:
+            raise ConflictError(f"execution {name} already exists")
+        self._payloads[name] = dict(payload)
+        self.started.append(name)
+        return f"arn:fake:execution:{name}"
+
+    def describe(self, execution: str) -> Any:
+        from rag_autotune.domain import Execution
+
+        name = execution.rsplit(":", 1)[-1]
+        if name not in self._payloads:
+            raise ArtifactNotFound(execution)
+        if self.hold:
+            return Execution("RUNNING")
+        if name not in self._done:
+            self._done[name] = self._run(self._payloads[name])
+        return self._done[name]
+
+    def _run(self, payload: dict[str, Any]) -> Any:
+        import json
+
+        from rag_autotune.domain import Execution
+        from rag_autotune.ingest_fanout import IngestJob, assemble_job, cleanup_job
+        from rag_autotune.tune import fanout
+        from rag_autotune.tune.state import ShardTask
+
+        job = IngestJob.from_event(payload["run"])
+        try:
+            for item in json.loads(self.store.get_bytes(job.fanout.items)):
+                if item["index"] == self.fail_item:
+                    self.store.put_bytes(item["part"], b"half a part")
+                    raise ConflictError(f"shard {item['index']} failed")
+                task = ShardTask.from_event({"run": payload["run"], "item": item})
+                fanout.embed_shard(task, store=self.store, load_encoder=self.load_encoder, now=lambda: 0.0)
+            return Execution("SUCCEEDED", output=assemble_job(job, store=self.store, index=self.index))
+        except Exception as exc:
+            cause = json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)})
+            error = {"Error": type(exc).__name__, "Cause": cause}
+            failed = cleanup_job(job, error, store=self.store, index=self.index)
+            return Execution("FAILED", error=failed["error"], cause=failed["cause"])

@@ -20,7 +20,7 @@ import pytest
 
 from rag_autotune.local import cfn, sfn
 from rag_autotune.local.resources import load_template
-from rag_autotune.paths import ASL, REPO, TEMPLATE
+from rag_autotune.paths import ASL, INGEST_ASL, REPO, TEMPLATE
 from rag_autotune.settings import Settings
 
 # Warnings about code the translator generates, not about the template: a DependsOn that a Ref already
@@ -75,6 +75,8 @@ def test_transform_packages_local_paths_like_sam_package(transformed: dict[str, 
         "TuneSwapFunction",
         "TuneCleanupFunction",
         "IngestFunction",
+        "IngestAssembleFunction",
+        "IngestCleanupFunction",
     }
     for name, props in functions.items():
         if name == "TuneTrainFunction":
@@ -84,10 +86,28 @@ def test_transform_packages_local_paths_like_sam_package(transformed: dict[str, 
             assert props["Runtime"] == "python3.13"  # the layers' wheels are built for it (Globals comment)
         assert props["TracingConfig"] == {"Mode": "Active"}
         assert props["Architectures"] == ["x86_64"]
-    (sm,) = [v for v in resources.values() if v["Type"] == "AWS::StepFunctions::StateMachine"]
-    assert sm["Properties"]["DefinitionS3Location"]["Bucket"] == cfn.CODE_BUCKET
-    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
-    assert placeholders == set(sm["Properties"]["DefinitionSubstitutions"])
+    machines = {k: v for k, v in resources.items() if v["Type"] == "AWS::StepFunctions::StateMachine"}
+    assert set(machines) == {"TuneStateMachine", "IngestStateMachine"}
+    for logical_id, asl in (("TuneStateMachine", ASL), ("IngestStateMachine", INGEST_ASL)):
+        sm = machines[logical_id]
+        assert sm["Properties"]["DefinitionS3Location"]["Bucket"] == cfn.CODE_BUCKET
+        placeholders = set(re.findall(r"\$\{(\w+)\}", asl.read_text()))
+        assert placeholders == set(sm["Properties"]["DefinitionSubstitutions"])
+
+
+def test_ingest_fans_out_through_the_tunes_embed_map_state_for_state(doc: dict[str, Any]) -> None:
+    """Issue 13.3: one embed Map, two workflows. Its states, its function and its width are the tune's."""
+    tune, ingest = (json.loads(p.read_text())["States"] for p in (ASL, INGEST_ASL))
+    for state in ("EmbedWidth", "EmbedShards"):
+        assert ingest[state] == tune[state]
+    subs = {
+        k: doc["Resources"][k]["Properties"]["DefinitionSubstitutions"]
+        for k in ("TuneStateMachine", "IngestStateMachine")
+    }
+    for key in ("EmbedFunctionArn", "EmbedConcurrency", "ArtifactBucket"):
+        assert subs["IngestStateMachine"][key] == subs["TuneStateMachine"][key]
+    env = doc["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["RAG_INGEST_STATE_MACHINE_ARN"] == {"Ref": "IngestStateMachine"}
 
 
 def test_template_declares_what_the_issue_asks_for(doc: dict[str, Any], transformed: dict[str, Any]) -> None:
@@ -281,6 +301,13 @@ def test_the_stacks_state_machine_executes_with_the_stacks_functions(
     definition = json.loads(client.describe_state_machine(stateMachineArn=deployed.state_machine_arn)["definition"])
     assert definition["States"]["Prepare"]["Resource"] == deployed.function_arns["TunePrepareFunction"]
     assert definition["States"]["Swap"]["Resource"] == deployed.function_arns["TuneSwapFunction"]
+    (ingest,) = [
+        m for m in client.list_state_machines()["stateMachines"] if m["name"] == f"{deployed.stack_name}-tune-ingest"
+    ]
+    ingest_asl = json.loads(client.describe_state_machine(stateMachineArn=ingest["stateMachineArn"])["definition"])
+    assert ingest_asl["States"]["Assemble"]["Resource"] == deployed.function_arns["IngestAssembleFunction"]
+    embed = ingest_asl["States"]["EmbedShards"]["ItemProcessor"]["States"]["EmbedShard"]["Resource"]
+    assert embed == deployed.function_arns["TuneEmbedFunction"]
 
     # Nothing is live in a fresh stack: Prepare (the real handler, in its own process) raises NotReady, the
     # Catch routes to Cleanup (the stack's function too), and the run ends in the ASL's Failed state.

@@ -19,7 +19,8 @@ from urllib.parse import unquote_plus
 
 from .domain import Document
 from .errors import ArtifactNotFound
-from .ingest import Change, PointerMoved, apply_change
+from .ingest import Change, FanOut, PointerMoved, apply_change
+from .ingest_fanout import FanoutPending
 from .ports import ArtifactStore, Encoder, VectorIndex
 from .readers import ReadLimits, read_file
 
@@ -104,10 +105,16 @@ def handle_batch(
     keep: int = 3,
     limits: ReadLimits | None = None,
     log: Callable[[str], None] = lambda _: None,
+    fan_out: FanOut | None = None,
 ) -> dict[str, list[dict[str, str]]]:
     """An SQS batch → one ingest → an SQS partial batch response. If the pointer kept moving through every
     retry, each message that named a key is reported failed, so SQS delivers it again (nothing is lost);
-    any other error fails the whole batch the same way (raised)."""
+    any other error fails the whole batch the same way (raised).
+
+    A batch with more to embed than `fan_out.above` fans out (ingest_fanout.py) and this waits for it. If it
+    is still running when the wait ends, the batch is reported failed too: SQS delivers it again, and as a
+    batch is applied from the objects' state then, the later delivery finds the work done (nothing changed)
+    or, if it still runs, loses or wins the pointer write like any overlapping ingest."""
     batch = batch_keys(records, bucket, prefix)
     if batch.ignored:
         log(f"ignored {len(batch.ignored)} message(s) that are not S3 events under {prefix}")
@@ -123,8 +130,9 @@ def handle_batch(
             chunk_chars=chunk_chars,
             chunk_overlap=chunk_overlap,
             keep=keep,
+            fan_out=fan_out,
         )
-    except PointerMoved as exc:
+    except (PointerMoved, FanoutPending) as exc:
         log(f"not applied, the batch is delivered again: {exc}")
         ignored = set(batch.ignored)
         return {"batchItemFailures": [{"itemIdentifier": m} for m in batch.message_ids if m not in ignored]}

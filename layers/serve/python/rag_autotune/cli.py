@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import ConflictError, EndpointUnreachable, IngestError, RagError
+from .errors import ConflictError, EndpointUnreachable, IngestError, NotReady, RagError
 from .paths import LOCAL_STATE, REPO
 from .runtime import Runtime
 from .settings import Settings, get_settings
@@ -101,20 +101,31 @@ def cmd_ingest(rt: Runtime, args: argparse.Namespace) -> int:
                 return 0
             raise IngestError(f"{source}: no pages read" + (f" ({skipped[0]})" if skipped else ""))
         loaded = (docs, skipped)
-    report = ingest(
-        source if loaded else Path(source),
-        store=rt.store,
-        index=rt.index,
-        load_encoder=rt.load_bulk_encoder,
-        replace=args.replace,
-        strict=getattr(args, "strict", False),
-        limits=ReadLimits.from_settings(s),
-        loaded=loaded,
-        chunk_chars=s.chunk_chars,
-        chunk_overlap=s.chunk_overlap,
-        keep=s.tune_retention,
-        progress=_progress("embedding"),
-    )
+
+    def run(fan_out: Any) -> Any:
+        return ingest(
+            source if loaded else Path(source),
+            store=rt.store,
+            index=rt.index,
+            load_encoder=rt.load_bulk_encoder,
+            replace=args.replace,
+            strict=getattr(args, "strict", False),
+            limits=ReadLimits.from_settings(s),
+            loaded=loaded,
+            chunk_chars=s.chunk_chars,
+            chunk_overlap=s.chunk_overlap,
+            keep=s.tune_retention,
+            progress=_progress("embedding"),
+            fan_out=fan_out,
+        )
+
+    try:  # more chunks to embed than one shard: the ingest state machine's embed Map (ingest_fanout.py)
+        report = run(rt.ingest_fan_out(progress=_progress("embedding (fanned out)")))
+    except NotReady as exc:
+        if "state machine" not in str(exc):
+            raise
+        print(f"{exc}: embedding here instead", file=sys.stderr)
+        report = run(None)
     if state is not None:
         from .readers.crawl import save_state
 

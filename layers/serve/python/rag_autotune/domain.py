@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 VoteKind = Literal["up", "down"]
 # How an index version is queried: dense vectors only, or dense and BM25 prefetches fused by the engine.
@@ -208,3 +208,17 @@ class IngestReport:
     embedded: int = 0  # chunks whose vector this ingest computed
     reused: int = 0  # chunks whose vector came from the live version (same text, same model)
     changed: bool = True  # False: the change left every chunk as it was; no version built, the pointer stayed
+
+
+ExecutionStatus = Literal["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One workflow execution as `Workflows.describe` sees it: `output` once SUCCEEDED, `error` and `cause`
+    once it failed."""
+
+    status: ExecutionStatus
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    cause: str | None = None

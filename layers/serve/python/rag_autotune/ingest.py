@@ -9,6 +9,10 @@ What a change means (`Change`): by default it merges (the documents given are ad
 namesakes, every other live document is kept); `replace=True` says the documents given are the whole corpus;
 `deletes` drops documents by id (the S3 docs/ path uses it for deleted objects).
 
+Large changes fan out (`FanOut`, ingest_fanout.py): an ingest with more chunks to embed than one embed shard
+hands them to the ingest state machine, whose map items embed them (the tune's embed Map) and whose Assemble
+calls `commit` as this module does; smaller ones embed here.
+
 Nothing half-written: the new version is built completely and made durable before the pointer moves; if
 anything fails (or another writer moved the pointer first) the new version is deleted. Two ingests never
 build into the same version name: each claims its name with a create-only write. When two overlap, one
@@ -21,6 +25,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -134,16 +139,12 @@ def embed_new(
 ) -> dict[str, Vectors]:
     """Vectors of the chunks whose embed hash is not in `known`, each distinct text embedded once, by hash.
     A pure function of a list of chunks: the step a fan-out would shard."""
-    todo: dict[str, Chunk] = {}
-    for c in chunks:
-        h = embed_hash(c)
-        if h not in known and h not in todo:
-            todo[h] = c
-    hashes = list(todo)
+    todo = to_embed(chunks, known)
+    hashes = [embed_hash(c) for c in todo]
     out: dict[str, Vectors] = {}
     if progress:
         progress(0, len(hashes))
-    for part, rows in embed_batches(list(todo.values()), encoder, progress, batch):
+    for part, rows in embed_batches(todo, encoder, progress, batch):
         done = len(out)
         out.update(zip(hashes[done : done + len(part)], np.asarray(rows, dtype=np.float32), strict=True))
     return out
@@ -182,13 +183,14 @@ def apply_change(
     retries: int = 0,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
+    fan_out: FanOut | None = None,
 ) -> IngestReport:
     """Apply `change` to the live corpus. On PointerMoved, up to `retries` more attempts on the new live pair."""
     embedded: dict[tuple[str, str], Vectors] = {}  # (model, hash) → vector: kept across attempts
     for attempt in range(retries + 1):
         try:
             return _attempt(
-                change, store, index, load_encoder, chunk_chars, chunk_overlap, keep, embedded, progress, clock
+                change, store, index, load_encoder, chunk_chars, chunk_overlap, keep, embedded, progress, clock, fan_out
             )
         except PointerMoved:
             if attempt == retries:
@@ -211,6 +213,7 @@ def _attempt(
     embedded: dict[tuple[str, str], Vectors],
     progress: Progress | None,
     clock: Callable[[], float],
+    fan_out: FanOut | None,
 ) -> IngestReport:
     current = read_manifest(store)
     if current:
@@ -236,39 +239,98 @@ def _attempt(
     hashes = {embed_hash(c) for c in chunks}
     found = index.vectors(live, hashes) if live else {}
     vectors: dict[str, Vectors] = {**found, **{h: v for (m, h), v in embedded.items() if m == model}}
+    reused = sum(1 for c in chunks if embed_hash(c) in found)
+    # A new corpus generation keeps the mode the smoke step chose for the live version.
+    mode = stored_mode(store, live)[0] if live else "dense"
+    # A fan-out's Assemble has the parts and the live version, not this process's vectors of earlier attempts.
+    todo = to_embed(chunks, found)
+    if fan_out is not None and len(todo) > fan_out.above:
+        version = claim_version(store, index, model, live)
+        target = Target(model, live, etag, version, mode, change.source, documents, keep)
+        n = fan_out.run(chunks, todo, target)
+        return IngestReport(version, model, documents, n, list(change.errors), embedded=n - reused, reused=reused)
+
     encoder = load_encoder(model)
     new = embed_new(chunks, vectors, encoder, progress)
     embedded.update({(model, h): v for h, v in new.items()})
     vectors.update(new)
 
     version = claim_version(store, index, model, live)
-    # A new corpus generation keeps the mode the smoke step chose for the live version.
-    mode = stored_mode(store, live)[0] if live else "dense"
-    n = write_version(version, encoder.dim, vector_batches(chunks, vectors), chunks, index, store, mode)
+    target = Target(model, live, etag, version, mode, change.source, documents, keep)
+    n = commit(target, encoder.dim, vector_batches(chunks, vectors), chunks, store=store, index=index, clock=clock)
+    return IngestReport(version, model, documents, n, list(change.errors), embedded=n - reused, reused=reused)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an ingest's new version goes: built as `version` for `model`, then swapped in if the manifest's
+    ETag is still `etag` (the live pair it was computed from: `live`)."""
+
+    model: str
+    live: str | None
+    etag: str | None
+    version: str
+    mode: RetrievalMode
+    source: str  # the manifest's reason
+    documents: int
+    keep: int
+
+
+class FanOut(Protocol):
+    """Embeds the chunks an ingest must embed elsewhere (ingest_fanout.py: a Step Functions execution) and
+    commits the version; used when they are more than `above`."""
+
+    above: int
+
+    def run(self, chunks: Sequence[Chunk], todo: Sequence[Chunk], target: Target) -> int: ...
+
+
+def to_embed(chunks: Sequence[Chunk], known: Mapping[str, Vectors]) -> list[Chunk]:
+    """One chunk per distinct embed hash not in `known`: what this ingest must embed."""
+    todo: dict[str, Chunk] = {}
+    for c in chunks:
+        h = embed_hash(c)
+        if h not in known and h not in todo:
+            todo[h] = c
+    return list(todo.values())
+
+
+def commit(
+    target: Target,
+    dim: int,
+    batches: Iterable[tuple[Sequence[Chunk], Vectors]],
+    chunks: Sequence[Chunk],
+    *,
+    store: ArtifactStore,
+    index: VectorIndex,
+    clock: Callable[[], float],
+) -> int:
+    """Build the target version, then the one conditional manifest write; nothing of it is kept if either
+    fails. A moved pointer raises PointerMoved. Returns the version's chunk count."""
+    n = write_version(target.version, dim, batches, chunks, index, store, target.mode)
     try:
         swap(
             store,
-            VersionPair(model, version),
-            expected_etag=etag,
-            reason=change.source,
-            documents=documents,
+            VersionPair(target.model, target.version),
+            expected_etag=target.etag,
+            reason=target.source,
+            documents=target.documents,
             chunks=n,
-            keep=keep,
+            keep=target.keep,
             clock=clock,
         )
     except ConflictError as exc:
-        discard(version, index, store)
+        discard(target.version, index, store)
         now = read_manifest(store)
         raise PointerMoved(
-            f"the live index moved while this ingest ran (from {live or 'nothing'} to "
+            f"the live index moved while this ingest ran (from {target.live or 'nothing'} to "
             f"{now[0].live.index_version if now else 'nothing'}): nothing of it was kept; run it again"
         ) from exc
     except BaseException:
-        discard(version, index, store)
+        discard(target.version, index, store)
         raise
-    index.publish(version)
-    reused = sum(1 for c in chunks if embed_hash(c) in found)
-    return IngestReport(version, model, documents, n, list(change.errors), embedded=n - reused, reused=reused)
+    index.publish(target.version)
+    return n
 
 
 def ingest(
@@ -286,6 +348,7 @@ def ingest(
     keep: int = 3,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
+    fan_out: FanOut | None = None,
 ) -> IngestReport:
     """Ingest `path` (corpus.load_documents), or the documents already `loaded` from it (a crawl). Skipped
     files and records are in the report's errors; `strict` makes any of them abort the ingest instead."""
@@ -305,4 +368,5 @@ def ingest(
         keep=keep,
         progress=progress,
         clock=clock,
+        fan_out=fan_out,
     )

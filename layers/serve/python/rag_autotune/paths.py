@@ -16,4 +16,5 @@ def _repo_root() -> Path:
 REPO = _repo_root()
 TEMPLATE = REPO / "template.yaml"
 ASL = REPO / "infra" / "tune.asl.json"
+INGEST_ASL = REPO / "infra" / "ingest.asl.json"
 LOCAL_STATE = REPO / ".local" / "state"  # the embedded stack's saved state (RAG_STATE_DIR moves it)

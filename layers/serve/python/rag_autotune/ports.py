@@ -1,17 +1,17 @@
-"""The five ports (and PartWriter, what a VectorIndex that many processes can fill at once adds). Logic
+"""The six ports (and PartWriter, what a VectorIndex that many processes can fill at once adds). Logic
 depends on these Protocols; adapters/ implement them; tests/contract checks each implementation against the
 same assertions."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-from .domain import Chunk, Found, Hit, RetrievalMode, Vote
+from .domain import Chunk, Execution, Found, Hit, RetrievalMode, Vote
 from .steering import Steer
 
 Vectors = npt.NDArray[np.float32]
@@ -187,4 +187,17 @@ class Reranker(Protocol):
         """(index into documents, relevance) for every document, most relevant first: the indexes are a
         permutation of range(len(documents)) and the relevances do not increase. Raises RerankUnavailable
         (with its reason) when the model does not answer."""
+        ...
+
+
+class Workflows(Protocol):
+    """One workflow (a Step Functions state machine): start an execution, see how it is doing."""
+
+    def start(self, name: str, payload: Mapping[str, Any]) -> str:
+        """Start an execution named `name` with `payload` as its input; its id. Raises ConflictError if an
+        execution of that name exists, UpstreamError if the service cannot be reached."""
+        ...
+
+    def describe(self, execution: str) -> Execution:
+        """The execution's status, with its output or its error. Raises ArtifactNotFound for an unknown id."""
         ...

@@ -36,18 +36,34 @@ def dense_fallback(mode: RetrievalMode, version_has_sparse: bool, query_terms: i
     return ""
 
 
+class Bm25Check:
+    """Whether BM25 can rank a corpus, fed one text at a time (so a stream that is read for something else,
+    such as the fan-out's shards, is read once)."""
+
+    def __init__(self) -> None:
+        self.letters = self.unspaced = 0
+
+    def add(self, text: str) -> None:
+        # regexes, not a loop over characters: an ingest may hold millions of them
+        self.letters += len(_LETTER.findall(text))
+        self.unspaced += len(_UNSPACED.findall(text))
+
+    def reason(self) -> str:
+        """Why BM25 cannot rank the texts added so far ("" when it can): no letters at all, or mostly scripts
+        without spaces between words (e.g. Chinese or Japanese only)."""
+        if self.letters == 0:
+            return "the corpus has no letters for BM25 to index"
+        if self.unspaced >= UNSPACED_SHARE * self.letters:
+            return (
+                f"{self.unspaced / self.letters:.0%} of the corpus's letters are in scripts written without spaces "
+                "between words (CJK, Thai…): BM25's word tokenizer cannot split them"
+            )
+        return ""
+
+
 def bm25_unusable(texts: Iterable[str]) -> str:
-    """Why BM25 cannot rank this corpus ("" when it can): no letters at all, or mostly scripts without spaces
-    between words (e.g. Chinese or Japanese only)."""
-    letters = unspaced = 0
-    for text in texts:  # regexes, not a loop over characters: an ingest may hold millions of them
-        letters += len(_LETTER.findall(text))
-        unspaced += len(_UNSPACED.findall(text))
-    if letters == 0:
-        return "the corpus has no letters for BM25 to index"
-    if unspaced >= UNSPACED_SHARE * letters:
-        return (
-            f"{unspaced / letters:.0%} of the corpus's letters are in scripts written without spaces between words "
-            "(CJK, Thai…): BM25's word tokenizer cannot split them"
-        )
-    return ""
+    """Why BM25 cannot rank this corpus ("" when it can): see Bm25Check."""
+    check = Bm25Check()
+    for text in texts:
+        check.add(text)
+    return check.reason()

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +18,7 @@ from .errors import CorruptArtifact
 from .generate import ExtractiveGenerator, Generator
 from .live import LiveState
 from .memory import LiveMemory, MemoryParams, MemorySnapshot, open_live_memory, read_snapshot
-from .ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex
+from .ports import ArtifactStore, Encoder, FeedbackStore, VectorIndex, Workflows
 from .query_token import QueryTokens, load_key
 from .reranking import IdentityReranker, RerankStep
 from .settings import Settings
@@ -25,6 +26,7 @@ from .versions import model_prefix
 
 if TYPE_CHECKING:
     from .adapters.stepfunctions import TuneLauncher
+    from .ingest_fanout import FanoutRunner
 
 MODEL_FILES = ("model.onnx", "tokenizer.json", "meta.json")
 
@@ -147,6 +149,26 @@ class Runtime:
         from .adapters.stepfunctions import TuneLauncher
 
         return TuneLauncher(make_client("stepfunctions", self.settings.region), self.settings.state_machine_arn)
+
+    @cached_property
+    def workflows(self) -> Workflows:
+        """The ingest fan-out's state machine."""
+        from .adapters.aws import make_client
+        from .adapters.stepfunctions import StepFunctionsWorkflows
+
+        client = make_client("stepfunctions", self.settings.region)
+        return StepFunctionsWorkflows(client, self.settings.ingest_state_machine_arn)
+
+    def ingest_fan_out(
+        self, progress: Callable[[int, int], None] | None = None, wait_s: float | None = None
+    ) -> FanoutRunner:
+        """A large ingest's embedding through the ingest state machine, in shards the size of the tune's."""
+        from .embed_parts import shard_chunks
+        from .ingest_fanout import FanoutRunner
+
+        s, size = self.settings, shard_chunks(self.settings)
+        above = size if s.ingest_fanout_chunks is None else s.ingest_fanout_chunks
+        return FanoutRunner(self.workflows, self.store, size=size, above=above, wait_s=wait_s, progress=progress)
 
     @cached_property
     def live(self) -> LiveState:

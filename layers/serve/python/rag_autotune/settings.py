@@ -114,6 +114,16 @@ class Settings(BaseSettings):
         3, ge=0, description="auto-ingest: how often a batch whose pointer write lost re-reads and applies again"
     )
 
+    ingest_state_machine_arn: str | None = Field(
+        None, description="the ingest fan-out's state machine; None: the one named rag-autotune-ingest"
+    )
+    ingest_fanout_chunks: int | None = Field(
+        None,
+        ge=0,
+        description="an ingest that must embed more chunks than this fans them out through the ingest state "
+        "machine (the tune's embed Map); None: one embed shard's worth (tune_embed_chunks_per_s × tune_embed_item_s)",
+    )
+
     # Nightly tune (issue 3 reads these).
     state_machine_arn: str | None = None
     tune_min_feedback: int = Field(20, ge=1)

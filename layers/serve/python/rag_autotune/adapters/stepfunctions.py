@@ -1,15 +1,30 @@
-"""Starting and watching the tune state machine (AWS, LocalStack or the embedded moto server alike)."""
+"""Starting and watching the tune and ingest state machines (AWS, LocalStack or the embedded moto server alike)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import NotReady, UpstreamError
+from ..domain import Execution
+from ..errors import ArtifactNotFound, ConflictError, NotReady, UpstreamError
 
 STATE_MACHINE_NAME = "rag-autotune-tune"
+INGEST_STATE_MACHINE_NAME = "rag-autotune-ingest"
+
+
+def find_state_machine(client: Any, name: str, setting: str) -> str:
+    """The ARN of the state machine named `name`; NotReady (naming `setting`) when there is none."""
+    try:
+        for page in client.get_paginator("list_state_machines").paginate():
+            for sm in page["stateMachines"]:
+                if sm["name"] == name:
+                    return str(sm["stateMachineArn"])
+    except (ClientError, BotoCoreError) as exc:
+        raise UpstreamError(f"cannot list state machines: {exc}") from exc
+    raise NotReady(f"no state machine named {name}: deploy the stack (or run `make run`), or set {setting}")
 
 
 class TuneLauncher:
@@ -18,20 +33,9 @@ class TuneLauncher:
         self._arn = state_machine_arn
 
     def state_machine_arn(self) -> str:
-        if self._arn:
-            return self._arn
-        try:
-            for page in self._sfn.get_paginator("list_state_machines").paginate():
-                for sm in page["stateMachines"]:
-                    if sm["name"] == STATE_MACHINE_NAME:
-                        self._arn = str(sm["stateMachineArn"])
-                        return self._arn
-        except (ClientError, BotoCoreError) as exc:
-            raise UpstreamError(f"cannot list state machines: {exc}") from exc
-        raise NotReady(
-            f"no state machine named {STATE_MACHINE_NAME}: deploy the stack (or run `make run`), "
-            "or set RAG_STATE_MACHINE_ARN"
-        )
+        if not self._arn:
+            self._arn = find_state_machine(self._sfn, STATE_MACHINE_NAME, "RAG_STATE_MACHINE_ARN")
+        return self._arn
 
     def start(self, run_id: str, trigger: str = "cli") -> str:
         try:
@@ -48,3 +52,38 @@ class TuneLauncher:
             return str(self._sfn.describe_execution(executionArn=execution_arn)["status"])
         except (ClientError, BotoCoreError) as exc:
             raise UpstreamError(f"cannot describe {execution_arn}: {exc}") from exc
+
+
+class StepFunctionsWorkflows:
+    """Workflows over one state machine (the ingest fan-out's, found by name unless its ARN is given)."""
+
+    def __init__(self, client: Any, state_machine_arn: str | None = None, name: str = INGEST_STATE_MACHINE_NAME):
+        self._sfn, self._arn, self._name = client, state_machine_arn, name
+
+    def _machine(self) -> str:
+        if not self._arn:
+            self._arn = find_state_machine(self._sfn, self._name, "RAG_INGEST_STATE_MACHINE_ARN")
+        return self._arn
+
+    def start(self, name: str, payload: Mapping[str, Any]) -> str:
+        try:
+            resp = self._sfn.start_execution(stateMachineArn=self._machine(), name=name, input=json.dumps(payload))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+                raise ConflictError(f"an execution named {name} exists") from exc
+            raise UpstreamError(f"cannot start {name}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"cannot start {name}: {exc}") from exc
+        return str(resp["executionArn"])
+
+    def describe(self, execution: str) -> Execution:
+        try:
+            desc = self._sfn.describe_execution(executionArn=execution)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                raise ArtifactNotFound(execution) from exc
+            raise UpstreamError(f"cannot describe {execution}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise UpstreamError(f"cannot describe {execution}: {exc}") from exc
+        output = json.loads(desc["output"]) if desc.get("output") else None
+        return Execution(desc["status"], output, desc.get("error"), desc.get("cause"))

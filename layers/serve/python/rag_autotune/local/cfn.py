@@ -186,9 +186,12 @@ def localize(
     """The physical names of the local settings: the one bucket (RAG_BUCKET), the one table (RAG_TABLE),
     `<stack>-<id>` for functions, and (for tests sharing one moto) another state machine name."""
     cfn = copy.deepcopy(cfn)
-    if state_machine_name:
+    if state_machine_name:  # the tune's; each other machine gets it with its own name's last word appended
         for logical_id in _of_type(cfn, "AWS::StepFunctions::StateMachine"):
-            cfn["Resources"][logical_id]["Properties"]["StateMachineName"] = state_machine_name
+            props = cfn["Resources"][logical_id]["Properties"]
+            own = str(props.get("StateMachineName", ""))
+            tune = not own or own == "rag-autotune-tune"
+            props["StateMachineName"] = state_machine_name if tune else f"{state_machine_name}-{own.rsplit('-', 1)[-1]}"
     for rtype, key, value in (
         ("AWS::S3::Bucket", "BucketName", settings.bucket),
         ("AWS::DynamoDB::Table", "TableName", settings.table),
@@ -605,13 +608,25 @@ def step_state_machine(
     names: dict[str, str],
     overrides: dict[str, str] | None,
 ) -> str:
-    """The state machine in moto's executing backend, same name, the ASL with its substitutions resolved."""
+    """Each state machine in moto's executing backend, same name, its ASL (the file its DefinitionUri names in
+    the SAM template; `asl` for the tune's) with its substitutions resolved. Returns the tune's ARN."""
     from . import sfn
 
-    (sm_id,) = _of_type(cfn, "AWS::StepFunctions::StateMachine")
-    sm_name = resolve.physical[sm_id].rsplit(":", 1)[-1]
-    # The stack's schedule rule already targets this ARN (same name in both backends): schedule_rule=False.
-    return sfn.deploy(settings, template, asl, overrides, name=sm_name, function_names=names, schedule_rule=False)
+    sources = {
+        k: Path(str(v["Properties"]["DefinitionUri"]))
+        for k, v in (load_template(template).get("Resources") or {}).items()
+        if isinstance(v, dict) and v.get("Type") == sfn.STATE_MACHINE_TYPE
+    }
+    tune_arn = ""
+    for sm_id in _of_type(cfn, "AWS::StepFunctions::StateMachine"):
+        sm_name = resolve.physical[sm_id].rsplit(":", 1)[-1]
+        source = sources.get(sm_id)
+        file = asl if source is None or source.name == asl.name else template.parent / source
+        # The stack's schedule rule already targets this ARN (same name in both backends): schedule_rule=False.
+        arn = sfn.deploy(settings, template, file, overrides, name=sm_name, function_names=names, schedule_rule=False)
+        if file == asl:
+            tune_arn = arn
+    return tune_arn
 
 
 # ---------------------------------------------------------------------------------------------- deploy

@@ -2,6 +2,9 @@
 Distributed Map runs `embed_shard` on each item (one Lambda per shard, up to the template's EmbedConcurrency
 at once), and Assemble builds the candidate's index version from the vector parts.
 
+The shard, item list and part files are embed_parts.py's, which a large ingest's fan-out (ingest_fanout.py)
+shares: the ingest state machine runs this same Map, and `embed_shard` hands its items to ingest_fanout.
+
 Direct writes: when the index takes parts (ports.PartWriter: a Qdrant server or cluster, never Edge, whose
 version is one file one process builds), Plan begins the candidate version unsealed, each item writes its
 points straight into it and a small done marker as its part, and Assemble only checks and seals. Nothing
@@ -20,20 +23,19 @@ in the plan, so a retried Assemble, or a retried direct item, writes the same po
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import itertools
 import json
 from collections.abc import Callable, Iterator, Sequence
 
-import numpy as np
-
+from .. import embed_parts
 from ..chunking import embed_text
 from ..domain import Chunk, IndexStats
-from ..errors import ArtifactNotFound, IncompleteVersion, RagError
+from ..embed_parts import ShardsIncomplete as ShardsIncomplete  # re-exported: tests and faults name it here
+from ..embed_parts import shard_chunks as shard_chunks
+from ..errors import ArtifactNotFound, IncompleteVersion
 from ..ingest import embed_batches, write_version
+from ..ingest_fanout import IngestJob, embed_item
 from ..ports import ArtifactStore, Encoder, VectorIndex, Vectors, part_writer
-from ..retrieval import bm25_unusable
+from ..retrieval import Bm25Check
 from ..settings import Settings
 from ..versions import write_stats
 from .runs import TERMINAL, ProgressWriter, read_run, record_step, step_started
@@ -42,19 +44,8 @@ from .state import DirectWrites, Fanout, RunState, ShardItem, ShardTask
 STEP = "embed"  # the run record's name for the whole fan-out, from Plan to Assemble
 
 
-class ShardsIncomplete(RagError):
-    """Assemble found a shard without its vector part: a map item failed and the Map still ended."""
-
-    code = "shards_incomplete"
-
-
 def fanout_prefix(run_id: str) -> str:
     return f"runs/{run_id}/fanout/"
-
-
-def shard_chunks(settings: Settings) -> int:
-    """Chunks per map item: what one embed function encodes in the target seconds at the measured rate."""
-    return max(1, int(settings.tune_embed_chunks_per_s * settings.tune_embed_item_s))
 
 
 # ---------------------------------------------------------------- plan
@@ -73,30 +64,27 @@ def plan(
     takes parts (a server), begin the candidate version there too: its dim is the candidate encoder's."""
     started = now()
     step_started(store, state.run_id, STEP, started)
-    prefix = fanout_prefix(state.run_id)
     writer = part_writer(index)
-    suffix = ".done" if writer else ".npy"
-    items: list[ShardItem] = []
     docs: set[str] = set()
-    stream, size = iter(index.chunks(state.live.index_version)), shard_chunks(settings)
+    bm25 = Bm25Check()
 
-    def texts() -> Iterator[str]:
-        """Writes the shards, one in memory at a time, while BM25's check reads their text: one pass."""
-        for n, part in enumerate(iter(lambda: list(itertools.islice(stream, size)), [])):
-            item = ShardItem(
-                index=n, shard=f"{prefix}shards/{n:05d}.jsonl", part=f"{prefix}parts/{n:05d}{suffix}", chunks=len(part)
-            )
-            rows = "\n".join(json.dumps(dataclasses.asdict(c)) for c in part) + "\n"
-            store.put_bytes(item.shard, rows.encode(), "application/x-ndjson")
-            items.append(item)
-            docs.update(c.doc_id for c in part)
-            yield from (embed_text(c) for c in part)
+    def corpus() -> Iterator[Chunk]:
+        """The live corpus, streamed once: BM25's check and the document count read it on the way."""
+        for chunk in index.chunks(state.live.index_version):
+            docs.add(chunk.doc_id)
+            bm25.add(embed_text(chunk))
+            yield chunk
 
-    dense_only = bm25_unusable(texts())
-    dense_only = dense_only if items else ""  # an empty corpus is not one BM25 cannot rank
-    items_key = prefix + "items.json"
-    store.put_bytes(items_key, json.dumps([i.to_event() for i in items]).encode(), "application/json")
+    items_key, written = embed_parts.write_shards(
+        store,
+        fanout_prefix(state.run_id),
+        corpus(),
+        shard_chunks(settings),
+        part_suffix=".done" if writer else ".npy",
+    )
+    items = [ShardItem.from_event(i) for i in written]
     chunks = sum(i.chunks for i in items)
+    dense_only = bm25.reason() if items else ""  # an empty corpus is not one BM25 cannot rank
     if writer is not None:
         if load_encoder is None:
             raise TypeError("plan needs load_encoder when the index takes parts")
@@ -117,13 +105,8 @@ def _items(store: ArtifactStore, fanout: Fanout) -> list[ShardItem]:
     return [ShardItem.from_event(i) for i in json.loads(store.get_bytes(fanout.items))]
 
 
-def _written(store: ArtifactStore, run_id: str) -> set[str]:
-    """The vector parts written so far."""
-    return set(store.list_keys(fanout_prefix(run_id) + "parts/"))
-
-
 def _chunks_done(store: ArtifactStore, items: Sequence[ShardItem], run_id: str) -> int:
-    parts = _written(store, run_id)
+    parts = embed_parts.written(store, fanout_prefix(run_id))
     return sum(i.chunks for i in items if i.part in parts)
 
 
@@ -138,15 +121,16 @@ def embed_shard(
     now: Callable[[], float],
     index: VectorIndex | None = None,
 ) -> dict[str, int | str]:
-    """Embed one shard with the candidate encoder into its vector part, or (direct) into the candidate version
-    at its plan positions, then its done marker. Progress is the run's chunks in finished parts plus this
-    shard's, so concurrent items each report a lower bound that only grows."""
+    """Embed one shard into its vector part (or, direct, into the candidate version at its plan positions, then
+    its done marker): with the candidate encoder for a tune run, with the live one for an ingest job
+    (ingest_fanout.py; the same Map and item contract). A tune's progress is the run's chunks in finished parts
+    plus this shard's, so concurrent items each report a lower bound that only grows."""
     run, item = task.run, task.item
+    if isinstance(run, IngestJob):
+        return embed_item(run, item.shard, item.part, item.chunks, store=store, load_encoder=load_encoder)
     fanout = run.planned
     items = _items(store, fanout)
-    chunks = [Chunk(**json.loads(line)) for line in store.get_bytes(item.shard).decode().splitlines() if line]
-    if len(chunks) != item.chunks:
-        raise ShardsIncomplete(f"shard {item.shard} holds {len(chunks)} chunks, the plan says {item.chunks}")
+    chunks = embed_parts.read_shard(store, item.shard, item.chunks)
     encoder = load_encoder(run.shadow.model_version)
     writer = ProgressWriter(store, run.run_id, STEP, "chunk", now)
     before = _chunks_done(store, items, run.run_id)
@@ -161,11 +145,7 @@ def embed_shard(
             done += target.write_part(run.shadow.index_version, offset + done, part, vectors)
         store.put_bytes(item.part, json.dumps({"points": done}).encode(), "application/json")
     else:
-        rows = [vectors for _, vectors in batches]
-        matrix = np.concatenate(rows) if rows else np.zeros((0, encoder.dim), np.float32)
-        buf = io.BytesIO()
-        np.save(buf, matrix.astype(np.float32), allow_pickle=False)
-        store.put_bytes(item.part, buf.getvalue())
+        embed_parts.write_part(store, item.part, [vectors for _, vectors in batches], encoder.dim)
     if _run_ended(store, run.run_id):  # Cleanup ran while this item was embedding: leave nothing behind
         store.delete_prefix(item.part)
     else:
@@ -183,16 +163,6 @@ def _run_ended(store: ArtifactStore, run_id: str) -> bool:
 # ---------------------------------------------------------------- assemble
 
 
-def _part(store: ArtifactStore, item: ShardItem, dim: int | None = None) -> Vectors:
-    try:
-        vectors = np.load(io.BytesIO(store.get_bytes(item.part)), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ShardsIncomplete(f"part {item.part} is not a vector array: {exc}") from exc
-    if vectors.ndim != 2 or vectors.shape[0] != item.chunks or (dim is not None and vectors.shape[1] != dim):
-        raise ShardsIncomplete(f"part {item.part} has shape {vectors.shape}, expected ({item.chunks}, {dim})")
-    return np.asarray(vectors, dtype=np.float32)
-
-
 def assemble(
     state: RunState,
     *,
@@ -204,10 +174,7 @@ def assemble(
     the plan's every chunk); then the fan-out's files go."""
     fanout = state.planned
     items = _items(store, fanout)
-    parts = _written(store, state.run_id)
-    missing = [i.index for i in items if i.part not in parts]
-    if missing or not items:
-        raise ShardsIncomplete(f"{len(missing)} of {len(items)} shard(s) have no vector part: {missing[:10]}")
+    embed_parts.require_parts(store, fanout_prefix(state.run_id), [i.to_event() for i in items])
     direct = fanout.direct
     n = _build(state, store, index, items) if direct is None else _seal(state, store, index, items, direct)
     store.delete_prefix(fanout_prefix(state.run_id))
@@ -216,12 +183,12 @@ def assemble(
 
 
 def _build(state: RunState, store: ArtifactStore, index: VectorIndex, items: Sequence[ShardItem]) -> int:
-    dim = int(_part(store, items[0]).shape[1])
-    shards = [[Chunk(**json.loads(x)) for x in store.get_bytes(i.shard).decode().splitlines() if x] for i in items]
+    dim = int(embed_parts.read_part(store, items[0].part, items[0].chunks).shape[1])
+    shards = [embed_parts.read_shard(store, i.shard, i.chunks) for i in items]
 
     def batches() -> Iterator[tuple[Sequence[Chunk], Vectors]]:
         for item, chunks in zip(items, shards, strict=True):
-            yield chunks, _part(store, item, dim)
+            yield chunks, embed_parts.read_part(store, item.part, item.chunks, dim)
 
     every = [c for chunks in shards for c in chunks]
     return write_version(state.shadow.index_version, dim, batches(), every, index, store)

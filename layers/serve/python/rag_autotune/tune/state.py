@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ..domain import VersionPair
 from ..errors import RagError
+from ..ingest_fanout import IngestJob
 
 RunStatus = Literal["RUNNING", "SKIPPED", "PASSED", "REJECTED", "SWAPPED"]
 
@@ -147,9 +148,10 @@ class RunState(Payload):
 
 
 class ShardTask(Payload):
-    """A map item's input, made by the Map's ItemSelector: `$.run` and the item (`$$.Map.Item.Value`)."""
+    """A map item's input, made by the Map's ItemSelector: `$.run` and the item (`$$.Map.Item.Value`). In the
+    ingest state machine (infra/ingest.asl.json) `$.run` is the ingest's job: the same Map embeds both."""
 
-    run: RunState
+    run: RunState | IngestJob
     item: ShardItem
 
 
