@@ -27,8 +27,9 @@ def line_chart(title: str, x_label: str, y_label: str, series: dict[str, list[tu
     points = [p for pts in series.values() for p in pts]
     if not points or any(x <= 0 or y <= 0 for x, y in points):
         raise ValueError("a log-log chart needs positive points")
-    xs, ys = _decades(min(x for x, _ in points), max(x for x, _ in points)), _decades(
-        min(y for _, y in points), max(y for _, y in points)
+    xs, ys = (
+        _decades(min(x for x, _ in points), max(x for x, _ in points)),
+        _decades(min(y for _, y in points), max(y for _, y in points)),
     )
     x0, x1, y0, y1 = math.log10(xs[0]), math.log10(xs[-1]), math.log10(ys[0]), math.log10(ys[-1])
     x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
