@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-# Lambda gives CPU in proportion to memory: 1,769 MB is one full vCPU, 10,240 MB (the maximum) six.
+# Lambda gives CPU with memory: 1,769 MB is one full vCPU, 10,240 MB (the maximum) six.
 MB_PER_VCPU = 1769
 MAX_VCPU = 6
 MAX_MEMORY_MB = 10240
@@ -22,10 +22,13 @@ USD_PER_GB_S = 0.0000166667  # Lambda x86, us-east-1, first pricing tier
 
 
 def vcpus(memory_mb: int) -> float:
-    """The vCPUs Lambda allocates to a function of `memory_mb`."""
+    """The CPU Lambda gives a function of `memory_mb`, in vCPUs: in proportion to memory up to one vCPU, then
+    linear between the two points AWS documents (1,769 MB: 1 vCPU; 10,240 MB: 6)."""
     if not 128 <= memory_mb <= MAX_MEMORY_MB:
         raise ValueError(f"Lambda memory is 128 to {MAX_MEMORY_MB} MB, got {memory_mb}")
-    return min(MAX_VCPU, memory_mb / MB_PER_VCPU)
+    if memory_mb <= MB_PER_VCPU:
+        return memory_mb / MB_PER_VCPU
+    return 1 + (memory_mb - MB_PER_VCPU) * (MAX_VCPU - 1) / (MAX_MEMORY_MB - MB_PER_VCPU)
 
 
 @dataclass(frozen=True)
