@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-hybrid bench-ingest bench-train-budget bench-train-bisect bench-encoder layer openapi clean \
+.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-hybrid bench-ingest bench-train-budget bench-train-bisect bench-encoder bench-scale layer openapi clean \
         template localstack-build localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
@@ -70,6 +70,9 @@ bench-encoder: $(STAMP) ## chunks/s of torch fp32, the previous and the current 
 
 bench-loop: $(STAMP) ## one measured tune run on ~1.9k man pages and 500 simulated votes (~8 min; ARGS=--force-swap, ARGS="--corpus family")
 	$(PY) scripts/bench_loop.py $(ARGS)
+
+bench-scale: $(STAMP) ## ingest, embed fan-out (1, 2 workers), train s/step, /ask p99 and cold start at growing sizes; AWS projection (~35 min; ARGS="--chunks 5000,20000,80000 --votes 1000,3000,10000 --vectors 20000,100000,500000")
+	nice -n 15 $(PY) scripts/bench_scale.py $(ARGS)
 
 bench-train-bisect: $(STAMP) ## the train step's pieces on near-duplicate families: chunk vs document texts, torch vs int8 (ARGS=--variants ...)
 	nice -n 15 $(PY) scripts/bench_train_bisect.py $(ARGS)

@@ -96,9 +96,7 @@ def bench_html(rounds: int) -> list[tuple[str, ...]]:
             found += sum(_norm(line) in out for line in main)
             kept += sum(_norm(line) in out for line in boiler)
             main_n, boiler_n = main_n + len(main), boiler_n + len(boiler)
-        rows.append(
-            (label, f"{found / main_n:.1%}", f"{kept / boiler_n:.1%}", f"{rounds * len(pages) / seconds:.0f}")
-        )
+        rows.append((label, f"{found / main_n:.1%}", f"{kept / boiler_n:.1%}", f"{rounds * len(pages) / seconds:.0f}"))
     return rows
 
 

@@ -61,6 +61,33 @@ def simulated_votes(queries: list[dict], shown: dict[str, str], n: int, seed: in
     return votes
 
 
+def shown_and_texts(docs: list[man_corpus.Doc]) -> tuple[dict[str, str], dict[str, str]]:
+    """(page id → its first chunk's id: the text users were shown, chunk id → the text the encoder sees)."""
+    shown: dict[str, str] = {}
+    texts: dict[str, str] = {}
+    for d in docs:
+        chunks = chunk_document(Document(d["id"], d["title"], d["text"]))
+        texts.update({c.chunk_id: embed_text(c) for c in chunks})
+        if chunks:
+            shown[d["id"]] = chunks[0].chunk_id
+    return shown, texts
+
+
+def print_table(results: list[dict]) -> None:
+    header = f"{'votes':>6} {'triplets':>8} {'s/step':>7} {'planned':>7} {'fit':>4} {'trained':>7} {'used':>5} "
+    print(header + f"{'left':>5} {'train s':>7} {'step s':>7}")
+    for r in results:
+        if "error" in r:
+            print(f"{r['votes']:>6} {r['triplets']:>8}  {r['error']}")
+            continue
+        b = r["budget"]
+        print(
+            f"{r['votes']:>6} {r['triplets']:>8} {b['seconds_per_step'] or 0:>7.2f} {b['planned_steps']:>7} "
+            f"{b.get('steps_that_fit', '-')!s:>4} {b['steps']:>7} {r['used']:>5} {r['left']:>5} "
+            f"{r['seconds']['train']:>7.1f} {r['step_s']:>7.1f}"
+        )
+
+
 def run(votes: list[Vote], texts: dict[str, str], budget_s: float, cache: Path) -> dict:
     parts = split(group_votes(votes), 0.2)
     rows = triplets(parts.train, texts.get, list(texts.values()), seed=len(votes))
@@ -108,36 +135,18 @@ def main(argv: list[str] | None = None) -> int:
 
     t = time.time()
     docs, queries = man_corpus.build(args.sections.split(","), args.pages, args.seed)
-    shown: dict[str, str] = {}
-    texts: dict[str, str] = {}
-    for d in docs:
-        chunks = chunk_document(Document(d["id"], d["title"], d["text"]))
-        texts.update({c.chunk_id: embed_text(c) for c in chunks})
-        if chunks:
-            shown[d["id"]] = chunks[0].chunk_id
+    shown, texts = shown_and_texts(docs)
     print(f"corpus: {len(docs)} pages, {len(texts)} chunks, {len(queries)} questions ({time.time() - t:.0f} s)")
     print(f"budget: {args.budget_s:.0f} s of training per run (RAG_TUNE_TRAIN_BUDGET_S), default TrainConfig")
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
-    header = f"{'votes':>6} {'triplets':>8} {'s/step':>7} {'planned':>7} {'fit':>4} {'trained':>7} {'used':>5} "
-    header += f"{'left':>5} {'train s':>7} {'step s':>7}"
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-budget-") as tmp:
         for n in (int(v) for v in args.votes.split(",")):
             r = run(simulated_votes(queries, shown, n, args.seed), texts, args.budget_s, Path(tmp))
             results.append(r)
             print(json.dumps(r), flush=True)
-    print(header)
-    for r in results:
-        if "error" in r:
-            print(f"{r['votes']:>6} {r['triplets']:>8}  {r['error']}")
-            continue
-        b = r["budget"]
-        print(
-            f"{r['votes']:>6} {r['triplets']:>8} {b['seconds_per_step'] or 0:>7.2f} {b['planned_steps']:>7} "
-            f"{b.get('steps_that_fit', '-')!s:>4} {b['steps']:>7} {r['used']:>5} {r['left']:>5} "
-            f"{r['seconds']['train']:>7.1f} {r['step_s']:>7.1f}"
-        )
+    print_table(results)
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
