@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop bench-load bench-hybrid bench-ingest bench-train-budget bench-train-bisect bench-encoder layer openapi clean \
+.PHONY: help install run test lint check bench bench-query bench-loop bench-ablation bench-load bench-hybrid bench-ingest bench-train-budget bench-train-bisect bench-encoder layer openapi clean \
         template localstack-build localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
@@ -70,6 +70,10 @@ bench-encoder: $(STAMP) ## chunks/s of torch fp32, the previous and the current 
 
 bench-loop: $(STAMP) ## one measured tune run on ~1.9k man pages and 500 simulated votes (~8 min; ARGS=--force-swap, ARGS="--corpus family")
 	$(PY) scripts/bench_loop.py $(ARGS)
+
+bench-ablation: $(STAMP) ## base, +memory, +LoRA, +hybrid, +steering, all on one night: man pages, then families (~2×10 min; ARGS="--docs 800 --votes 250")
+	nice -n 15 $(PY) scripts/bench_ablation.py --corpus man $(ARGS)
+	nice -n 15 $(PY) scripts/bench_ablation.py --corpus family $(ARGS)
 
 bench-train-bisect: $(STAMP) ## the train step's pieces on near-duplicate families: chunk vs document texts, torch vs int8 (ARGS=--variants ...)
 	nice -n 15 $(PY) scripts/bench_train_bisect.py $(ARGS)
