@@ -27,7 +27,6 @@ import json
 import os
 import sys
 import time
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -136,16 +135,7 @@ def main() -> int:
 
     started = time.perf_counter()
     docs, queries = bench_loop.load_corpus(args)
-    work = Path(f"/tmp/rag-bench-ablation-{uuid.uuid4().hex[:6]}")
-    work.mkdir(parents=True)
-    corpus = work / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    bench = bench_stack.start(
-        "ablation",
-        work / "cache",
-        RAG_MANIFEST_TTL_S="1",
-        RAG_FEEDBACK_RATE_PER_S="0",  # the simulated users all vote from 127.0.0.1: no per-client vote limit
-    )
+    bench, corpus = bench_loop.voting_stack("ablation", docs)
     settings, rt = bench.settings, bench.rt
     try:
         report = bench_stack.bootstrap_and_ingest(bench, corpus)

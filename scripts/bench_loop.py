@@ -112,6 +112,17 @@ def load_corpus(args: argparse.Namespace) -> tuple[list[man_corpus.Doc], list[ma
     return docs, queries
 
 
+def voting_stack(prefix: str, docs: list[man_corpus.Doc], **env: str) -> tuple[bench_stack.BenchStack, Path]:
+    """A bench stack for simulated voters (a swap shows within a second; no per-client vote limit: they all vote
+    from 127.0.0.1), and the corpus written to a work folder of its own."""
+    work = Path(f"/tmp/rag-bench-{prefix}-{uuid.uuid4().hex[:6]}")
+    work.mkdir(parents=True)
+    corpus = work / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    bench = bench_stack.start(prefix, work / "cache", RAG_MANIFEST_TTL_S="1", RAG_FEEDBACK_RATE_PER_S="0", **env)
+    return bench, corpus
+
+
 def split(queries: list[man_corpus.Query], seed: int) -> tuple[list[man_corpus.Query], list[man_corpus.Query]]:
     """The voted half and the held-out half (never voted on), shuffled with `seed`."""
     shuffled = queries[:]
@@ -182,18 +193,8 @@ def main() -> int:
     args = ap.parse_args()
 
     docs, queries = load_corpus(args)
-    work = Path(f"/tmp/rag-bench-loop-{uuid.uuid4().hex[:6]}")
-    work.mkdir(parents=True)
-    corpus = work / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
-
-    bench = bench_stack.start(
-        "loop",
-        work / "cache",
-        RAG_MANIFEST_TTL_S="1",
-        RAG_FEEDBACK_RATE_PER_S="0",  # the simulated users all vote from 127.0.0.1: no per-client vote limit
-        RAG_MEMORY_REFRESH_S="2",
-        RAG_MEMORY_ENABLED="false" if args.no_memory else "true",
+    bench, corpus = voting_stack(
+        "loop", docs, RAG_MEMORY_REFRESH_S="2", RAG_MEMORY_ENABLED="false" if args.no_memory else "true"
     )
     settings, rt = bench.settings, bench.rt
     report = bench_stack.bootstrap_and_ingest(bench, corpus)
