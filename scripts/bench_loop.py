@@ -29,6 +29,7 @@ import resource
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ import man_corpus  # noqa: E402
 
 from rag_autotune import cli  # noqa: E402
 from rag_autotune.ask import retrieve  # noqa: E402
+from rag_autotune.live import LivePair  # noqa: E402
 from rag_autotune.local import sfn  # noqa: E402
 from rag_autotune.local.server import ApiServer, load_api_module  # noqa: E402
 from rag_autotune.memory import MemoryVote  # noqa: E402
@@ -86,12 +88,50 @@ def served_quality(api_module: object, sets: dict[str, list[Judged]]) -> Quality
     """What /ask serves: the top 10 per query from the API process's own live pair and feedback memory, through
     the same retrieve() /ask runs. In process rather than over HTTP, so that measuring does not log ~1k queries
     each time (moto copies every table on each vote's transaction: a big table makes voting slow and huge)."""
+    return pair_quality(lambda: api_module.runtime.live.current(), sets)  # type: ignore[attr-defined]
+
+
+def pair_quality(live: Callable[[], LivePair], sets: dict[str, list[Judged]]) -> Quality:
+    """The top 10 per query as retrieve() (what /ask runs) answers from the pair `live` returns."""
 
     def rank(query: str) -> list[str]:
-        live = api_module.runtime.live.current()  # type: ignore[attr-defined]
-        return [c.doc_id for c in retrieve(query, 10, live).citations]
+        return [c.doc_id for c in retrieve(query, 10, live()).citations]
 
     return {name: evaluate(rank, qs) for name, qs in sets.items()}
+
+
+def load_corpus(args: argparse.Namespace) -> tuple[list[man_corpus.Doc], list[man_corpus.Query]]:
+    """The documents and the judged queries of --corpus, with the time it took printed."""
+    t0 = time.perf_counter()
+    if args.corpus == "family":
+        docs, queries = family_corpus.build(args.docs, args.seed, max_chars=args.max_chars)
+    else:
+        docs, queries = man_corpus.build(["2", "3", "5", "7"], args.docs, args.seed, max_chars=args.max_chars)
+    elapsed = time.perf_counter() - t0
+    print(f"corpus {args.corpus}: {len(docs)} documents, {len(queries)} queries ({elapsed:.0f} s)", flush=True)
+    return docs, queries
+
+
+def voting_stack(prefix: str, docs: list[man_corpus.Doc], **env: str) -> tuple[bench_stack.BenchStack, Path]:
+    """A bench stack for simulated voters (a swap shows within a second; no per-client vote limit: they all vote
+    from 127.0.0.1), and the corpus written to a work folder of its own."""
+    work = Path(f"/tmp/rag-bench-{prefix}-{uuid.uuid4().hex[:6]}")
+    work.mkdir(parents=True)
+    corpus = work / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    bench = bench_stack.start(prefix, work / "cache", RAG_MANIFEST_TTL_S="1", RAG_FEEDBACK_RATE_PER_S="0", **env)
+    return bench, corpus
+
+
+def split(queries: list[man_corpus.Query], seed: int) -> tuple[list[man_corpus.Query], list[man_corpus.Query]]:
+    """The voted half and the held-out half (never voted on), shuffled with `seed`."""
+    shuffled = queries[:]
+    random.Random(seed).shuffle(shuffled)
+    return shuffled[: len(shuffled) // 2], shuffled[len(shuffled) // 2 :]
+
+
+def judged(queries: list[man_corpus.Query]) -> list[Judged]:
+    return [Judged(q["query"], frozenset(q["relevant"])) for q in queries]
 
 
 def vote_round(client: Client, voted: list[man_corpus.Query], budget: int) -> tuple[int, int]:
@@ -152,25 +192,9 @@ def main() -> int:
     ap.add_argument("--memory-votes", type=int, default=10_000, help="remembered votes for the /ask p99 check")
     args = ap.parse_args()
 
-    t0 = time.perf_counter()
-    if args.corpus == "family":
-        docs, queries = family_corpus.build(args.docs, args.seed, max_chars=args.max_chars)
-    else:
-        docs, queries = man_corpus.build(["2", "3", "5", "7"], args.docs, args.seed, max_chars=args.max_chars)
-    elapsed = time.perf_counter() - t0
-    print(f"corpus {args.corpus}: {len(docs)} documents, {len(queries)} queries ({elapsed:.0f} s)", flush=True)
-    work = Path(f"/tmp/rag-bench-loop-{uuid.uuid4().hex[:6]}")
-    work.mkdir(parents=True)
-    corpus = work / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
-
-    bench = bench_stack.start(
-        "loop",
-        work / "cache",
-        RAG_MANIFEST_TTL_S="1",
-        RAG_FEEDBACK_RATE_PER_S="0",  # the simulated users all vote from 127.0.0.1: no per-client vote limit
-        RAG_MEMORY_REFRESH_S="2",
-        RAG_MEMORY_ENABLED="false" if args.no_memory else "true",
+    docs, queries = load_corpus(args)
+    bench, corpus = voting_stack(
+        "loop", docs, RAG_MEMORY_REFRESH_S="2", RAG_MEMORY_ENABLED="false" if args.no_memory else "true"
     )
     settings, rt = bench.settings, bench.rt
     report = bench_stack.bootstrap_and_ingest(bench, corpus)
@@ -178,14 +202,8 @@ def main() -> int:
     api = ApiServer(api_module.app, port=0).start()
     client = Client(api.port)
 
-    rng = random.Random(args.seed)
-    shuffled = queries[:]
-    rng.shuffle(shuffled)
-    voted, heldout = shuffled[: len(shuffled) // 2], shuffled[len(shuffled) // 2 :]
-    sets = {
-        "repeated": [Judged(q["query"], frozenset(q["relevant"])) for q in voted],
-        "held-out": [Judged(q["query"], frozenset(q["relevant"])) for q in heldout],
-    }
+    voted, heldout = split(queries, args.seed)
+    sets = {"repeated": judged(voted), "held-out": judged(heldout)}
     before = quality(rt, sets)
     p99_before = ask_p99(client, [q["query"] for q in heldout])
 
