@@ -22,7 +22,7 @@ import pytest
 
 from rag_autotune.local import cfn
 from rag_autotune.local.resources import load_template
-from rag_autotune.paths import ASL, REPO, TEMPLATE
+from rag_autotune.paths import ASL, INGEST_ASL, REPO, TEMPLATE
 
 sys.path.insert(0, str(REPO / "scripts"))
 import build_layer  # noqa: E402
@@ -69,11 +69,12 @@ def test_variant_vendors_the_layer_into_each_function_and_zips_the_train_step(
         "code/ingest": ["ServeLayer"],
     }
     assert p.folders["code/api"] == [REPO / "functions" / "api"]
-    asl = t["Resources"]["TuneStateMachine"]["Properties"]["DefinitionUri"]
-    assert (out / asl).resolve() == ASL.resolve()
+    machines = {k for k, v in doc["Resources"].items() if v["Type"] == "AWS::Serverless::StateMachine"}
+    for name, asl in (("TuneStateMachine", ASL), ("IngestStateMachine", INGEST_ASL)):
+        assert (out / t["Resources"][name]["Properties"]["DefinitionUri"]).resolve() == asl.resolve()
     # Everything else is the source's: the same properties on every resource but the paths and the layer.
     for name, res in doc["Resources"].items():
-        if name in ({"TuneTrainFunction", "TuneStateMachine"} | layers) or name in functions:
+        if name in ({"TuneTrainFunction"} | machines | layers) or name in functions:
             continue
         assert t["Resources"][name] == res
 

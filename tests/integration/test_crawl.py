@@ -174,7 +174,13 @@ def test_a_crawl_from_the_root_follows_same_host_links_up_to_max_pages(site: Sit
 def _runtime(settings: Settings) -> SimpleNamespace:
     store, index = MemoryArtifactStore(), MemoryVectorIndex()
     store.put_bytes("models/v0/meta.json", b"{}")
-    return SimpleNamespace(store=store, index=index, settings=settings, load_bulk_encoder=lambda v: HashEncoder(v))
+    return SimpleNamespace(
+        store=store,
+        index=index,
+        settings=settings,
+        load_bulk_encoder=lambda v: HashEncoder(v),
+        ingest_fan_out=lambda **_: None,  # these corpora are one shard or less: embedded in the CLI's process
+    )
 
 
 def test_ingest_url_builds_a_version_keeps_the_state_and_skips_an_unchanged_site(
