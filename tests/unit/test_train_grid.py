@@ -82,11 +82,13 @@ def test_the_fold_score_rewards_ranking_each_answer_first() -> None:
     assert bad < 0.5
 
 
-def test_the_best_point_wins_and_a_tie_keeps_the_default() -> None:
+def test_a_point_replaces_the_default_only_when_it_leads_by_more_than_noise() -> None:
     other = grid.GridPoint(5e-4, 2)
-    assert grid.best({DEFAULT: 0.70, other: 0.71}, DEFAULT) == other
+    assert grid.best({DEFAULT: 0.70, other: 0.70 + grid.MIN_GAIN}, DEFAULT) == other
+    assert grid.best({DEFAULT: 0.70, other: 0.70 + grid.MIN_GAIN / 2}, DEFAULT) == DEFAULT
     assert grid.best({other: 0.7, DEFAULT: 0.7}, DEFAULT) == DEFAULT
     assert grid.best({other: 0.6, DEFAULT: 0.7}, DEFAULT) == DEFAULT
+    assert grid.best({other: 0.6}, DEFAULT) == other  # the default did not fit the budget: the best scored
 
 
 def test_steps_and_what_fits_use_the_budgets_margin() -> None:
