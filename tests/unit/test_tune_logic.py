@@ -35,6 +35,26 @@ def test_metrics_by_hand() -> None:
     assert out == {"p@5": 0.2, "hit@5": 1.0, "ndcg@10": 1.0, "n": 1}
 
 
+def test_condensed_lists_score_only_what_the_votes_judged() -> None:
+    """A ranking that surfaces documents nobody saw is not scored as if each were a miss (the smoke step's mode
+    choice): condensed, "new" and "other" drop out and the 👍 document is first."""
+    q = Judged("q", frozenset({"a"}), frozenset({"a", "x"}))
+    surfacing = ["new", "other", "a", "x"]
+    assert evaluate(lambda _: surfacing, [q])["ndcg@10"] == pytest.approx(0.5)
+    assert evaluate(lambda _: surfacing, [q], condensed=True)["ndcg@10"] == 1.0
+    assert evaluate(lambda _: ["x", "new", "a"], [q], condensed=True)["ndcg@10"] == pytest.approx(1 / math.log2(3), abs=1e-4)
+    golden = Judged("q", frozenset({"a"}))  # judged unknown: the full list counts
+    assert evaluate(lambda _: surfacing, [golden], condensed=True)["ndcg@10"] == pytest.approx(0.5)
+
+
+def test_judged_sets_hold_every_voted_document() -> None:
+    from rag_autotune.tune.dataset import judged
+
+    groups = group_votes([_vote("q", "a", "up", 1), _vote("q", "x", "down", 2), _vote("only down", "y", "down", 3)])
+    (j,) = judged(list(groups.values()))
+    assert (j.relevant, j.judged) == (frozenset({"a"}), frozenset({"a", "x"}))
+
+
 def _vote(q: str, doc: str, kind: str, t: float) -> Vote:
     return Vote(f"id-{q}-{t}", doc, f"{doc}#0", kind, 1, q, VersionPair("v0", "v0-c1"), t)  # type: ignore[arg-type]
 

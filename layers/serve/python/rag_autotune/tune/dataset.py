@@ -120,4 +120,4 @@ def triplets(
 
 
 def judged(groups: Sequence[QueryVotes]) -> list[Judged]:
-    return [Judged(g.query, frozenset(g.up)) for g in groups if g.up]
+    return [Judged(g.query, frozenset(g.up), frozenset(g.up) | frozenset(g.down)) for g in groups if g.up]

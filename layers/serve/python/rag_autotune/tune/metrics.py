@@ -27,16 +27,25 @@ def ndcg_at(ranked: Sequence[str], relevant: set[str], k: int = 10) -> float:
 class Judged:
     query: str
     relevant: frozenset[str]
+    judged: frozenset[str] = frozenset()  # every document with a vote, 👍 or 👎; empty: not known (golden sets)
 
 
-def evaluate(rank: Callable[[str], Sequence[str]], queries: Sequence[Judged]) -> dict[str, float]:
-    """Mean P@5, hit@5 and nDCG@10 of `rank` (query → doc ids, best first) over queries with ≥1 relevant."""
+def evaluate(
+    rank: Callable[[str], Sequence[str]], queries: Sequence[Judged], *, condensed: bool = False
+) -> dict[str, float]:
+    """Mean P@5, hit@5 and nDCG@10 of `rank` (query → doc ids, best first) over queries with ≥1 relevant.
+
+    condensed: each ranking keeps only the query's judged documents (a condensed list, Sakai 2007). Votes judge
+    only what the live ranking showed, so a ranking that surfaces other documents is otherwise scored as if
+    every one of them were irrelevant: that favours whatever ranks like the live model."""
     scored = [q for q in queries if q.relevant]
     if not scored:
         return {"p@5": 0.0, "hit@5": 0.0, "ndcg@10": 0.0, "n": 0}
     sums = {"p@5": 0.0, "hit@5": 0.0, "ndcg@10": 0.0}
     for q in scored:
         ranked = rank(q.query)
+        if condensed and q.judged:
+            ranked = [d for d in ranked if d in q.judged or d in q.relevant]
         rel = set(q.relevant)
         sums["p@5"] += precision_at(ranked, rel, 5)
         sums["hit@5"] += hit_at(ranked, rel, 5)

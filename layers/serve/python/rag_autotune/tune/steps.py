@@ -196,12 +196,12 @@ def prepare(
     _write_jsonl(
         store,
         prefix + "heldout.jsonl",
-        ({"query": j.query, "relevant": sorted(j.relevant)} for j in judged(parts.heldout)),
+        ({"query": j.query, "relevant": sorted(j.relevant), "judged": sorted(j.judged)} for j in judged(parts.heldout)),
     )
     _write_jsonl(
         store,
         prefix + "repeated.jsonl",
-        ({"query": j.query, "relevant": sorted(j.relevant)} for j in judged(parts.train)),
+        ({"query": j.query, "relevant": sorted(j.relevant), "judged": sorted(j.judged)} for j in judged(parts.train)),
     )
     if not rows:
         reason = "not enough feedback: no 👍 on training queries"
@@ -323,14 +323,16 @@ def choose_retrieval(
     encoder: Encoder, index: VectorIndex, version: str, sets: dict[str, list[Judged]], store: ArtifactStore
 ) -> tuple[ModeChoice, dict[str, dict[str, dict[str, Any]]]]:
     """The candidate's retrieval mode: each mode scored on the train split (the repeated set) and held-out;
-    dense when the version has no BM25 vectors (its stats say why, e.g. a CJK corpus)."""
+    dense when the version has no BM25 vectors (its stats say why, e.g. a CJK corpus). The modes are scored on
+    condensed lists (metrics.evaluate): the votes judged only what the dense live model showed, and the full
+    lists would count every document BM25 brings up and nobody saw as a miss."""
     if not index.has_sparse(version):
         why = stored_mode(store, version)[1] or NO_SPARSE
         return ModeChoice("dense", why), {}
     vector_of = cached_encoder(encoder)
     scores: dict[str, dict[str, dict[str, Any]]] = {
         name: {
-            mode: evaluate(ranker(encoder, index, version, mode=mode, vector_of=vector_of), sets[name])
+            mode: evaluate(ranker(encoder, index, version, mode=mode, vector_of=vector_of), sets[name], condensed=True)
             for mode in RETRIEVAL_MODES
         }
         for name in ("repeated", "heldout")
@@ -351,7 +353,7 @@ def _training_record(store: ArtifactStore, model_version: str) -> dict[str, Any]
 
 
 def _judged(rows: list[dict[str, Any]]) -> list[Judged]:
-    return [Judged(r["query"], frozenset(r["relevant"])) for r in rows]
+    return [Judged(r["query"], frozenset(r["relevant"]), frozenset(r.get("judged", ()))) for r in rows]
 
 
 def golden_set(store: ArtifactStore) -> list[Judged]:
