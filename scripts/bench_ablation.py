@@ -206,7 +206,7 @@ def main() -> int:
         cells = " | ".join(
             f"{q[s]['ndcg@10']:.3f} | {q[s]['hit@5']:.3f} | {q[s]['p@5']:.3f}" for s in ("repeated", "held-out")
         )
-        delta = q["held-out"]["ndcg@10"] - base_heldout
+        delta = round(q["held-out"]["ndcg@10"] - base_heldout, 3)  # as printed: +0.000 did not help
         verdict = "—" if row == ROWS[0] else f"{delta:+.3f} ({'helped' if delta > 0 else 'did not help'})"
         print(f"| {row.name} | {cells} | {default_of(row, mode, smoke_mode)} | {verdict} |")
     return 0
