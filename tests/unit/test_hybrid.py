@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from rag_autotune import http_api
 from rag_autotune.ask import ask
@@ -73,10 +74,13 @@ def test_a_cjk_corpus_is_indexed_dense_with_the_reason_logged(
     assert found.mode == "dense" and len(found.hits) == 2
 
 
-def test_smoke_picks_hybrid_for_a_candidate_dense_cannot_rank_and_ask_answers_with_it(tmp_path: Path) -> None:
-    """A candidate whose dense vectors rank nothing (every text the same vector): BM25 carries the train split,
-    so the smoke step picks a hybrid mode, writes it into the version's stats, and /ask then answers hybrid,
-    except for a question made only of stop words, which the dense side answers."""
+@pytest.mark.parametrize("learned", [False, True], ids=["candidate-flat", "candidate-learned"])
+def test_smoke_picks_hybrid_when_dense_cannot_rank_and_ask_answers_with_it(tmp_path: Path, learned: bool) -> None:
+    """Models whose dense vectors rank nothing (every query the same vector): BM25 carries the train split
+    (scored with the live model, which has not learned those questions) and held-out (with the candidate), so
+    the smoke step picks a hybrid mode, writes it into the version's stats, and /ask then answers hybrid,
+    except for a question made only of stop words, which the dense side answers. `learned`: the candidate ranks
+    the train questions well by dense alone (as one trained on their votes does), and still does not decide."""
 
     class Flat(HashEncoder):
         def encode(self, texts: Any) -> Any:
@@ -97,13 +101,15 @@ def test_smoke_picks_hybrid_for_a_candidate_dense_cannot_rank_and_ask_answers_wi
     kw: dict[str, Any] = {"store": store, "index": index}
     state = steps.prepare(RunStart(run_id="r1", trigger="test"), feedback=fb, settings=settings, now=CLOCK, **kw)
     store.put_bytes("models/v1/meta.json", b"{}")
-    encoders = {"v0": HashEncoder("v0"), "v1": Flat("v1")}
+    # v0-c1 was indexed by HashEncoder, so flat queries rank nothing there
+    encoders = {"v0": Flat("v0"), "v1": HashEncoder("v1") if learned else Flat("v1")}
     state = fanout.embed(state, load_encoder=encoders.__getitem__, now=CLOCK, **kw)
     assert read_stats(store, "v1-c1").mode == "dense"  # until the smoke step chooses
     state = steps.smoke(state, load_encoder=encoders.__getitem__, settings=settings, now=CLOCK, timer=Ticks(1e-3), **kw)
     full = json.loads(store.get_bytes("runs/r1/report.json"))
     report = full["retrieval"]
     assert report["mode"] in ("hybrid-rrf", "hybrid-dbsf"), report
+    assert report["reason"].endswith("(train scored on v0-c1)")
     # live answers dense, but the latency ratio times it in the candidate's mode: it compares models, not modes
     assert (report["live_mode"], full["latency_ms"]["modes"]["live"]) == ("dense", report["mode"])
     train = report["scores"]["repeated"]

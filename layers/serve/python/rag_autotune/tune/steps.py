@@ -320,26 +320,39 @@ def searcher(encoder: Encoder, index: VectorIndex, version: str, mode: Retrieval
 
 
 def choose_retrieval(
-    encoder: Encoder, index: VectorIndex, version: str, sets: dict[str, list[Judged]], store: ArtifactStore
+    encoder: Encoder,
+    index: VectorIndex,
+    version: str,
+    sets: dict[str, list[Judged]],
+    store: ArtifactStore,
+    *,
+    live: tuple[Encoder, str] | None = None,
 ) -> tuple[ModeChoice, dict[str, dict[str, dict[str, Any]]]]:
-    """The candidate's retrieval mode: each mode scored on the train split (the repeated set) and held-out;
-    dense when the version has no BM25 vectors (its stats say why, e.g. a CJK corpus). The modes are scored on
-    condensed lists (metrics.evaluate): the votes judged only what the dense live model showed, and the full
-    lists would count every document BM25 brings up and nobody saw as a miss."""
+    """The candidate's retrieval mode: chosen on the train split (the repeated set), checked on held-out; dense
+    when the version has no BM25 vectors (its stats say why, e.g. a CJK corpus).
+
+    The train split is scored with the live pair (`live`: encoder, index version) when its version has BM25
+    vectors: the candidate has just been trained on those very questions, so its dense ranking of them is
+    near perfect and says nothing about whether fusing BM25 helps questions nobody voted on. Held-out, which
+    neither model learned, is scored with the candidate. Both on condensed lists (metrics.evaluate): the votes
+    judged only what the dense live model showed, and the full lists would count every document BM25 brings
+    up and nobody saw as a miss."""
     if not index.has_sparse(version):
         why = stored_mode(store, version)[1] or NO_SPARSE
         return ModeChoice("dense", why), {}
-    vector_of = cached_encoder(encoder)
-    scores: dict[str, dict[str, dict[str, Any]]] = {
-        name: {
-            mode: evaluate(ranker(encoder, index, version, mode=mode, vector_of=vector_of), sets[name], condensed=True)
+    by = {"repeated": live if live and index.has_sparse(live[1]) else (encoder, version), "heldout": (encoder, version)}
+    scores: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, (enc, ver) in by.items():
+        if not sets.get(name):
+            continue
+        vector_of = cached_encoder(enc)
+        scores[name] = {
+            mode: evaluate(ranker(enc, index, ver, mode=mode, vector_of=vector_of), sets[name], condensed=True)
             for mode in RETRIEVAL_MODES
         }
-        for name in ("repeated", "heldout")
-        if sets.get(name)
-    }
     train, heldout = scores.get("repeated", {}), scores.get("heldout", {})
-    return choose_mode(train, heldout), scores
+    choice = choose_mode(train, heldout)
+    return ModeChoice(choice.mode, f"{choice.reason} (train scored on {by['repeated'][1]})"), scores
 
 
 def _training_record(store: ArtifactStore, model_version: str) -> dict[str, Any]:
@@ -387,7 +400,9 @@ def smoke(
         "golden": golden_set(store),
     }
     live_mode = stored_mode(store, live.index_version)[0]
-    choice, mode_scores = choose_retrieval(cand_enc, index, candidate.index_version, sets, store)
+    choice, mode_scores = choose_retrieval(
+        cand_enc, index, candidate.index_version, sets, store, live=(live_enc, live.index_version)
+    )
     live_rank = ranker(live_enc, index, live.index_version, mode=live_mode)
     cand_rank = ranker(cand_enc, index, candidate.index_version, mode=choice.mode)
     metrics = {
