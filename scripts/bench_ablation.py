@@ -59,6 +59,7 @@ class Row:
     hybrid: bool = False
     memory: bool = False
     steering: bool = False
+    shipped: bool = False  # what /ask serves after the night: the swapped pair, opened as the API opens it
 
 
 ROWS = (
@@ -68,6 +69,7 @@ ROWS = (
     Row("+hybrid", hybrid=True),
     Row("+relevance feedback", steering=True),
     Row("all", tuned=True, hybrid=True, memory=True, steering=True),
+    Row("as shipped", shipped=True),
 )
 
 
@@ -82,6 +84,8 @@ def default_of(row: Row, hybrid_mode: str, smoke_mode: str) -> str:
         return f"smoke chooses per version (this night: {smoke_mode}); row: {hybrid_mode}"
     if row.steering and not row.tuned:
         return "on" if field["steering_enabled"] else "off (RAG_STEERING_ENABLED)"
+    if row.shipped:
+        return f"the defaults: the swapped model in smoke's mode ({smoke_mode}), memory and steering as shipped"
     return "—"
 
 
@@ -109,8 +113,20 @@ def row_memory(rt: Runtime, settings: Settings, live: LivePair, row: Row, steer:
 
 
 def row_pair(
-    rt: Runtime, settings: Settings, pairs: dict[bool, LivePair], row: Row, mode: RetrievalMode, steer: SteerParams
+    rt: Runtime,
+    settings: Settings,
+    pairs: dict[bool, LivePair],
+    row: Row,
+    mode: RetrievalMode,
+    steer: SteerParams,
+    smoke_mode: RetrievalMode,
 ) -> LivePair:
+    if row.shipped:  # Runtime.load_memory: the settings' switches and the snapshot the smoke step shipped
+        live = pairs[True]
+        shipped = rt.load_memory(live.encoder)
+        if shipped is not None:
+            shipped.serve_from(live.pair.index_version)
+        return replace(live, mode=smoke_mode, memory=shipped)
     live = pairs[row.tuned]
     memory = row_memory(rt, settings, live, row, steer)
     return replace(live, mode=mode if row.hybrid else "dense", memory=memory)
@@ -185,7 +201,7 @@ def main() -> int:
         results = []
         for row in ROWS:
             t = time.perf_counter()
-            live = row_pair(rt, settings, pairs, row, mode, steer)
+            live = row_pair(rt, settings, pairs, row, mode, steer, smoke_mode)
             q = bench_loop.pair_quality(lambda live=live: live, sets)  # type: ignore[misc]
             results.append((row, q))
             print(f"row: {bench_loop.row(row.name, q)} ({time.perf_counter() - t:.0f} s)", flush=True)
