@@ -48,6 +48,18 @@ def test_condensed_lists_score_only_what_the_votes_judged() -> None:
     assert evaluate(lambda _: surfacing, [golden], condensed=True)["ndcg@10"] == pytest.approx(0.5)
 
 
+def test_the_gate_does_not_count_what_nobody_saw_as_a_miss() -> None:
+    """Live showed a and x (the votes: 👍 a, 👎 x). A candidate that brings up an unseen page first and still
+    ranks a above x is judged equal on the voted sets; on a golden set (full judgments) the unseen page counts."""
+    voted = [Judged("q", frozenset({"a"}), frozenset({"a", "x"}))]
+    golden = [Judged("q", frozenset({"a"}))]
+    out = steps.gate_metrics(lambda _: ["a", "x"], lambda _: ["unseen", "a", "x"], {"heldout": voted, "golden": golden})
+    assert out["heldout"]["before"] == out["heldout"]["after"]
+    assert out["golden"]["after"]["ndcg@10"] < out["golden"]["before"]["ndcg@10"]
+    worse = steps.gate_metrics(lambda _: ["a", "x"], lambda _: ["x", "a"], {"heldout": voted})
+    assert worse["heldout"]["after"]["ndcg@10"] < worse["heldout"]["before"]["ndcg@10"]
+
+
 def test_judged_sets_hold_every_voted_document() -> None:
     from rag_autotune.tune.dataset import judged
 

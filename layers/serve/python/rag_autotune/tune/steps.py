@@ -355,6 +355,20 @@ def choose_retrieval(
     return ModeChoice(choice.mode, f"{choice.reason} (train scored on {by['repeated'][1]})"), scores
 
 
+def gate_metrics(
+    live: Callable[[str], Sequence[str]], candidate: Callable[[str], Sequence[str]], sets: dict[str, list[Judged]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Set → before (live) / after (candidate) → P@5, hit@5, nDCG@10, on condensed lists (metrics.evaluate), as
+    for the mode: the votes judged only what live showed, so full lists would count every document the
+    candidate brings up and nobody saw as a miss, and favour live. A golden set holds no judged set and is
+    scored on the full lists."""
+    return {
+        name: {"before": evaluate(live, qs, condensed=True), "after": evaluate(candidate, qs, condensed=True)}
+        for name, qs in sets.items()
+        if qs
+    }
+
+
 def _training_record(store: ArtifactStore, model_version: str) -> dict[str, Any]:
     """What the train step uploaded beside the model (config, counts, loss curve); {} for a model that was not
     trained by a run (bootstrap)."""
@@ -405,9 +419,7 @@ def smoke(
     )
     live_rank = ranker(live_enc, index, live.index_version, mode=live_mode)
     cand_rank = ranker(cand_enc, index, candidate.index_version, mode=choice.mode)
-    metrics = {
-        name: {"before": evaluate(live_rank, qs), "after": evaluate(cand_rank, qs)} for name, qs in sets.items() if qs
-    }
+    metrics = gate_metrics(live_rank, cand_rank, sets)
     up, down = movers(live_rank, cand_rank, [q for qs in sets.values() for q in qs], RANK_DEPTH)
     queries = [q.query for qs in sets.values() for q in qs]
     # The ratio compares encoders and indexes, not modes: a hybrid candidate is timed against live in the same
