@@ -24,7 +24,7 @@ in the plan, so a retried Assemble, or a retried direct item, writes the same po
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from .. import embed_parts
 from ..chunking import embed_text
@@ -68,24 +68,27 @@ def plan(
     docs: set[str] = set()
     bm25 = Bm25Check()
 
-    def corpus() -> Iterator[Chunk]:
-        """The live corpus, streamed once: BM25's check and the document count read it on the way."""
-        for chunk in index.chunks(state.live.index_version):
+    def tapped(stream: Iterable[Chunk]) -> Iterator[Chunk]:
+        """The corpus, streamed once: BM25's check and the document count read it on the way. Only direct
+        writes need them here; with vector parts, Assemble's build runs the same check."""
+        for chunk in stream:
             docs.add(chunk.doc_id)
             bm25.add(embed_text(chunk))
             yield chunk
 
+    corpus = index.chunks(state.live.index_version)
     items_key, written = embed_parts.write_shards(
         store,
         fanout_prefix(state.run_id),
-        corpus(),
+        tapped(corpus) if writer is not None else corpus,
         shard_chunks(settings),
         part_suffix=".done" if writer else ".npy",
     )
     items = [ShardItem.from_event(i) for i in written]
     chunks = sum(i.chunks for i in items)
-    dense_only = bm25.reason() if items else ""  # an empty corpus is not one BM25 cannot rank
+    dense_only = ""
     if writer is not None:
+        dense_only = bm25.reason() if items else ""  # an empty corpus is not one BM25 cannot rank
         if load_encoder is None:
             raise TypeError("plan needs load_encoder when the index takes parts")
         dim = load_encoder(state.shadow.model_version).dim
