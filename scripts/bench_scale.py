@@ -118,8 +118,12 @@ def edited(docs: list[man_corpus.Doc], fraction: float) -> list[man_corpus.Doc]:
     ]
 
 
-def write_corpus(path: Path, docs: list[man_corpus.Doc]) -> Path:
-    man_corpus.write_jsonl(path, docs)
+def write_corpus(path: Path, docs: list[man_corpus.Doc], per_file: int = 2000) -> Path:
+    """A folder of JSONL files, as a large site would export it: one file would pass ingest's size limit
+    (RAG_INGEST_MAX_FILE_MB) past about 50k chunks."""
+    path.mkdir(parents=True, exist_ok=True)
+    for i in range(0, len(docs), per_file):
+        man_corpus.write_jsonl(path / f"part-{i // per_file:05d}.jsonl", docs[i : i + per_file])
     return path
 
 
@@ -176,7 +180,7 @@ def ingest_part(bench: bench_stack.BenchStack, docs: list[man_corpus.Doc], tmp: 
     rt = bench.rt
     out: dict[str, Any] = {"documents": len(docs)}
     bootstrap(rt.store, rt.settings.cache_dir)
-    corpus = write_corpus(tmp / "corpus.jsonl", docs)
+    corpus = write_corpus(tmp / "corpus", docs)
     t = time.perf_counter()
     report = bench_stack.bootstrap_and_ingest(bench, corpus)  # the model is there already: ingest only
     out.update(chunks=report.chunks, embedded=report.embedded, s=round(time.perf_counter() - t, 1))
@@ -184,7 +188,7 @@ def ingest_part(bench: bench_stack.BenchStack, docs: list[man_corpus.Doc], tmp: 
     for name, corpus in (("unchanged", docs), ("edited_1pct", edited(docs, 0.01))):
         t = time.perf_counter()
         r = ingest(
-            write_corpus(tmp / f"corpus-{name}.jsonl", corpus),
+            write_corpus(tmp / f"corpus-{name}", corpus),
             store=rt.store,
             index=rt.index,
             load_encoder=rt.load_bulk_encoder,
