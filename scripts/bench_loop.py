@@ -311,6 +311,7 @@ def main() -> int:
                 p99_budget_ms=field["tune_p99_budget_ms"],
                 live_p99_ms=run["latency_ms"].get("live_p99", 0.0),
                 p99_max_ratio=field["tune_p99_ratio"],
+                tie_max_drop=field["tune_tie_max_drop"],
             )
         )
         verdict = "PASSED" if default.passed else f"REJECTED: {'; '.join(default.reasons)}"

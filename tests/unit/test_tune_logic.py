@@ -18,7 +18,7 @@ from rag_autotune.tune import fanout, steps
 from rag_autotune.tune.dataset import group_votes, is_heldout, split, triplets
 from rag_autotune.tune.gate import Decision, GateInput, decide
 from rag_autotune.tune.latency import interleaved
-from rag_autotune.tune.metrics import Judged, evaluate, hit_at, ndcg_at, precision_at
+from rag_autotune.tune.metrics import Judged, evaluate, hit_at, ndcg_at, paired_ndcg, precision_at
 from rag_autotune.tune.runs import LOCK_KEY, RunLocked, acquire_lock, list_runs, read_progress, read_run, release_lock
 from rag_autotune.tune.state import CleanupEvent, InvalidRunState, RunStart, RunState, StepError
 from rag_autotune.versions import MANIFEST_KEY, read_manifest
@@ -46,6 +46,22 @@ def test_condensed_lists_score_only_what_the_votes_judged() -> None:
     assert second == pytest.approx(1 / math.log2(3), abs=1e-4)
     golden = Judged("q", frozenset({"a"}))  # judged unknown: the full list counts
     assert evaluate(lambda _: surfacing, [golden], condensed=True)["ndcg@10"] == pytest.approx(0.5)
+
+
+def test_paired_ndcg_by_hand() -> None:
+    """Two queries: one unchanged, one whose 👍 page fell from first to second. The mean difference and its
+    standard error are the sample's: mean d/2, sd |d|/√2, se sd/√2 = |d|/2."""
+    qs = [Judged("same", frozenset({"a"})), Judged("fell", frozenset({"a"})), Judged("unjudged", frozenset())]
+    before = {"same": ["a", "x"], "fell": ["a", "x"], "unjudged": ["a"]}
+    after = {"same": ["a", "x"], "fell": ["x", "a"], "unjudged": ["x"]}
+    d = 1 / math.log2(3) - 1
+    p = paired_ndcg(before.__getitem__, after.__getitem__, qs)
+    assert p.n == 2 and p.mean == pytest.approx(d / 2) and p.se == pytest.approx(abs(d) / 2)
+    assert paired_ndcg(before.__getitem__, after.__getitem__, qs[1:2]).se == 0.0  # one query: no spread
+    assert paired_ndcg(before.__getitem__, after.__getitem__, qs[2:]).n == 0
+    # condensed: x is unjudged for this query and drops out, so the fall is not seen
+    judged = [Judged("fell", frozenset({"a"}), frozenset({"a"}))]
+    assert paired_ndcg(before.__getitem__, after.__getitem__, judged, condensed=True).mean == 0.0
 
 
 def test_the_gate_does_not_count_what_nobody_saw_as_a_miss() -> None:
@@ -201,6 +217,52 @@ def test_gate_rejects_a_p99_over_the_budget() -> None:
 def test_gate_lists_every_failed_check() -> None:
     d = _decide(_metrics((0.5, 0.5), golden=(1.0, 0.0)), p99_ms=99.0)
     assert not d.passed and [r.split()[0] for r in d.reasons] == ["held-out", "golden", "encode+search"]
+
+
+def _set(before: float, after: float, se: float, n: int = 20) -> dict:  # type: ignore[type-arg]
+    """A judged set's before/after nDCG@10 with its per-query differences' mean and standard error."""
+    return {
+        "before": {"ndcg@10": before, "n": n},
+        "after": {"ndcg@10": after, "n": n},
+        "paired": {"n": n, "mean": after - before, "se": se},
+    }
+
+
+def _tie_gate(heldout: dict, repeated: dict | None) -> Decision:  # type: ignore[type-arg]
+    metrics = {"heldout": heldout, **({"repeated": repeated} if repeated else {})}
+    return decide(
+        GateInput(metrics, p99_ms=5.0, margin=0.0, golden_tolerance=0.125, p99_budget_ms=15.0, tie_max_drop=0.0625)
+    )
+
+
+def test_gate_passes_a_held_out_tie_when_the_voted_questions_rose() -> None:
+    """Held-out at its ceiling (0.9375 → 0.9375 - 1/64, inside 2 standard errors): the voted questions decide."""
+    d = _tie_gate(_set(0.9375, 0.921875, se=0.015625), _set(0.75, 0.875, se=0.03125))
+    assert d.passed and d.reasons == [] and len(d.notes) == 1
+    assert "is a tie with the margin +0.0000" in d.notes[0] and "repeated ndcg@10 0.7500 → 0.8750" in d.notes[0]
+
+
+def test_gate_rejects_a_tie_the_voted_questions_do_not_break() -> None:
+    held = _set(0.9375, 0.921875, se=0.015625)
+    for repeated in (None, _set(0.75, 0.8125, se=0.03125), _set(0.75, 0.75, se=0.0)):  # noise: +1/16 ≤ 2 × 1/32
+        d = _tie_gate(held, repeated)
+        assert not d.passed and d.notes == []
+        assert "did not rise beyond their noise" in d.reasons[0]
+
+
+def test_gate_rejects_a_held_out_drop_beyond_a_tie() -> None:
+    repeated = _set(0.5, 1.0, se=0.0625)
+    beyond_noise = _tie_gate(_set(0.9375, 0.875, se=0.015625), repeated)  # -1/16 > 2 × 1/64
+    beyond_cap = _tie_gate(_set(0.9375, 0.8125, se=0.25), repeated)  # within noise, but -1/8 > the cap 1/16
+    for d in (beyond_noise, beyond_cap):
+        assert not d.passed and "below the margin" in d.reasons[0] and "beyond a tie" in d.reasons[0]
+    assert not _tie_gate(_set(0.9375, 0.921875, se=0.015625, n=1), repeated).passed  # one query: no noise estimate
+
+
+def test_gate_rejects_a_candidate_that_fell_on_the_voted_questions() -> None:
+    d = _tie_gate(_set(0.5, 0.75, se=0.0625), _set(0.75, 0.5, se=0.0625))  # held-out gained; voted fell 4 se
+    assert not d.passed and len(d.reasons) == 1 and "fell on the voted questions it trained on" in d.reasons[0]
+    assert _tie_gate(_set(0.5, 0.75, se=0.0625), _set(0.75, 0.6875, se=0.0625)).passed  # a fall within noise
 
 
 def test_run_lock() -> None:

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     tune_heldout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     tune_margin: float = Field(0.0, description="held-out nDCG@10 must improve by at least this")
     tune_golden_tolerance: float = Field(0.01, ge=0.0)
+    tune_tie_max_drop: float = Field(
+        0.01,
+        ge=0.0,
+        description="a held-out nDCG@10 shortfall below the margin is a tie when within twice its standard error "
+        "and at most this; a tie passes when the voted questions rose beyond their noise (tune/gate.py)",
+    )
     tune_p99_ratio: float = Field(
         1.3, ge=1.0, description="the candidate's encode+search p99 over live's, both timed in turns in the smoke step"
     )

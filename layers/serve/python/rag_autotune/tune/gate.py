@@ -1,6 +1,12 @@
-"""The smoke gate: a candidate goes live only if it is measurably better on held-out feedback, no worse on the
-golden set (within a tolerance), and not slower than live beyond a ratio (both timed in turns in the same step,
-tune/latency.py), with an absolute p99 budget as a backstop."""
+"""The smoke gate: a candidate goes live only if it gains the margin on held-out feedback (or ties there and is
+measurably better on the voted questions it trained on), does not fall on those voted questions, is no worse on
+the golden set (within a tolerance), and is not slower than live beyond a ratio (both timed in turns in the same
+step, tune/latency.py), with an absolute p99 budget as a backstop.
+
+Why a tie: the held-out questions were judged by votes on what live showed, so their condensed lists hold only
+live's own top documents. Once live orders those well, no candidate can gain there, however much better it finds
+what live never showed. A held-out change that is noise (within TIE_Z standard errors of the per-question
+differences, and no larger than `tie_max_drop`) is a tie, and the questions the candidate trained on decide."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from ..domain import RETRIEVAL_MODES, RetrievalMode
 from .latency import p99_ratio
 
 METRIC = "ndcg@10"
+TIE_Z = 2.0  # standard errors of the paired differences within which a change is noise (about 95%)
 
 
 @dataclass(frozen=True)
@@ -23,26 +30,66 @@ class GateInput:
     p99_budget_ms: float  # the backstop: generous, the machine's speed must not decide
     live_p99_ms: float = 0.0  # live's p99, sampled alongside the candidate's
     p99_max_ratio: float = float("inf")  # candidate p99 / live p99
+    tie_max_drop: float = 0.0  # the largest held-out shortfall below the margin that can count as a tie
 
 
 @dataclass(frozen=True)
 class Decision:
     passed: bool
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # why it was rejected; empty when it passed
+    notes: list[str] = field(default_factory=list)  # how a check passed when it did not pass plainly (a tie)
+
+
+def _paired(m: Mapping[str, Any] | None) -> tuple[int, float, float]:
+    """(n, mean, standard error) of a set's per-query differences; n 0 when the set has none."""
+    p = (m or {}).get("paired") or {}
+    return int(p.get("n", 0)), float(p.get("mean", 0.0)), float(p.get("se", 0.0))
+
+
+def _change(name: str, m: Mapping[str, Any]) -> str:
+    n, mean, se = _paired(m)
+    return (
+        f"{name} {METRIC} {m['before'][METRIC]:.4f} → {m['after'][METRIC]:.4f} "
+        f"(gain {mean:+.4f} ± {se:.4f} standard error, n={n})"
+    )
+
+
+def _tie(held: Mapping[str, Any], voted: Mapping[str, Any] | None, g: GateInput) -> tuple[str | None, str]:
+    """(a note when held-out's shortfall below the margin is a tie the voted questions break, None otherwise;
+    what it fell short of)."""
+    n, mean, se = _paired(held)
+    shortfall = g.margin - mean
+    if n < 2 or shortfall > min(TIE_Z * se, g.tie_max_drop):
+        return None, f"beyond a tie (within {TIE_Z:g} standard errors and {g.tie_max_drop:.4f})"
+    vn, vmean, vse = _paired(voted)
+    if vn < 2 or vmean - TIE_Z * vse <= 0:
+        return None, "a tie, but the voted questions it trained on did not rise beyond their noise"
+    return (
+        f"{_change('held-out', held)} is a tie with the margin {g.margin:+.4f}; the voted questions it trained on "
+        f"rose beyond their noise: {_change('repeated', voted or {})}"
+    ), ""
 
 
 def decide(g: GateInput) -> Decision:
     reasons: list[str] = []
-    held = g.metrics.get("heldout")
+    notes: list[str] = []
+    held, voted = g.metrics.get("heldout"), g.metrics.get("repeated")
     if not held or not held["after"].get("n"):
         reasons.append("no held-out queries with a 👍 to judge the candidate on")
     else:
         gain = held["after"][METRIC] - held["before"][METRIC]
         if gain < g.margin:
-            reasons.append(
-                f"held-out {METRIC} {held['before'][METRIC]:.4f} → {held['after'][METRIC]:.4f} "
-                f"(gain {gain:+.4f}) is below the margin {g.margin:+.4f}"
-            )
+            note, short = _tie(held, voted, g)
+            if note:
+                notes.append(note)
+            else:
+                reasons.append(
+                    f"held-out {METRIC} {held['before'][METRIC]:.4f} → {held['after'][METRIC]:.4f} "
+                    f"(gain {gain:+.4f}) is below the margin {g.margin:+.4f}, {short}"
+                )
+    vn, vmean, vse = _paired(voted)
+    if vn >= 2 and vmean + TIE_Z * vse < 0:
+        reasons.append(f"{_change('repeated', voted or {})}: it fell on the voted questions it trained on")
     golden = g.metrics.get("golden")
     if golden and golden["after"].get("n"):
         drop = golden["before"][METRIC] - golden["after"][METRIC]
@@ -56,7 +103,7 @@ def decide(g: GateInput) -> Decision:
         )
     if g.p99_ms > g.p99_budget_ms:
         reasons.append(f"encode+search p99 {g.p99_ms:.2f} ms is over the budget {g.p99_budget_ms:.2f} ms")
-    return Decision(not reasons, reasons)
+    return Decision(not reasons, reasons, notes if not reasons else [])
 
 
 # ---- the retrieval mode: chosen on the train split, checked on held-out ----

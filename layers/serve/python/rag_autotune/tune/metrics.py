@@ -43,14 +43,55 @@ def evaluate(
         return {"p@5": 0.0, "hit@5": 0.0, "ndcg@10": 0.0, "n": 0}
     sums = {"p@5": 0.0, "hit@5": 0.0, "ndcg@10": 0.0}
     for q in scored:
-        ranked = rank(q.query)
-        if condensed and q.judged:
-            ranked = [d for d in ranked if d in q.judged or d in q.relevant]
+        ranked = _ranked(rank, q, condensed)
         rel = set(q.relevant)
         sums["p@5"] += precision_at(ranked, rel, 5)
         sums["hit@5"] += hit_at(ranked, rel, 5)
         sums["ndcg@10"] += ndcg_at(ranked, rel, 10)
     return {**{k: round(v / len(scored), 4) for k, v in sums.items()}, "n": len(scored)}
+
+
+def _ranked(rank: Callable[[str], Sequence[str]], q: Judged, condensed: bool) -> Sequence[str]:
+    ranked = rank(q.query)
+    if condensed and q.judged:
+        return [d for d in ranked if d in q.judged or d in q.relevant]
+    return ranked
+
+
+@dataclass(frozen=True)
+class Paired:
+    """nDCG@10 of two rankings of the same queries, compared query by query."""
+
+    n: int
+    mean: float  # mean of after − before over the queries with ≥1 relevant
+    se: float  # its standard error: the sample deviation of the differences over √n (0 below two queries)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"n": self.n, "mean": round(self.mean, 4), "se": round(self.se, 4)}
+
+
+def paired_ndcg(
+    before: Callable[[str], Sequence[str]],
+    after: Callable[[str], Sequence[str]],
+    queries: Sequence[Judged],
+    *,
+    condensed: bool = False,
+) -> Paired:
+    """The per-query nDCG@10 differences of `after` over `before`: their mean and its standard error, which says
+    how far the mean moves when a few queries rank differently (the gate's tie, tune/gate.py)."""
+    diffs = [
+        ndcg_at(_ranked(after, q, condensed), set(q.relevant)) - ndcg_at(_ranked(before, q, condensed), set(q.relevant))
+        for q in queries
+        if q.relevant
+    ]
+    n = len(diffs)
+    if n == 0:
+        return Paired(0, 0.0, 0.0)
+    mean = sum(diffs) / n
+    if n < 2:
+        return Paired(n, mean, 0.0)
+    var = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    return Paired(n, mean, math.sqrt(var / n))
 
 
 def first_relevant_rank(ranked: Sequence[str], relevant: frozenset[str]) -> int | None:

@@ -132,12 +132,16 @@ def _page(title: str, body: str) -> str:
 def _gate(report: Mapping[str, Any]) -> str:
     d = report["decision"]
     verdict = "PASSED" if d["passed"] else "REJECTED"
-    reasons = "".join(f"<li>{esc(r)}</li>" for r in d["reasons"]) or "<li>every check passed</li>"
+    reasons = "".join(f"<li>{esc(r)}</li>" for r in d["reasons"] or d.get("notes") or []) or (
+        "<li>every check passed</li>"
+    )
     th = report.get("thresholds") or {}
     rules = table(
         ["check", "threshold"],
         [
             [f"held-out {th.get('metric', 'ndcg@10')} gain ≥", th.get("margin", "")],
+            ["or a tie: held-out shortfall within 2 standard errors and ≤", th.get("tie_max_drop", "")],
+            ["voted questions (repeated)", "must not fall beyond noise; must rise beyond it to break a tie"],
             [f"golden {th.get('metric', 'ndcg@10')} drop ≤", th.get("golden_tolerance", "")],
             ["candidate / live encode+search p99, timed in turns ≤", th.get("p99_ratio", "")],
             ["candidate encode+search p99 (ms) ≤ (backstop)", th.get("p99_budget_ms", "")],

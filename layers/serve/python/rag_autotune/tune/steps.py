@@ -43,7 +43,7 @@ from .fanout import fanout_prefix
 from .gate import METRIC, GateInput, ModeChoice, choose_mode, decide
 from .latency import interleaved
 from .memory_eval import evaluate_memory
-from .metrics import Judged, evaluate, movers
+from .metrics import Judged, evaluate, movers, paired_ndcg
 from .runs import (
     ProgressWriter,
     RunLocked,
@@ -361,9 +361,13 @@ def gate_metrics(
     """Set → before (live) / after (candidate) → P@5, hit@5, nDCG@10, on condensed lists (metrics.evaluate), as
     for the mode: the votes judged only what live showed, so full lists would count every document the
     candidate brings up and nobody saw as a miss, and favour live. A golden set holds no judged set and is
-    scored on the full lists."""
+    scored on the full lists. `paired`: the per-query differences, for the gate's tie (tune/gate.py)."""
     return {
-        name: {"before": evaluate(live, qs, condensed=True), "after": evaluate(candidate, qs, condensed=True)}
+        name: {
+            "before": evaluate(live, qs, condensed=True),
+            "after": evaluate(candidate, qs, condensed=True),
+            "paired": paired_ndcg(live, candidate, qs, condensed=True).as_dict(),
+        }
         for name, qs in sets.items()
         if qs
     }
@@ -444,6 +448,7 @@ def smoke(
             p99_budget_ms=settings.tune_p99_budget_ms,
             live_p99_ms=latency.live_p99,
             p99_max_ratio=settings.tune_p99_ratio,
+            tie_max_drop=settings.tune_tie_max_drop,
         )
     )
     stats = read_stats(store, candidate.index_version)
@@ -462,11 +467,12 @@ def smoke(
             "modes": {"candidate": choice.mode, "live": timed_live_mode},
         },
         "retrieval": {"mode": choice.mode, "reason": choice.reason, "live_mode": live_mode, "scores": mode_scores},
-        "decision": {"passed": decision.passed, "reasons": decision.reasons},
+        "decision": {"passed": decision.passed, "reasons": decision.reasons, "notes": decision.notes},
         "thresholds": {
             "metric": METRIC,
             "margin": settings.tune_margin,
             "golden_tolerance": settings.tune_golden_tolerance,
+            "tie_max_drop": settings.tune_tie_max_drop,
             "p99_budget_ms": settings.tune_p99_budget_ms,
             "p99_ratio": settings.tune_p99_ratio,
         },
