@@ -15,7 +15,9 @@ families of sections 2/3, several relevant pages per question), as `make bench-l
 
 Steering needs fitted params: every steered row uses the ones this night's smoke step fitted (for the tuned
 encoder, in its retrieval mode), switched on whatever the fit decided, and the bench prints them. The hybrid
-rows use the mode smoke chose for the tuned index when it chose a hybrid one, else hybrid-rrf.
+rows use the mode smoke chose for the tuned index when it chose a hybrid one, else the first version's
+(domain.FIRST_MODE). "before training, as served" is what /ask served minutes after the votes: the base pair in
+the mode its ingest gave it, with the memory the API opened.
 
 Prints one markdown table: repeated (voted) and held-out nDCG@10, hit@5, P@5 per row, with what each
 component does by default and whether it raised held-out nDCG@10 over the base row."""
@@ -38,7 +40,7 @@ import bench_loop  # noqa: E402
 import bench_stack  # noqa: E402
 
 from rag_autotune import cli  # noqa: E402
-from rag_autotune.domain import RetrievalMode  # noqa: E402
+from rag_autotune.domain import FIRST_MODE, RetrievalMode  # noqa: E402
 from rag_autotune.live import LivePair  # noqa: E402
 from rag_autotune.local import sfn  # noqa: E402
 from rag_autotune.local.server import ApiServer, load_api_module  # noqa: E402
@@ -60,6 +62,7 @@ class Row:
     memory: bool = False
     steering: bool = False
     shipped: bool = False  # what /ask serves after the night: the swapped pair, opened as the API opens it
+    before_training: bool = False  # what /ask served minutes after the votes: the base pair in its first mode
 
 
 ROWS = (
@@ -69,6 +72,7 @@ ROWS = (
     Row("+hybrid", hybrid=True),
     Row("+relevance feedback", steering=True),
     Row("all", tuned=True, hybrid=True, memory=True, steering=True),
+    Row("before training, as served", before_training=True),
     Row("as shipped", shipped=True),
 )
 
@@ -81,9 +85,12 @@ def default_of(row: Row, hybrid_mode: str, smoke_mode: str) -> str:
     if row.tuned and not row.hybrid:
         return "on: nightly, the gate decides the swap"
     if row.hybrid and not row.tuned:
-        return f"smoke chooses per version (this night: {smoke_mode}); row: {hybrid_mode}"
+        first = f"on from the first version ({FIRST_MODE})"
+        return f"{first}, then smoke chooses (this night: {smoke_mode}); row: {hybrid_mode}"
     if row.steering and not row.tuned:
         return "on" if field["steering_enabled"] else "off (RAG_STEERING_ENABLED)"
+    if row.before_training:
+        return f"the defaults before any run: the base model in its first version's mode ({FIRST_MODE}), memory on"
     if row.shipped:
         return f"the defaults: the swapped model in smoke's mode ({smoke_mode}), memory and steering as shipped"
     return "—"
@@ -119,14 +126,13 @@ def row_pair(
     row: Row,
     mode: RetrievalMode,
     steer: SteerParams,
-    smoke_mode: RetrievalMode,
 ) -> LivePair:
-    if row.shipped:  # Runtime.load_memory: the settings' switches and the snapshot the smoke step shipped
-        live = pairs[True]
+    if row.shipped or row.before_training:  # Runtime.load_memory: the settings and what a smoke step shipped
+        live = pairs[row.shipped]
         shipped = rt.load_memory(live.encoder)
         if shipped is not None:
             shipped.serve_from(live.pair.index_version)
-        return replace(live, mode=smoke_mode, memory=shipped)
+        return replace(live, mode=stored_mode(rt.store, live.pair.index_version)[0], memory=shipped)
     live = pairs[row.tuned]
     memory = row_memory(rt, settings, live, row, steer)
     return replace(live, mode=mode if row.hybrid else "dense", memory=memory)
@@ -177,7 +183,7 @@ def main() -> int:
         run_report = json.loads(rt.store.get_bytes(f"runs/{run['run_id']}/report.json"))
 
         smoke_mode, why = stored_mode(rt.store, tuned.pair.index_version)
-        mode: RetrievalMode = smoke_mode if smoke_mode != "dense" else "hybrid-rrf"
+        mode: RetrievalMode = smoke_mode if smoke_mode != "dense" else FIRST_MODE
         snapshot = read_snapshot(rt.store, tuned.pair.model_version, MemoryParams.from_settings(settings)).memory
         steer = snapshot.steering if snapshot is not None else SteerParams()
         memory_section = run_report.get("memory") or {}
@@ -201,7 +207,7 @@ def main() -> int:
         results = []
         for row in ROWS:
             t = time.perf_counter()
-            live = row_pair(rt, settings, pairs, row, mode, steer, smoke_mode)
+            live = row_pair(rt, settings, pairs, row, mode, steer)
             q = bench_loop.pair_quality(lambda live=live: live, sets)  # type: ignore[misc]
             results.append((row, q))
             print(f"row: {bench_loop.row(row.name, q)} ({time.perf_counter() - t:.0f} s)", flush=True)

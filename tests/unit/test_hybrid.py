@@ -93,6 +93,8 @@ def test_smoke_picks_hybrid_when_dense_cannot_rank_and_ask_answers_with_it(tmp_p
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(json.dumps({"id": i, "title": i, "text": t}) for i, t in DOCS))
     ingest(corpus, store=store, index=index, load_encoder=HashEncoder)
+    assert read_stats(store, "v0-c1").mode == "hybrid-dbsf"  # a first version's default (domain.FIRST_MODE)
+    write_stats(store, "v0-c1", IndexStats(4, 4, "dense"))  # live as a run that chose dense left it
     questions = ["create a pipe channel", "open a file by pathname", "allocate dynamic memory", "overview of signals"]
     for n in range(3):
         for i, q in enumerate(questions):

@@ -18,7 +18,7 @@ from rag_autotune.memory import MemoryParams, MemoryVote, open_live_memory, pack
 from tests.fakes import TOKENS, HashEncoder, MemoryArtifactStore, MemoryFeedbackStore, MemoryVectorIndex
 
 T0 = float(int(time.time()) - 3600)  # recent: the smoke step reads the votes of the last 90 days
-P = MemoryParams(threshold=0.9, weight=0.3, half_life_days=7.0, client_daily_cap=3, max_penalty=0.25)
+P = MemoryParams(threshold=0.9, weight=1.0, half_life_days=7.0, client_daily_cap=3, max_penalty=0.9)
 DOCS = [
     ("pipe.2", "pipe(2)", "pipe creates a pipe, a unidirectional data channel with two file descriptors."),
     ("open.2", "open(2)", "open opens the file specified by pathname and may create it."),

@@ -91,7 +91,7 @@ def test_a_voted_query_is_encoded_once_unless_its_vote_carries_this_encoders_vec
     stored_vote(fb, "read a file", "open.2", "up", T0 + 1, model="v0", voter="c")  # another encoder's: re-encoded
     live = open_live_memory(MemoryArtifactStore(), fb, enc, P, clock=Clock(T0 + 2))
     assert sorted(enc.texts) == ["create a pipe", "open a file", "read a file"] and live.encoded == 3
-    assert live.boosts(vec("create a pipe", "v1", 32))["pipe.2"] == pytest.approx(0.9, rel=1e-3)  # 3 voters
+    assert live.boosts(vec("create a pipe", "v1", 32))["pipe.2"] == pytest.approx(3.0, rel=1e-3)  # 3 voters
 
 
 def test_memory_of_one_version_refuses_another_encoder() -> None:

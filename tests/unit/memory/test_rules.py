@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from rag_autotune.domain import Chunk, Hit
 from rag_autotune.memory import DAY_S, VoteMemory
+from rag_autotune.memory.rules import rerank
 from tests.unit.memory.support import T0, P, mv, vec
 
 
@@ -13,7 +15,7 @@ def test_boost_applies_only_above_threshold_up_and_down() -> None:
     mem.add(mv("create a pipe", "pipe.2"), vec("create a pipe"))
     mem.add(mv("create a pipe", "open.2", up=False), None)  # the row is known: no vector needed
     near = mem.boosts(vec("create a pipe"), T0)
-    assert near["pipe.2"] == pytest.approx(0.3) and near["open.2"] == pytest.approx(-0.25)  # -0.3, capped
+    assert near["pipe.2"] == pytest.approx(1.0) and near["open.2"] == pytest.approx(-0.9)  # -1.0, capped
     assert mem.boosts(vec("allocate memory"), T0) == {}
     with pytest.raises(ValueError):
         mem.add(mv("a new question", "x"), None)
@@ -40,7 +42,7 @@ def test_a_memory_decades_past_its_epoch_keeps_counting_votes_with_the_same_weig
     mem.add(mv("create a pipe", "pipe.2", voter="a", t=T0 - 7 * DAY_S), vec("create a pipe"))
     mem.add(mv("create a pipe", "fifo.7", voter="b", t=T0))
     b = mem.boosts(vec("create a pipe"), T0)
-    assert b["fifo.7"] == pytest.approx(0.3, rel=1e-3) and b["pipe.2"] == pytest.approx(b["fifo.7"] / 2)
+    assert b["fifo.7"] == pytest.approx(1.0, rel=1e-3) and b["pipe.2"] == pytest.approx(b["fifo.7"] / 2)
     assert mem.epoch > T0 - years
     mem.add(mv("create a pipe", "fifo.7", voter="b", up=False, t=T0 + 1))  # changed their mind
     mem.add(mv("create a pipe", "fifo.7", voter="c", up=True, t=T0 + 1))  # another's 👍 cancels it
@@ -52,7 +54,7 @@ def test_one_voter_counts_once_latest_wins_and_opposites_cancel() -> None:
     q = "create a pipe"
     for i in range(5):  # the same 👍 five times: once
         mem.add(mv(q, "pipe.2", voter="a", t=T0 + i), vec(q))
-    assert len(mem) == 1 and mem.boosts(vec(q), T0 + 5)["pipe.2"] == pytest.approx(0.3, rel=1e-3)
+    assert len(mem) == 1 and mem.boosts(vec(q), T0 + 5)["pipe.2"] == pytest.approx(1.0, rel=1e-3)
     assert not mem.add(mv(q, "pipe.2", voter="a", t=T0 + 1))  # an older copy (overlapping refresh): no change
     mem.add(mv(q, "pipe.2", voter="a", up=False, t=T0 + 10))  # changed their mind: one 👎
     assert mem.boosts(vec(q), T0 + 10)["pipe.2"] < 0
@@ -79,3 +81,17 @@ def test_many_downvotes_demote_but_never_hide() -> None:
     for i in range(50):
         mem.add(mv("create a pipe", "pipe.2", voter=f"user{i}", up=False), vec("create a pipe"))
     assert mem.boosts(vec("create a pipe"), T0)["pipe.2"] == pytest.approx(-P.max_penalty)
+
+
+@pytest.mark.parametrize("scale", [0.3, 2.0, 0.02])  # cosine-, DBSF- and RRF-like ranges of scores
+def test_a_boost_moves_a_document_as_far_whatever_the_scores_range(scale: float) -> None:
+    """Boosts count in spreads of the candidates' scores: the same votes give the same order in a list of
+    cosines as in one of fused scores, six times wider or ten times narrower."""
+    hits = [Hit(Chunk(f"{d}#0", d, d, d), scale * s) for d, s in (("a", 1.0), ("b", 0.8), ("c", 0.5), ("d", 0.0))]
+    hits.append(Hit(Chunk("a#1", "a", "a", "a"), scale * 0.9))  # a second chunk of a: its best one counts
+    order = [h.chunk.doc_id for h, _ in rerank(hits, {"a": -0.9, "c": 0.4})]
+    assert order == ["c", "b", "a", "d"]  # a: 1 - 0.9 below c: 0.5 + 0.4 and b: 0.8, above d
+    assert [h.chunk.doc_id for h, _ in rerank(hits, {})] == ["a", "b", "c", "d"]  # no votes: the engine's order
+    scored = rerank(hits, {"c": 0.4})
+    assert [s for _, s in scored] == sorted((s for _, s in scored), reverse=True)
+    assert scored[0][1] == pytest.approx(scale)  # a's score is the engine's: only boosted documents move

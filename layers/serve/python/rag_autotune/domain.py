@@ -9,6 +9,10 @@ VoteKind = Literal["up", "down"]
 # How an index version is queried: dense vectors only, or dense and BM25 prefetches fused by the engine.
 RetrievalMode = Literal["dense", "hybrid-rrf", "hybrid-dbsf"]
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("dense", "hybrid-rrf", "hybrid-dbsf")
+# How /ask queries a corpus's first version, before any tune run's smoke step has chosen from votes: fused with
+# BM25, which helped never-asked questions on both development corpora without any training (`make
+# bench-ablation`). A corpus BM25 cannot rank gets a dense-only version whatever this says (ingest.write_version).
+FIRST_MODE: RetrievalMode = "hybrid-dbsf"
 
 
 PUBLIC_TENANT = "public"  # no API key: one shared tenant

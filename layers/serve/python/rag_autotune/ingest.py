@@ -31,7 +31,7 @@ import numpy as np
 
 from .chunking import chunk_document, embed_hash, embed_text
 from .corpus import load_documents
-from .domain import Chunk, Document, IndexStats, IngestReport, RetrievalMode, VersionPair
+from .domain import FIRST_MODE, Chunk, Document, IndexStats, IngestReport, RetrievalMode, VersionPair
 from .errors import ConflictError, IngestError, NotReady
 from .observability import logger
 from .ports import ArtifactStore, Encoder, VectorIndex, Vectors
@@ -241,7 +241,7 @@ def _attempt(
     vectors: dict[str, Vectors] = {**found, **{h: v for (m, h), v in embedded.items() if m == model}}
     reused = sum(1 for c in chunks if embed_hash(c) in found)
     # A new corpus generation keeps the mode the smoke step chose for the live version.
-    mode = stored_mode(store, live)[0] if live else "dense"
+    mode = stored_mode(store, live)[0] if live else FIRST_MODE
     # A fan-out's Assemble has the parts and the live version, not this process's vectors of earlier attempts.
     todo = to_embed(chunks, found)
     if fan_out is not None and len(todo) > fan_out.above:

@@ -52,10 +52,16 @@ class Settings(BaseSettings):
     memory_threshold: float = Field(
         0.95, ge=-1.0, le=1.0, description="cosine to a voted query; a tune run ships its own tuned value"
     )
-    memory_weight: float = Field(0.3, ge=0.0, description="score per net vote × similarity; tuned per model too")
+    memory_weight: float = Field(
+        1.0,
+        ge=0.0,
+        description="spreads of the candidates' scores added per net vote × similarity; tuned per model too",
+    )
     memory_half_life_days: float = Field(7.0, gt=0.0)
     memory_client_daily_cap: int = Field(3, ge=1, description="queries per voter per document per day that count")
-    memory_max_penalty: float = Field(0.25, ge=0.0, description="a document is demoted by at most this, never hidden")
+    memory_max_penalty: float = Field(
+        0.9, ge=0.0, description="a document is demoted by at most this many spreads of the candidates' scores"
+    )
     memory_depth: int = Field(40, ge=1, le=200, description="chunks re-ranked when votes move documents for a query")
     memory_max_votes: int = Field(20000, ge=1, description="votes read per refresh")
     memory_max_age_days: float = Field(90.0, gt=0.0, description="votes older than this are not loaded")

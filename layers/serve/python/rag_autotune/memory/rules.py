@@ -1,8 +1,10 @@
 """The vote rules and the boosts they give: one encoder version's voted queries as a matrix.
 
 The memory holds one row per distinct query text (normalised) and, per row, a net weight per document. At ask
-time remembered queries with cosine ≥ threshold (found by `simhash.near_rows`) add `weight × sim × net` to the
-documents their voters judged (👍 +, 👎 −), and the candidates are re-ranked on the boosted score.
+time remembered queries with cosine ≥ threshold (found by `simhash.near_rows`) give `weight × sim × net` to the
+documents their voters judged (👍 +, 👎 −), and the candidates are re-ranked on score + boost × the spread of the
+candidates' scores (`rerank`): a boost is a share of the list it moves documents in, so it means the same
+whichever mode scored the list (cosine, or BM25 fused by DBSF or RRF, whose scores span very different ranges).
 
 Rules (all in `VoteMemory.add` and `VoteMemory.replay`, one code path, so a snapshot replayed and a live refresh
 agree):
@@ -41,10 +43,10 @@ _TINY = 1e-9
 @dataclass(frozen=True)
 class MemoryParams:
     threshold: float = 0.95  # cosine to a remembered query for its votes to apply
-    weight: float = 0.3  # score added per unit of net vote × similarity
+    weight: float = 1.0  # spreads of the candidates' scores added per unit of net vote × similarity
     half_life_days: float = 7.0
     client_daily_cap: int = 3  # distinct queries per voter per document per day that count
-    max_penalty: float = 0.25  # a document's boost never goes below -max_penalty
+    max_penalty: float = 0.9  # a document's boost never goes below -max_penalty (in spreads, as the weight)
     enabled: bool = True  # False: the gate found the memory lowered held-out quality for this model
 
     @classmethod
@@ -328,12 +330,17 @@ def build_memory(
 
 
 def rerank(hits: Sequence[Hit], boosts: Mapping[str, float]) -> list[tuple[Hit, float]]:
-    """Best chunk per document (in hit order), each with its boosted score, best first. Stable: documents the
-    memory does not touch keep their order among themselves."""
+    """Best chunk per document (in hit order), each with its boosted score, best first. A boost counts in
+    spreads of these documents' scores (best − worst): the same vote moves a document as far through a list of
+    cosines as through one of fused ranks. Stable: documents the memory does not touch keep their order among
+    themselves."""
     best: dict[str, Hit] = {}
     for h in hits:
         best.setdefault(h.chunk.doc_id, h)
-    scored = [(h, h.score + boosts.get(d, 0.0)) for d, h in best.items()]
-    if boosts:
-        scored.sort(key=lambda x: -x[1])
+    if not boosts or not best:
+        return [(h, h.score) for h in best.values()]
+    scores = [h.score for h in best.values()]
+    spread = (max(scores) - min(scores)) or 1.0  # one document, or all tied: nothing to scale by
+    scored = [(h, h.score + spread * boosts.get(d, 0.0)) for d, h in best.items()]
+    scored.sort(key=lambda x: -x[1])
     return scored
