@@ -220,6 +220,11 @@ def main() -> int:
         f"repeated n={results[0][1]['repeated']['n']}, held-out n={results[0][1]['held-out']['n']} "
         f"({time.perf_counter() - started:.0f} s)\n"
     )
+    ceiling = {name: sum(min(len(q.relevant), 5) / 5 for q in qs) / max(1, len(qs)) for name, qs in sets.items()}
+    print(
+        f"P@5 if every relevant page were in the top 5: repeated {ceiling['repeated']:.3f}, "
+        f"held-out {ceiling['held-out']:.3f}\n"
+    )
     print(
         "| row | repeated nDCG@10 | hit@5 | P@5 | held-out nDCG@10 | hit@5 | P@5 | default | held-out vs base |\n"
         "|---|---|---|---|---|---|---|---|---|"

@@ -35,14 +35,15 @@ class Retrieved:
 
 
 def retrieve_all(
-    encoder: Encoder, index: VectorIndex, version: str, queries: Sequence[str], depth: int
+    encoder: Encoder, index: VectorIndex, version: str, queries: Sequence[str], depth: int, mode: RetrievalMode
 ) -> dict[str, Retrieved]:
-    """Each query encoded (in one batch) and searched once; re-ranking with any memory is then pure numpy."""
+    """Each query encoded (in one batch) and searched once in `mode`, as /ask would; re-ranking with any memory
+    is then pure numpy."""
     unique = list(dict.fromkeys(queries))
     if not unique:
         return {}
     vectors = encoder.encode(unique)
-    return {q: Retrieved(v, index.search(version, v, depth)) for q, v in zip(unique, vectors, strict=True)}
+    return {q: Retrieved(v, index.query(version, v, q, depth, mode).hits) for q, v in zip(unique, vectors, strict=True)}
 
 
 def ranking(pool: Mapping[str, Retrieved], memory: VoteMemory | None, now: float) -> Callable[[str], list[str]]:
@@ -78,10 +79,12 @@ def _model(
     votes: Sequence[MemoryVote],
     queries: Sequence[str],
     depth: int,
+    mode: RetrievalMode,
 ) -> Model:
     texts = list(dict.fromkeys(v.query for v in votes))
     vectors = dict(zip(texts, encoder.encode(texts), strict=True)) if texts else {}
-    return Model(encoder.version, encoder.dim, vectors, retrieve_all(encoder, index, index_version, queries, depth))
+    pool = retrieve_all(encoder, index, index_version, queries, depth, mode)
+    return Model(encoder.version, encoder.dim, vectors, pool)
 
 
 def evaluate_memory(
@@ -105,9 +108,11 @@ def evaluate_memory(
     folds = [[v for v in train_votes if fold_of(v.query) == f] for f in (0, 1)]
     repeated, heldout = list(sets.get("repeated", [])), list(sets.get("heldout", []))
     queries = [q.query for q in (*repeated, *heldout)]
+    # Both sides in the candidate's mode (a version without BM25 vectors answers dense): the memory is fitted on
+    # the lists it will re-rank, and its weights count in spreads of their scores (memory.rerank).
     sides = {
-        "live": _model(live[0], index, live[1], mvotes, queries, depth),
-        "candidate": _model(candidate[0], index, candidate[1], mvotes, queries, depth),
+        "live": _model(live[0], index, live[1], mvotes, queries, depth, mode),
+        "candidate": _model(candidate[0], index, candidate[1], mvotes, queries, depth, mode),
     }
     cand = sides["candidate"]
 
