@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from rag_autotune.adapters.dynamodb import DynamoFeedbackStore
+from rag_autotune.ask import OVERSAMPLE
 from rag_autotune.live import LiveState
 from rag_autotune.local.resources import ensure_table, load_template, table_spec
 from rag_autotune.memory import MemoryParams, open_live_memory
@@ -46,16 +47,24 @@ def test_votes_rerank_the_next_answer_over_http(stack: SimpleNamespace, served: 
     assert len(first["citations"]) == 10 and not any(c["boosted"] for c in first["citations"])
     assert served.ddb.scan(TableName=served.table)["Items"] == []  # /ask wrote nothing: its id is the record
 
-    # Three 👎 on the top document push it down by max_penalty (the cap binds: 3 x weight is far more). Set the
-    # cap so the document lands midway between two neighbours, at rank r > 1: the second answer must then cite
-    # it exactly there, marked boosted, whatever the corpus's score spread.
+    # Three 👎 on the top document push it down by max_penalty (the cap binds: 3 x weight is far more), counted in
+    # spreads of the re-ranked candidates' scores (memory.rerank). Set the cap so the document lands midway
+    # between two neighbours, at rank r > 1: the second answer must then cite it exactly there, marked boosted.
     scores = [c["score"] for c in first["citations"]]
     r = max(range(2, 6), key=lambda i: scores[i - 1] - scores[i])  # the widest gap below ranks 2-5
     assert scores[r - 1] - scores[r] > 1e-4, scores
     penalty = scores[0] - (scores[r - 1] + scores[r]) / 2
-    memory = served.live.current().memory
-    assert memory is not None and 3 * memory.memory.params.weight > penalty
-    memory.memory.params = replace(memory.memory.params, max_penalty=penalty)
+    live = served.live.current()
+    memory = live.memory
+    assert memory is not None
+    depth = max(q["top_k"] * OVERSAMPLE, memory.depth)  # what /ask re-ranks once votes move a document
+    vector = live.encoder.encode([q["query"]])[0]
+    best: dict[str, float] = {}
+    for hit in live.index.query(live.pair.index_version, vector, q["query"], depth, live.mode).hits:
+        best.setdefault(hit.chunk.doc_id, hit.score)
+    spread = max(best.values()) - min(best.values())
+    assert 3 * memory.memory.params.weight > penalty / spread
+    memory.memory.params = replace(memory.memory.params, max_penalty=penalty / spread)
     top = first["citations"][0]["doc_id"]
     for user in ("alice", "bob", "carol"):
         vote = {"query_id": first["query_id"], "doc_id": top, "vote": "down", "user_id": user}
