@@ -41,6 +41,24 @@ def test_the_mode_is_the_best_on_train_unless_it_lowers_held_out() -> None:
     assert choose_mode(empty, {}).mode == "dense" and "no train queries" in choose_mode(empty, {}).reason
 
 
+def test_a_held_out_drop_within_noise_does_not_veto_the_train_splits_mode() -> None:
+    """Held-out judged at its ceiling by a handful of questions: a drop of 1/64 within two standard errors of the
+    per-query differences is a tie, and the mode that won the train split ships; a drop beyond noise, or past
+    the cap, still vetoes it."""
+    train = _scores(dense=0.5, hybrid_rrf=0.5, hybrid_dbsf=0.75)
+
+    def held(se: float, drop: float = 1 / 64) -> dict[str, dict[str, Any]]:
+        out = _scores(dense=0.9375, hybrid_rrf=0.9375, hybrid_dbsf=0.9375 - drop)
+        out["hybrid-dbsf"]["vs_dense"] = {"n": 16, "mean": -drop, "se": se}
+        return out
+
+    tie = choose_mode(train, held(se=1 / 64), tie_max_drop=1 / 32)
+    assert tie.mode == "hybrid-dbsf" and "a tie within noise" in tie.reason
+    assert choose_mode(train, held(se=1 / 256), tie_max_drop=1 / 32).mode == "dense"  # 4 standard errors
+    assert choose_mode(train, held(se=1 / 16, drop=1 / 16), tie_max_drop=1 / 32).mode == "dense"  # past the cap
+    assert choose_mode(train, held(se=1 / 64)).mode == "dense"  # no cap given: every drop vetoes, as before
+
+
 def test_bm25_is_unusable_on_text_written_without_spaces() -> None:
     assert bm25_unusable(["How do I open a file?", "malloc(3) allocates memory"]) == ""
     assert "without spaces" in bm25_unusable(["文件描述符如何打开", "管道是单向的数据通道"])

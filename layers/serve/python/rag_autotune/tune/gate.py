@@ -54,12 +54,17 @@ def _change(name: str, m: Mapping[str, Any]) -> str:
     )
 
 
+def within_noise(shortfall: float, paired: Mapping[str, Any] | None, max_drop: float) -> bool:
+    """Whether a ranking's shortfall (how far its mean fell short of what it had to reach) is noise: within
+    TIE_Z standard errors of the per-query differences (`paired`: metrics.Paired.as_dict) and at most max_drop."""
+    n, _, se = _paired({"paired": paired})
+    return n >= 2 and shortfall <= min(TIE_Z * se, max_drop)
+
+
 def _tie(held: Mapping[str, Any], voted: Mapping[str, Any] | None, g: GateInput) -> tuple[str | None, str]:
     """(a note when held-out's shortfall below the margin is a tie the voted questions break, None otherwise;
     what it fell short of)."""
-    n, mean, se = _paired(held)
-    shortfall = g.margin - mean
-    if n < 2 or shortfall > min(TIE_Z * se, g.tie_max_drop):
+    if not within_noise(g.margin - _paired(held)[1], held.get("paired"), g.tie_max_drop):
         return None, f"beyond a tie (within {TIE_Z:g} standard errors and {g.tie_max_drop:.4f})"
     vn, vmean, vse = _paired(voted)
     if vn < 2 or vmean - TIE_Z * vse <= 0:
@@ -115,9 +120,13 @@ class ModeChoice:
     reason: str
 
 
-def choose_mode(train: Mapping[str, dict[str, Any]], heldout: Mapping[str, dict[str, Any]]) -> ModeChoice:
+def choose_mode(
+    train: Mapping[str, dict[str, Any]], heldout: Mapping[str, dict[str, Any]], tie_max_drop: float = 0.0
+) -> ModeChoice:
     """The mode with the best METRIC on the train split (ties go to dense: one query instead of two); a hybrid
-    mode ships only if it does not lower held-out METRIC below dense's. `train`/`heldout`: mode → evaluate()."""
+    mode ships only if it does not lower held-out METRIC below dense's beyond noise (a held-out mode's
+    "vs_dense": its per-query differences from dense, as the gate's tie reads them). `train`/`heldout`: mode →
+    evaluate()."""
     if "dense" not in train or not train["dense"].get("n"):
         return ModeChoice("dense", "no train queries with a 👍 to choose the retrieval mode on")
     modes = [m for m in RETRIEVAL_MODES if m in train]
@@ -127,13 +136,15 @@ def choose_mode(train: Mapping[str, dict[str, Any]], heldout: Mapping[str, dict[
         return ModeChoice("dense", f"train {METRIC}: {said}")
     held_best, held_dense = heldout.get(best), heldout.get("dense")
     if held_best and held_dense and held_dense.get("n"):
-        if held_best[METRIC] < held_dense[METRIC] - 1e-9:
+        drop = held_dense[METRIC] - held_best[METRIC]
+        if drop > 1e-9 and not within_noise(drop, held_best.get("vs_dense"), tie_max_drop):
             return ModeChoice(
                 "dense",
                 f"train {METRIC}: {said}; but {best} lowers held-out {METRIC} "
                 f"{held_dense[METRIC]:.4f} → {held_best[METRIC]:.4f}: dense",
             )
         said += f"; held-out {METRIC} dense {held_dense[METRIC]:.4f}, {best} {held_best[METRIC]:.4f}"
+        said += " (a tie within noise)" if drop > 1e-9 else ""
     return ModeChoice(best, f"train {METRIC}: {said}")
 
 

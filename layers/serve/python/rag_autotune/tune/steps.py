@@ -327,6 +327,7 @@ def choose_retrieval(
     store: ArtifactStore,
     *,
     live: tuple[Encoder, str] | None = None,
+    tie_max_drop: float = 0.0,
 ) -> tuple[ModeChoice, dict[str, dict[str, dict[str, Any]]]]:
     """The candidate's retrieval mode: chosen on the train split (the repeated set), checked on held-out; dense
     when the version has no BM25 vectors (its stats say why, e.g. a CJK corpus).
@@ -336,7 +337,8 @@ def choose_retrieval(
     near perfect and says nothing about whether fusing BM25 helps questions nobody voted on. Held-out, which
     neither model learned, is scored with the candidate. Both on condensed lists (metrics.evaluate): the votes
     judged only what the dense live model showed, and the full lists would count every document BM25 brings
-    up and nobody saw as a miss."""
+    up and nobody saw as a miss. A hybrid mode's held-out scores carry its per-query differences from dense
+    ("vs_dense"), so a drop within noise does not veto it (gate.choose_mode, `tie_max_drop` as the gate's)."""
     if not index.has_sparse(version):
         why = stored_mode(store, version)[1] or NO_SPARSE
         return ModeChoice("dense", why), {}
@@ -346,12 +348,14 @@ def choose_retrieval(
         if not sets.get(name):
             continue
         vector_of = cached_encoder(enc)
-        scores[name] = {
-            mode: evaluate(ranker(enc, index, ver, mode=mode, vector_of=vector_of), sets[name], condensed=True)
-            for mode in RETRIEVAL_MODES
-        }
+        rank = {mode: ranker(enc, index, ver, mode=mode, vector_of=vector_of) for mode in RETRIEVAL_MODES}
+        scores[name] = {mode: evaluate(rank[mode], sets[name], condensed=True) for mode in RETRIEVAL_MODES}
+        if name == "heldout":
+            for mode in RETRIEVAL_MODES[1:]:
+                paired = paired_ndcg(rank["dense"], rank[mode], sets[name], condensed=True)
+                scores[name][mode]["vs_dense"] = paired.as_dict()
     train, heldout = scores.get("repeated", {}), scores.get("heldout", {})
-    choice = choose_mode(train, heldout)
+    choice = choose_mode(train, heldout, tie_max_drop)
     return ModeChoice(choice.mode, f"{choice.reason} (train scored on {by['repeated'][1]})"), scores
 
 
@@ -419,7 +423,13 @@ def smoke(
     }
     live_mode = stored_mode(store, live.index_version)[0]
     choice, mode_scores = choose_retrieval(
-        cand_enc, index, candidate.index_version, sets, store, live=(live_enc, live.index_version)
+        cand_enc,
+        index,
+        candidate.index_version,
+        sets,
+        store,
+        live=(live_enc, live.index_version),
+        tie_max_drop=settings.tune_tie_max_drop,
     )
     live_rank = ranker(live_enc, index, live.index_version, mode=live_mode)
     cand_rank = ranker(cand_enc, index, candidate.index_version, mode=choice.mode)
