@@ -429,14 +429,19 @@ def print_query(rows: list[dict[str, Any]]) -> None:
 # ---------------------------------------------------------------------------------------------- projection
 
 
+def source_row(results: dict[str, Any]) -> dict[str, Any]:
+    """The largest fan-out row measured with one worker: the projection's rates come from it."""
+    ones = [f for s in results.get("sizes", []) for f in s.get("fanout", []) if f["workers"] == 1]
+    if not ones:
+        raise SystemExit("projection: no one-worker fan-out measured yet (run --parts fanout first)")
+    return max(ones, key=lambda f: f["chunks"])
+
+
 def assumptions(results: dict[str, Any], args: argparse.Namespace) -> scale_projection.Assumptions:
     """From the largest fan-out row measured with one worker (one thread: one vCPU) and the HNSW builds. When
     that row's Assemble built an HNSW graph itself (at or past the threshold), its rate already includes the
     build, on real embeddings: the synthetic shards' build rate is not added on top."""
-    ones = [f for s in results.get("sizes", []) for f in s.get("fanout", []) if f["workers"] == 1]
-    if not ones:
-        raise SystemExit("projection: no one-worker fan-out measured yet (run --parts fanout first)")
-    f = max(ones, key=lambda f: f["chunks"])
+    f = source_row(results)
     hnsw = [q for q in results.get("query", []) if q["hnsw"]]
     # Each invocation's start-up, measured apart, is the per-item overhead, not encoding (nor per-chunk work).
     cold = f["invocation_cold_s"]
@@ -458,7 +463,7 @@ def assumptions(results: dict[str, Any], args: argparse.Namespace) -> scale_proj
 
 def projection_part(results: dict[str, Any], args: argparse.Namespace) -> None:
     a = assumptions(results, args)
-    source = max(f["chunks"] for s in results.get("sizes", []) for f in s.get("fanout", []) if f["workers"] == 1)
+    source = source_row(results)["chunks"]
     print("\n## Projection to AWS (arithmetic from the rates measured here, scripts/scale_projection.py)\n")
     print(
         f"assumptions: {a.chunks_per_s_per_vcpu:.1f} chunks/s per vCPU (one local worker, one thread), scaled "

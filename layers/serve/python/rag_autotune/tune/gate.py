@@ -40,10 +40,15 @@ class Decision:
     notes: list[str] = field(default_factory=list)  # how a check passed when it did not pass plainly (a tie)
 
 
-def _paired(m: Mapping[str, Any] | None) -> tuple[int, float, float]:
-    """(n, mean, standard error) of a set's per-query differences; n 0 when the set has none."""
-    p = (m or {}).get("paired") or {}
+def _stats(p: Mapping[str, Any] | None) -> tuple[int, float, float]:
+    """(n, mean, standard error) of per-query differences (metrics.Paired.as_dict); n 0 when there are none."""
+    p = p or {}
     return int(p.get("n", 0)), float(p.get("mean", 0.0)), float(p.get("se", 0.0))
+
+
+def _paired(m: Mapping[str, Any] | None) -> tuple[int, float, float]:
+    """_stats of a gate set's per-query differences."""
+    return _stats((m or {}).get("paired"))
 
 
 def _change(name: str, m: Mapping[str, Any]) -> str:
@@ -57,7 +62,7 @@ def _change(name: str, m: Mapping[str, Any]) -> str:
 def within_noise(shortfall: float, paired: Mapping[str, Any] | None, max_drop: float) -> bool:
     """Whether a ranking's shortfall (how far its mean fell short of what it had to reach) is noise: within
     TIE_Z standard errors of the per-query differences (`paired`: metrics.Paired.as_dict) and at most max_drop."""
-    n, _, se = _paired({"paired": paired})
+    n, _, se = _stats(paired)
     return n >= 2 and shortfall <= min(TIE_Z * se, max_drop)
 
 
