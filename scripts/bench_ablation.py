@@ -147,13 +147,7 @@ def live_pair(rt: Runtime) -> LivePair:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", choices=("man", "family"), default="man")
-    ap.add_argument("--docs", type=int, default=2000, help="at most this many documents")
-    ap.add_argument("--votes", type=int, default=500)
-    ap.add_argument("--max-chars", type=int, default=3000, help="page text kept per document")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = bench_loop.corpus_arguments(argparse.ArgumentParser()).parse_args()
 
     started = time.perf_counter()
     docs, queries = bench_loop.load_corpus(args)

@@ -100,11 +100,33 @@ def pair_quality(live: Callable[[], LivePair], sets: dict[str, list[Judged]]) ->
     return {name: evaluate(rank, qs) for name, qs in sets.items()}
 
 
+def corpus_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The corpus and vote options load_corpus and the vote round read (bench-loop's and bench-ablation's)."""
+    ap.add_argument(
+        "--corpus",
+        choices=("man", "family"),
+        default="man",
+        help="man: sections 2/3/5/7; family: "
+        "near-duplicate families of sections 2/3, several relevant pages per question",
+    )
+    ap.add_argument("--docs", type=int, default=2000, help="at most this many documents (all usable pages: ~1.7k)")
+    ap.add_argument("--votes", type=int, default=500)
+    ap.add_argument("--max-chars", type=int, default=3000, help="page text kept per document")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--min-relevant",
+        type=int,
+        default=family_corpus.MIN_RELEVANT,
+        help="family: keep only questions with at least this many relevant pages (a higher P@5 ceiling)",
+    )
+    return ap
+
+
 def load_corpus(args: argparse.Namespace) -> tuple[list[man_corpus.Doc], list[man_corpus.Query]]:
     """The documents and the judged queries of --corpus, with the time it took printed."""
     t0 = time.perf_counter()
     if args.corpus == "family":
-        docs, queries = family_corpus.build(args.docs, args.seed, max_chars=args.max_chars)
+        docs, queries = family_corpus.build(args.docs, args.seed, args.max_chars, args.min_relevant)
     else:
         docs, queries = man_corpus.build(["2", "3", "5", "7"], args.docs, args.seed, max_chars=args.max_chars)
     elapsed = time.perf_counter() - t0
@@ -175,18 +197,7 @@ def remember_synthetic(api_module: object, rt: Runtime, queries: list[str], n: i
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument(
-        "--corpus",
-        choices=("man", "family"),
-        default="man",
-        help="man: sections 2/3/5/7; family: "
-        "near-duplicate families of sections 2/3, several relevant pages per question",
-    )
-    ap.add_argument("--docs", type=int, default=2000, help="at most this many documents (all usable pages: ~1.7k)")
-    ap.add_argument("--votes", type=int, default=500)
-    ap.add_argument("--max-chars", type=int, default=3000, help="page text kept per document")
-    ap.add_argument("--seed", type=int, default=0)
+    ap = corpus_arguments(argparse.ArgumentParser())
     ap.add_argument("--force-swap", action="store_true", help="gate margin -1: measure the candidate itself")
     ap.add_argument("--no-memory", action="store_true", help="skip the feedback memory rows and the second round")
     ap.add_argument("--memory-votes", type=int, default=10_000, help="remembered votes for the /ask p99 check")

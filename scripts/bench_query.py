@@ -221,6 +221,15 @@ def bench_cold(env: dict[str, str], query: str, runs: int = 5) -> list[dict[str,
     return out
 
 
+def cold_row(name: str, runs: list[dict[str, float]]) -> str:
+    """One table row: the medians of the cold starts measured."""
+    init, first, wall = (float(np.median([r[k] for r in runs])) for k in ("init_s", "first_s", "wall_s"))
+    return (
+        f"| cold start, {name}: import+init / first answer / whole process (medians) | {init:.2f} s / "
+        f"{first * 1000:.1f} ms / {wall:.2f} s | | {len(runs)} |"
+    )
+
+
 def print_modes(chunks: int, rows: list[tuple[str, list[float], Counter[str]]], header: bool = True) -> None:
     if header:
         print(f"\n## Query path by retrieval mode (this machine: {os.cpu_count() or 0} cores)\n")
@@ -274,8 +283,9 @@ def main() -> int:
         return 0
     http_ms = serve_and_bench(env, queries, args.requests, Path(f"/tmp/rag-bench-{suffix}-api.log"))
     inproc_ms = bench_in_process(queries, args.requests)
-    cold = bench_cold({**env, "RAG_CACHE_DIR": f"/tmp/rag-bench-{suffix}-cold"}, queries[0], 1)
-    cold += bench_cold(env, queries[0], 4)  # later runs find the model and shard already in /tmp, as a warm /tmp
+    # Each empty-/tmp start gets a cache folder of its own: the model and the shard come from S3 every time.
+    empty = [bench_cold({**env, "RAG_CACHE_DIR": f"/tmp/rag-cold-{suffix}-{i}"}, queries[0], 1)[0] for i in range(3)]
+    warm = bench_cold(env, queries[0], 4)  # these find the model and shard already in /tmp, as a warm /tmp
 
     remember(rt, queries, args.memory_votes)  # from here on, v0 serves with a feedback memory
     memory_rows: list[tuple[str, list[float]]] = []
@@ -323,24 +333,10 @@ def main() -> int:
     print_modes(args.chunks, mode_rows, header=False)
     for name, ms in memory_rows:
         print(f"| HTTP POST /ask, same, {name} | {pct(ms, 50):.2f} ms | {pct(ms, 99):.2f} ms | {len(ms)} |")
-    first = cold[0]
-    print(
-        f"| cold start, empty /tmp: import+init / first answer / whole process | {first['init_s']:.2f} s / "
-        f"{first['first_s'] * 1000:.1f} ms / {first['wall_s']:.2f} s | | 1 |"
-    )
-    warm = cold[1:]
-    print(
-        f"| cold start, artifacts in /tmp: import+init / first answer / whole process | "
-        f"{np.median([c['init_s'] for c in warm]):.2f} s / {np.median([c['first_s'] for c in warm]) * 1000:.1f} ms "
-        f"/ {np.median([c['wall_s'] for c in warm]):.2f} s | | {len(warm)} |"
-    )
-    print(
-        f"| cold start, artifacts in /tmp, memory of {args.memory_votes} votes: import+init / first answer / whole "
-        f"process | {np.median([c['init_s'] for c in cold_memory]):.2f} s / "
-        f"{np.median([c['first_s'] for c in cold_memory]) * 1000:.1f} ms / "
-        f"{np.median([c['wall_s'] for c in cold_memory]):.2f} s | | {len(cold_memory)} |"
-    )
-    print(f"| torch imported by the serving process | {any(c['torch'] for c in cold + cold_memory)} | | |")
+    print(cold_row("empty /tmp", empty))
+    print(cold_row("artifacts in /tmp", warm))
+    print(cold_row(f"artifacts in /tmp, memory of {args.memory_votes} votes", cold_memory))
+    print(f"| torch imported by the serving process | {any(c['torch'] for c in empty + warm + cold_memory)} | | |")
     print(f"\nServe layer (`make layer`: what the ask Lambda carries besides the runtime's boto3): {layer_mb:.1f} MB")
     for part_size, name in parts[:6]:
         print(f"  {name:<28} {part_size / 1e6:7.1f} MB")

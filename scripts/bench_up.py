@@ -198,16 +198,17 @@ def _status(up: Up, arn: str) -> str:
 
 def _step(up: Up, run_id: str) -> str:
     """The step the run record names now ("" before the first step records itself)."""
-    from rag_autotune.adapters.aws import clear_clients
+    from rag_autotune.adapters.aws import use_endpoint
+    from rag_autotune.errors import ArtifactNotFound
     from rag_autotune.runtime import Runtime
     from rag_autotune.settings import Settings
     from rag_autotune.tune.runs import read_run
 
-    os.environ["AWS_ENDPOINT_URL"] = up.endpoint  # this bench process reads the stack it started
-    clear_clients()
+    use_endpoint(up.endpoint)  # this bench process reads the stack it started, with the local credentials
+    bucket = up.env.get("RAG_BUCKET", Settings.model_fields["bucket"].default)  # up's, not this process's
     try:
-        return str(read_run(Runtime(Settings()).store, run_id).get("step") or "")
-    except Exception:  # noqa: BLE001 - not written yet
+        return str(read_run(Runtime(Settings(bucket=bucket)).store, run_id).get("step") or "")
+    except ArtifactNotFound:  # not written yet
         return ""
 
 

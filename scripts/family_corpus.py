@@ -27,6 +27,7 @@ import man_corpus  # noqa: E402
 
 STOP = frozenset({"a", "an", "the", "of", "and", "or", "to", "in", "for", "from", "with", "on", "by", "is", "as"})
 SIMILAR = 0.67
+MIN_RELEVANT = 2
 
 
 def content_words(text: str) -> list[str]:
@@ -46,7 +47,10 @@ def family(doc_id: str) -> str:
 
 
 def families(
-    docs: Sequence[man_corpus.Doc], queries: Sequence[man_corpus.Query], similar: float = SIMILAR, min_relevant: int = 2
+    docs: Sequence[man_corpus.Doc],
+    queries: Sequence[man_corpus.Query],
+    similar: float = SIMILAR,
+    min_relevant: int = MIN_RELEVANT,
 ) -> tuple[list[man_corpus.Doc], list[man_corpus.Query]]:
     """Questions re-judged by description similarity, those with `min_relevant` or more relevant pages kept,
     with the documents they need and their families' other pages."""
@@ -67,10 +71,10 @@ def families(
 
 
 def build(
-    limit: int | None = None, seed: int = 0, max_chars: int = 3000
+    limit: int | None = None, seed: int = 0, max_chars: int = 3000, min_relevant: int = MIN_RELEVANT
 ) -> tuple[list[man_corpus.Doc], list[man_corpus.Query]]:
     docs, queries = man_corpus.build(["2", "3"], None, seed, max_chars=max_chars)
-    docs, queries = families(docs, queries)
+    docs, queries = families(docs, queries, min_relevant=min_relevant)
     if limit is not None and len(docs) > limit:  # whole questions, in a seeded order, until the cap
         keep: set[str] = set()
         picked: list[man_corpus.Query] = []
@@ -90,10 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=None, help="at most this many documents (whole questions kept)")
     ap.add_argument("--max-chars", type=int, default=3000)
+    ap.add_argument("--min-relevant", type=int, default=MIN_RELEVANT, help="fewest relevant pages a question")
     ap.add_argument("--out-docs", type=Path, required=True)
     ap.add_argument("--out-queries", type=Path, required=True)
     a = ap.parse_args(argv)
-    docs, queries = build(a.limit, max_chars=a.max_chars)
+    docs, queries = build(a.limit, max_chars=a.max_chars, min_relevant=a.min_relevant)
     man_corpus.write_jsonl(a.out_docs, docs)
     man_corpus.write_jsonl(a.out_queries, queries)
     per = sum(len(q["relevant"]) for q in queries) / max(1, len(queries))
