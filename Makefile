@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)/layers/serve/python:$(CURDIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint check bench bench-query bench-loop bench-ablation bench-load bench-hybrid bench-ingest bench-train-budget bench-train-bisect bench-encoder bench-scale layer openapi clean \
+.PHONY: help install run test lint check bench bench-query bench-loop bench-ablation bench-load bench-hybrid bench-ingest bench-night bench-train-budget bench-train-bisect bench-encoder bench-scale layer openapi clean \
         template localstack-build localstack-up localstack-e2e localstack-down
 
 help: ## list the targets
@@ -73,6 +73,9 @@ bench-loop: $(STAMP) ## one measured tune run on ~1.9k man pages and 500 simulat
 
 bench-scale: $(STAMP) ## ingest, embed fan-out (1, 2 workers), train s/step, /ask p99 and cold start at growing sizes; AWS projection (~35 min; ARGS="--chunks 5000,20000,80000 --votes 1000,3000,10000 --vectors 20000,100000,500000")
 	nice -n 15 $(PY) scripts/bench_scale.py $(ARGS)
+
+bench-night: $(STAMP) ## one whole nightly run at 31,250 simulated votes on ~1.9k man pages, default settings (~25 min; ARGS="--votes N")
+	nice -n 15 $(PY) scripts/bench_night.py $(ARGS)
 
 bench-ablation: $(STAMP) ## base, +memory, +LoRA, +hybrid, +steering, all on one night: man pages, then families (~2×10 min; ARGS="--docs 800 --votes 250")
 	nice -n 15 $(PY) scripts/bench_ablation.py --corpus man $(ARGS)

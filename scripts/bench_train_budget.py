@@ -19,6 +19,7 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +41,7 @@ from tests.fakes import MemoryArtifactStore  # noqa: E402
 PAIR = VersionPair("v0", "v0-c1")
 
 
-def simulated_votes(queries: list[dict], shown: dict[str, str], n: int, seed: int) -> list[Vote]:
+def simulated_votes(queries: Sequence[man_corpus.Query], shown: dict[str, str], n: int, seed: int) -> list[Vote]:
     """👍 the first relevant page, 👎 four random others, per question, until `n` votes."""
     rng = random.Random(seed)
     doc_ids = sorted(shown)
