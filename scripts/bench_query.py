@@ -10,7 +10,9 @@
   (one every 0.2 s from another process, as other instances would record them, so each refresh has work),
   and, as the control for that, the same writers with the memory off: locally the writes land in the same
   moto process and on the same 2 cores as the measured API, which AWS's DynamoDB would not;
-- cold start: a fresh process importing the API module (loading the live encoder and shard) and answering;
+- cold start: a fresh process importing the API module (loading the live encoder and shard) and answering,
+  the median of three with an empty /tmp (everything from S3), of four with /tmp warm, and of three with the
+  memory;
 - the installed size of what the ask Lambda's layer carries;
 - the embedded default as `make run` starts it (scripts/bench_up.py): /ask quiet, during a burst of votes,
   right after it, and during a tune run (`--only-up` runs only these rows).
