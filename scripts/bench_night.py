@@ -30,6 +30,8 @@ import bench_train_budget  # noqa: E402
 import man_corpus  # noqa: E402
 
 from rag_autotune import cli  # noqa: E402
+from rag_autotune.domain import Vote, voter_id  # noqa: E402
+from rag_autotune.feedback import dedupe_key  # noqa: E402
 from rag_autotune.local import sfn  # noqa: E402
 from rag_autotune.tune.runs import list_runs  # noqa: E402
 from rag_autotune.versions import read_manifest  # noqa: E402
@@ -57,13 +59,17 @@ def main(argv: list[str] | None = None) -> int:
         # Each page's first chunk ("<doc_id>#0") is the one its users were shown.
         shown = {c.doc_id: c.chunk_id for c in rt.index.chunks(live.index_version) if c.chunk_id.endswith("#0")}
         votes = bench_train_budget.simulated_votes(queries, shown, args.votes, args.seed)
-        day = time.time() - 86_400  # the votes arrive over the last day, in order, for the pair that serves
-        votes = [
-            dataclasses.replace(v, pair=live, created_at=day + i * 86_000 / len(votes)) for i, v in enumerate(votes)
-        ]
+        day, every = time.time() - 86_400, 86_000 / len(votes)  # over the last day, in order, for the live pair
+        votes = [dataclasses.replace(v, pair=live, created_at=day + i * every) for i, v in enumerate(votes)]
+
+        def record(v: Vote) -> bool:  # keyed as /feedback keys a vote
+            return rt.feedback.record_vote(
+                v, dedupe_key(voter_id(v.user_id, v.client_id), v.query_id, v.doc_id, v.vote), 0
+            )
+
         t = time.perf_counter()
         with ThreadPoolExecutor(8) as pool:
-            recorded = sum(pool.map(lambda v: rt.feedback.record_vote(v, f"{v.query_id}#{v.doc_id}", 0), votes))
+            recorded = sum(pool.map(record, votes))
         print(f"votes: {recorded} recorded of {len(votes)} ({time.perf_counter() - t:.0f} s)", flush=True)
 
         sfn.deploy(bench.settings)
