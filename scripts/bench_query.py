@@ -193,42 +193,94 @@ def bench_in_process(queries: list[str], n: int) -> list[float]:
     return samples
 
 
-COLD = """
-import json, sys, time
-t0 = time.perf_counter()
-from rag_autotune.local.server import load_api_module
-app = load_api_module().app
+COLD_TAIL = """
 t1 = time.perf_counter()
 resp = app(json.loads(sys.argv[1]), None)
 t2 = time.perf_counter()
 assert resp["statusCode"] == 200, resp
 print(json.dumps({"init_s": t1 - t0, "first_s": t2 - t1,
-                  "torch": any(m.split('.')[0] == 'torch' for m in sys.modules)}))
+                  "torch": any(m.split('.')[0] == 'torch' for m in sys.modules)}), flush=True)
 """
+# A fresh process of this venv importing the API module from the repo.
+COLD = (
+    """
+import json, sys, time
+t0 = time.perf_counter()
+from rag_autotune.local.server import load_api_module
+app = load_api_module().app
+"""
+    + COLD_TAIL
+)
+# As Lambda imports it: the runtime's Python with nothing but the built layer and boto3/chalice on its path.
+COLD_LAYER = (
+    """
+import json, sys, time
+t0 = time.perf_counter()
+sys.path[:0] = [sys.argv[2], sys.argv[3]]
+import importlib.util
+spec = importlib.util.spec_from_file_location("app", sys.argv[4])
+module = importlib.util.module_from_spec(spec)
+sys.modules["app"] = module
+spec.loader.exec_module(module)
+app = module.app
+"""
+    + COLD_TAIL
+)
 
 
-def bench_cold(env: dict[str, str], query: str, runs: int = 5) -> list[dict[str, float]]:
+def bench_cold(
+    env: dict[str, str], query: str, runs: int = 5, command: tuple[list[str], list[str]] | None = None
+) -> list[dict[str, float]]:
+    """Fresh processes answering their first /ask: import + init and the first answer (timed inside), the
+    spawn-to-answer time (until the answer's line is read: what a caller waits for) and the whole process
+    (with the interpreter's exit, which a Lambda instance does not pay before it answers). `command`: the
+    interpreter and script, and the arguments after the event (default: this venv, COLD)."""
     out = []
+    script, extra = command or ([sys.executable, "-c", COLD], [])
     for _ in range(runs):
         t = time.perf_counter()
-        p = subprocess.run(
-            [sys.executable, "-c", COLD, json.dumps(event(query))], env=env, capture_output=True, text=True, timeout=120
+        p = subprocess.Popen(
+            [*script, json.dumps(event(query)), *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
-        wall = time.perf_counter() - t
-        if p.returncode:
-            raise RuntimeError(p.stderr[-2000:])
-        r = json.loads(p.stdout.strip().splitlines()[-1])
-        r["wall_s"] = wall
+        assert p.stdout is not None
+        r: dict[str, float] = {}
+        for line in p.stdout:  # the API's own log lines come first
+            if line.startswith('{"init_s"'):
+                r = json.loads(line)
+                r["answer_s"] = time.perf_counter() - t
+                break
+        stdout, stderr = p.communicate(timeout=120)
+        r["wall_s"] = time.perf_counter() - t
+        if p.returncode or "init_s" not in r:
+            raise RuntimeError((stdout + stderr)[-2000:])
         out.append(r)
     return out
 
 
+def layer_cold_command(layer: Path, python: str) -> tuple[list[str], list[str]]:
+    """The command of a cold start from the built layer, with boto3/chalice beside it compiled as the Lambda
+    runtime's own packages are (-I -S: no site-packages, no PYTHON* variables; -B: nothing written)."""
+    import build_layer
+
+    runtime = build_layer.runtime_dir(layer.parent / "cold-runtime")
+    subprocess.run(
+        [python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(runtime)], check=True
+    )
+    return [python, "-I", "-S", "-B", "-c", COLD_LAYER], [str(layer), str(runtime), str(REPO / "functions/api/app.py")]
+
+
 def cold_row(name: str, runs: list[dict[str, float]]) -> str:
     """One table row: the medians of the cold starts measured."""
-    init, first, wall = (float(np.median([r[k] for r in runs])) for k in ("init_s", "first_s", "wall_s"))
+    init, first, answer, wall = (
+        float(np.median([r[k] for r in runs])) for k in ("init_s", "first_s", "answer_s", "wall_s")
+    )
     return (
-        f"| cold start, {name}: import+init / first answer / whole process (medians) | {init:.2f} s / "
-        f"{first * 1000:.1f} ms / {wall:.2f} s | | {len(runs)} |"
+        f"| cold start, {name}: import+init / first answer / spawn to answer / whole process (medians) | "
+        f"{init:.2f} s / {first * 1000:.1f} ms / {answer:.2f} s / {wall:.2f} s | | {len(runs)} |"
     )
 
 
@@ -288,6 +340,18 @@ def main() -> int:
     # Each empty-/tmp start gets a cache folder of its own: the model and the shard come from S3 every time.
     empty = [bench_cold({**env, "RAG_CACHE_DIR": f"/tmp/rag-cold-{suffix}-{i}"}, queries[0], 1)[0] for i in range(3)]
     warm = bench_cold(env, queries[0], 4)  # these find the model and shard already in /tmp, as a warm /tmp
+    import build_layer
+
+    layer = build_layer.build(REPO / "build" / "layer")
+    python = build_layer.runtime_python()
+    layer_rows: list[tuple[str, list[dict[str, float]]]] = []
+    if python is not None:  # as Lambda starts: the built layer, with and without its bytecode, /tmp empty
+        bare = build_layer.build(Path(f"/tmp/rag-bench-{suffix}-bare-layer"), bytecode=False)
+        for n, (name, built) in enumerate((("the built layer", layer), ("the layer without bytecode", bare))):
+            command = layer_cold_command(built, python)
+            caches = [f"/tmp/rag-cold-{suffix}-layer{n}-{i}" for i in range(3)]
+            runs = [bench_cold({**env, "RAG_CACHE_DIR": cache}, queries[0], 1, command)[0] for cache in caches]
+            layer_rows.append((f"empty /tmp, {name} in {Path(python).name} -I -S (as Lambda imports it)", runs))
 
     remember(rt, queries, args.memory_votes)  # from here on, v0 serves with a feedback memory
     memory_rows: list[tuple[str, list[float]]] = []
@@ -313,9 +377,6 @@ def main() -> int:
         memory_rows.append((name, ms))
     cold_memory = bench_cold(env, queries[0], 3)
 
-    import build_layer
-
-    layer = build_layer.build(REPO / "build" / "layer")
     layer_mb = build_layer.size(layer) / 1e6
     parts = sorted(
         ((build_layer.size(p) if p.is_dir() else p.stat().st_size, p.name) for p in layer.iterdir()), reverse=True
@@ -338,6 +399,10 @@ def main() -> int:
     print(cold_row("empty /tmp", empty))
     print(cold_row("artifacts in /tmp", warm))
     print(cold_row(f"artifacts in /tmp, memory of {args.memory_votes} votes", cold_memory))
+    for name, runs in layer_rows:
+        print(cold_row(name, runs))
+    if python is None:
+        print(f"| cold start from the built layer | not measured: no {build_layer.RUNTIME} here | | |")
     print(f"| torch imported by the serving process | {any(c['torch'] for c in empty + warm + cold_memory)} | | |")
     print(f"\nServe layer (`make layer`: what the ask Lambda carries besides the runtime's boto3): {layer_mb:.1f} MB")
     for part_size, name in parts[:6]:

@@ -5,6 +5,10 @@ dependencies: the versions installed in this environment (so the versions the te
 the Lambda runtime (RUNTIME: its CPython, x86_64 manylinux), which need not be this interpreter's.
 Pruned: files serving never imports (onnxruntime's C-API library and its quantisation/transformers tools,
 numpy's tests and build tools, type stubs, caches). Extension modules are stripped of their symbols.
+Bytecode: Lambda's /opt is read-only, so a layer without .pyc files compiles every module it imports at every
+cold start. The modules serving imports are compiled by the runtime's Python (hash-based .pyc, valid whatever
+the zip does to file times): ours beside their source, the dependencies' in place of it (sourceless), which
+keeps the layer's size where it was.
 boto3/botocore are not counted: the Lambda Python runtime provides them. Chalice is vendored into the
 function package (app.py + __init__.py), as `chalice package` does.
 
@@ -23,6 +27,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -117,7 +122,8 @@ def size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def build(out: Path) -> Path:
+def build(out: Path, bytecode: bool = True) -> Path:
+    """The serve layer in out/python; `bytecode=False` leaves it without .pyc files (to measure what they save)."""
     py = out / "python"
     shutil.rmtree(out, ignore_errors=True)
     py.mkdir(parents=True)
@@ -132,6 +138,13 @@ def build(out: Path) -> Path:
             if so.parent.name.endswith(".libs"):
                 continue  # auditwheel-patched libraries break when stripped
             subprocess.run([strip, "--strip-unneeded", str(so)], check=False, capture_output=True)
+    python = runtime_python()
+    if not bytecode:
+        pass
+    elif python is None:
+        print(f"bytecode skipped: no {RUNTIME} on this machine to compile the layer with (it still works)")
+    else:
+        print(f"compiled the {compile_serving(py, python)} modules serving imports, with {python}")
     return py
 
 
@@ -154,11 +167,55 @@ def runtime_python() -> str | None:
     return None
 
 
-CHECK = """
-import json, sys
-sys.path[:0] = [sys.argv[1], sys.argv[2]]
+# What the ask Lambda imports before it answers (functions/api/app.py, then the live pair's adapters).
+SERVING_IMPORTS = """
 import rag_autotune.http_api, rag_autotune.adapters.onnx_encoder, rag_autotune.adapters.qdrant_edge
 import rag_autotune.adapters.s3, rag_autotune.adapters.dynamodb, rag_autotune.static_files, rag_autotune.openapi
+import rag_autotune.runtime, rag_autotune.observability, rag_autotune.memory
+"""
+
+COMPILE = (
+    """
+import json, os, py_compile, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+"""
+    + SERVING_IMPORTS
+    + """
+layer = os.path.realpath(sys.argv[1]) + os.sep
+ours = layer + "rag_autotune" + os.sep
+files = {os.path.realpath(f) for m in list(sys.modules.values()) if (f := getattr(m, "__file__", None))}
+served = sorted(f for f in files if f.startswith(layer) and f.endswith(".py"))
+mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
+for f in served:
+    if f.startswith(ours):  # beside the source (__pycache__): our tracebacks keep their lines
+        py_compile.compile(f, doraise=True, invalidation_mode=mode)
+    else:  # in place of the source, where Python looks for a sourceless module
+        py_compile.compile(f, cfile=f[:-3] + ".pyc", doraise=True, invalidation_mode=mode)
+        os.remove(f)
+print(json.dumps({"compiled": len(served)}))
+"""
+)
+
+
+def compile_serving(py: Path, python: str) -> int:
+    """Compile the modules serving imports, with `python` (RUNTIME's version); returns how many."""
+    with tempfile.TemporaryDirectory() as tmp:  # not beside the layer: sam zips all of its folder
+        runtime = runtime_dir(Path(tmp) / "runtime")
+        cmd = [python, "-S", "-B", "-c", COMPILE, str(py), str(runtime)]  # -B: no __pycache__ of its imports
+        out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"cannot compile the layer's serving modules:\n{out.stderr[-3000:]}")
+    compiled: int = json.loads(out.stdout.strip().splitlines()[-1])["compiled"]
+    return compiled
+
+
+CHECK = (
+    """
+import json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+"""
+    + SERVING_IMPORTS
+    + """
 import numpy as np
 from rag_autotune.adapters.onnx_encoder import OnnxEncoder
 enc = OnnxEncoder(sys.argv[3], "v0")
@@ -171,15 +228,21 @@ assert mem.boosts(v[0], 0.0)["open.2"] > 0 and not mem.boosts(v[1], 0.0)
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'huggingface_hub'))
 print(json.dumps({"ok": True, "heavy": heavy}))
 """
+)
+
+
+def runtime_dir(runtime: Path) -> Path:
+    """boto3 and chalice in `runtime` (made afresh), as the Lambda runtime and the function package provide them."""
+    shutil.rmtree(runtime, ignore_errors=True)
+    for name in ("boto3", "botocore", "s3transfer", "python-dateutil", "six", "urllib3", "chalice"):
+        copy_dist(name, runtime)  # pure Python: this environment's copy serves any runtime version
+    return runtime
 
 
 def check(py: Path, model: Path, python: str) -> dict[str, object]:
     """Import the serving modules from the layer alone (-S: no site-packages) with `python` (RUNTIME's
     version), boto3 and chalice beside it as the runtime and the function package would provide them."""
-    runtime = py.parent / "runtime"
-    shutil.rmtree(runtime, ignore_errors=True)
-    for name in ("boto3", "botocore", "s3transfer", "python-dateutil", "six", "urllib3", "chalice"):
-        copy_dist(name, runtime)  # pure Python: this environment's copy serves any runtime version
+    runtime = runtime_dir(py.parent / "runtime")
     out = subprocess.run([python, "-S", "-c", CHECK, str(py), str(runtime), str(model)], capture_output=True, text=True)
     if out.returncode:
         raise RuntimeError(f"the layer does not import on its own:\n{out.stderr[-3000:]}")

@@ -1,6 +1,7 @@
 """The Lambda layers. The serve layer is self-sufficient: built from the Lambda runtime's wheels, it imports
 and encodes in a process of the runtime's Python version with no site-packages at all (boto3 and chalice
-beside it, as the runtime provides them), without tune/ or training/. The tune layer is rag_autotune/tune."""
+beside it, as the runtime provides them), without tune/ or training/, from the bytecode it ships. The tune
+layer is rag_autotune/tune."""
 
 from __future__ import annotations
 
@@ -32,6 +33,12 @@ def test_serve_layer_imports_and_encodes_alone(tmp_path: Path) -> None:
     assert not (py / "torch").exists()
     version = build_layer.PYTHON_VERSION.replace(".", "")
     assert list((py / "pydantic_core").glob(f"_pydantic_core.cpython-{version}-x86_64-linux-gnu.so"))
+    # Lambda's /opt is read-only: the modules serving imports come compiled (ours beside their source, the
+    # dependencies' in its place), so that no cold start compiles them.
+    tag = f"cpython-{version}"
+    assert (py / "rag_autotune" / "__pycache__" / f"http_api.{tag}.pyc").exists()
+    assert (py / "pydantic" / "main.pyc").exists() and not (py / "pydantic" / "main.py").exists()
+    assert (py / "rag_autotune" / "cli.py").exists() and not list(py.rglob(f"cli.{tag}.pyc"))  # not served
     result = build_layer.check(py, exported_base_int8(), build_layer.runtime_python())
     assert result == {"ok": True, "heavy": []}
     assert build_layer.size(py) < 250e6  # Lambda's limit for a function and its layers, unzipped
