@@ -122,9 +122,12 @@ def makefile(functions: list[str]) -> str:
     )
 
 
-def _copy_into(src: Path, dest: Path) -> None:
+def _copy_into(src: Path, dest: Path, bytecode: bool = False) -> None:
+    """src (a file, or a folder's contents) into dest; `bytecode` keeps .pyc files: a built layer's are part
+    of it (build_layer.py), while a source folder's are this machine's leftovers."""
     if src.is_dir():
-        shutil.copytree(src, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        ignore = None if bytecode else shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(src, dest, dirs_exist_ok=True, ignore=ignore)
     else:
         shutil.copy2(src, dest / src.name)
 
@@ -189,7 +192,7 @@ def materialise(
         if folder == p.train:
             install_train(dest, python, torch_index)
         for layer in p.layers.get(folder, []):
-            _copy_into(built[layer], dest)
+            _copy_into(built[layer], dest, bytecode=True)
     (out / "template.json").write_text(json.dumps(p.template, indent=1) + "\n")
 
 

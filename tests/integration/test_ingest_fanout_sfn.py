@@ -71,7 +71,8 @@ def test_a_large_ingest_runs_through_the_ingest_state_machine(world: dict) -> No
     assert [c.doc_id for c in chunks][: report.reused] == ["doc0"] * report.reused  # the merge's order
     got = index.vectors(report.index_version, {embed_hash(c) for c in chunks})
     expected = HashEncoder("v0").encode([embed_text(c) for c in chunks])
-    assert all(abs(float(got[embed_hash(c)] @ row) - 1.0) < 1e-5 for c, row in zip(chunks, expected, strict=True))
+    # stored at half precision: the same vector to about three significant digits
+    assert all(abs(float(got[embed_hash(c)] @ row) - 1.0) < 1e-3 for c, row in zip(chunks, expected, strict=True))
     assert store.list_keys("jobs/") == []
 
 

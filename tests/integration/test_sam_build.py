@@ -24,6 +24,7 @@ def test_sam_builds_the_ask_function_and_its_layer(tmp_path: Path) -> None:
     assert (layer / "rag_autotune" / "http_api.py").is_file() and (layer / "chalice" / "app.py").is_file()
     assert not (layer / "torch").exists() and not (layer / "rag_autotune" / "training").exists()
     assert not (layer / "rag_autotune" / "tune").exists()
+    assert (layer / "pydantic" / "main.pyc").is_file()  # the layer's bytecode (build_layer.py) survives sam
     assert {"app.py", "openapi.json"} <= {p.name for p in function.iterdir()}
     assert (function / "web" / "widget.js").is_file()
     assert sizes["ServeLayer"] + sizes["ApiFunction"] < 250 * 1024 * 1024  # Lambda's unzipped limit
