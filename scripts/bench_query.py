@@ -12,7 +12,8 @@
   moto process and on the same 2 cores as the measured API, which AWS's DynamoDB would not;
 - cold start: a fresh process importing the API module (loading the live encoder and shard) and answering,
   the median of three with an empty /tmp (everything from S3), of four with /tmp warm, and of three with the
-  memory;
+  memory; then, as Lambda imports it, from the built serve layer in the runtime's Python (python3.13, when
+  this machine has one), with and without the layer's bytecode;
 - the installed size of what the ask Lambda's layer carries;
 - the embedded default as `make run` starts it (scripts/bench_up.py): /ask quiet, during a burst of votes,
   right after it, and during a tune run (`--only-up` runs only these rows).
