@@ -12,6 +12,7 @@
 6. The feedback memory (issue 7; --no-memory skips it): the rows base, base + memory (seconds after the votes,
    as /ask serves them), tuned, tuned + memory, then a second round (the users re-ask, vote on what they now
    see) and the /ask p99 with 10k remembered votes. Each simulated user votes under their own user_id.
+   --second-night then runs a second tune on both rounds' votes: the product's "within 48 hours".
 
 With --force-swap the run's gate margin is -1, so the candidate goes live whatever the held-out feedback
 says: the "after" columns then measure the trained candidate itself, and the script also prints what the
@@ -201,7 +202,12 @@ def main() -> int:
     ap.add_argument("--force-swap", action="store_true", help="gate margin -1: measure the candidate itself")
     ap.add_argument("--no-memory", action="store_true", help="skip the feedback memory rows and the second round")
     ap.add_argument("--memory-votes", type=int, default=10_000, help="remembered votes for the /ask p99 check")
+    ap.add_argument(
+        "--second-night", action="store_true", help="after round 2, a second tune run on both rounds' votes"
+    )
     args = ap.parse_args()
+    if args.second_night and args.no_memory:
+        ap.error("--second-night trains on the second round's votes, which --no-memory skips")
 
     docs, queries = load_corpus(args)
     bench, corpus = voting_stack(
@@ -257,6 +263,14 @@ def main() -> int:
         time.sleep(settings.memory_refresh_s + 0.5)
         add_row(f"tuned + memory, after round 2 (+{round2_votes} votes)", served_quality(api_module, sets))
         print(f"second round: {round2_votes} votes ({time.perf_counter() - t:.0f} s)", flush=True)
+        if args.second_night:  # the next night: a tune run on both rounds' votes (48 hours after the first)
+            t = time.perf_counter()
+            cli.main(["tune", "--wait", "--timeout", "3600"])
+            night2 = list_runs(rt.store, 1)[0]
+            time.sleep(settings.manifest_ttl_s + 0.5)
+            status = night2["status"] if night2["status"] == "SWAPPED" else f"{night2['status']}: live unchanged"
+            add_row(f"night 2 ({status}, {time.perf_counter() - t:.0f} s): tuned", quality(rt, sets))
+            add_row("night 2: tuned + memory", served_quality(api_module, sets))
         remembered = remember_synthetic(api_module, rt, [q["query"] for q in queries], args.memory_votes)
         p99_memory = ask_p99(client, [q["query"] for q in heldout])
     run_report = json.loads(rt.store.get_bytes(f"runs/{run['run_id']}/report.json")) if run.get("metrics") else {}
