@@ -244,20 +244,22 @@ def bench_cold(
             [*script, json.dumps(event(query)), *extra],
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # one pipe, read as it comes: a full second pipe could block the child
             text=True,
         )
         assert p.stdout is not None
         r: dict[str, float] = {}
+        seen: list[str] = []
         for line in p.stdout:  # the API's own log lines come first
+            seen.append(line)
             if line.startswith('{"init_s"'):
                 r = json.loads(line)
                 r["answer_s"] = time.perf_counter() - t
                 break
-        stdout, stderr = p.communicate(timeout=120)
+        rest, _ = p.communicate(timeout=120)
         r["wall_s"] = time.perf_counter() - t
         if p.returncode or "init_s" not in r:
-            raise RuntimeError((stdout + stderr)[-2000:])
+            raise RuntimeError(("".join(seen) + rest)[-2000:])
         out.append(r)
     return out
 

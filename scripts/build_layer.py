@@ -138,13 +138,12 @@ def build(out: Path, bytecode: bool = True) -> Path:
             if so.parent.name.endswith(".libs"):
                 continue  # auditwheel-patched libraries break when stripped
             subprocess.run([strip, "--strip-unneeded", str(so)], check=False, capture_output=True)
-    python = runtime_python()
-    if not bytecode:
-        pass
-    elif python is None:
-        print(f"bytecode skipped: no {RUNTIME} on this machine to compile the layer with (it still works)")
-    else:
-        print(f"compiled the {compile_serving(py, python)} modules serving imports, with {python}")
+    if bytecode:
+        python = runtime_python()
+        if python is None:
+            print(f"bytecode skipped: no {RUNTIME} on this machine to compile the layer with (it still works)")
+        else:
+            print(f"compiled the {compile_serving(py, python)} modules serving imports, with {python}")
     return py
 
 
