@@ -29,6 +29,7 @@ import http.client
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -264,15 +265,20 @@ def bench_cold(
     return out
 
 
-def layer_cold_command(layer: Path, python: str) -> tuple[list[str], list[str]]:
-    """The command of a cold start from the built layer, with boto3/chalice beside it compiled as the Lambda
-    runtime's own packages are (-I -S: no site-packages, no PYTHON* variables; -B: nothing written)."""
+def lambda_runtime(python: str, where: Path) -> Path:
+    """boto3/chalice in `where`, compiled by `python` as the Lambda runtime's own packages are."""
     import build_layer
 
-    runtime = build_layer.runtime_dir(layer.parent / "cold-runtime")
+    runtime = build_layer.runtime_dir(where)
     subprocess.run(
         [python, "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(runtime)], check=True
     )
+    return runtime
+
+
+def layer_cold_command(layer: Path, python: str, runtime: Path) -> tuple[list[str], list[str]]:
+    """The command of a cold start from the built layer with `runtime` beside it (-I -S: no site-packages, no
+    PYTHON* variables; -B: nothing written)."""
     return [python, "-I", "-S", "-B", "-c", COLD_LAYER], [str(layer), str(runtime), str(REPO / "functions/api/app.py")]
 
 
@@ -345,13 +351,16 @@ def main() -> int:
     warm = bench_cold(env, queries[0], 4)  # these find the model and shard already in /tmp, as a warm /tmp
     import build_layer
 
-    layer = build_layer.build(REPO / "build" / "layer")
     python = build_layer.runtime_python()
+    layer = build_layer.build(REPO / "build" / "layer", bytecode=False)  # compiled below, once copied without
     layer_rows: list[tuple[str, list[dict[str, float]]]] = []
     if python is not None:  # as Lambda starts: the built layer, with and without its bytecode, /tmp empty
-        bare = build_layer.build(Path(f"/tmp/rag-bench-{suffix}-bare-layer"), bytecode=False)
+        bare = Path(f"/tmp/rag-bench-{suffix}-bare-layer/python")
+        shutil.copytree(layer, bare)  # the same build before its bytecode: one wheel install, not two
+        build_layer.compile_serving(layer, python)
+        runtime = lambda_runtime(python, Path(f"/tmp/rag-bench-{suffix}-runtime"))
         for n, (name, built) in enumerate((("the built layer", layer), ("the layer without bytecode", bare))):
-            command = layer_cold_command(built, python)
+            command = layer_cold_command(built, python, runtime)
             caches = [f"/tmp/rag-cold-{suffix}-layer{n}-{i}" for i in range(3)]
             runs = [bench_cold({**env, "RAG_CACHE_DIR": cache}, queries[0], 1, command)[0] for cache in caches]
             layer_rows.append((f"empty /tmp, {name} in {Path(python).name} -I -S (as Lambda imports it)", runs))

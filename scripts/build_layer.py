@@ -8,7 +8,7 @@ numpy's tests and build tools, type stubs, caches). Extension modules are stripp
 Bytecode: Lambda's /opt is read-only, so a layer without .pyc files compiles every module it imports at every
 cold start. The modules serving imports are compiled by the runtime's Python (hash-based .pyc, valid whatever
 the zip does to file times): ours beside their source, the dependencies' in place of it (sourceless), which
-keeps the layer's size where it was.
+keeps the layer within its size budget.
 boto3/botocore are not counted: the Lambda Python runtime provides them. Chalice is vendored into the
 function package (app.py + __init__.py), as `chalice package` does.
 
